@@ -1,0 +1,2 @@
+//! hs2-proxy: a session-aware HiveServer2 proxy for Impala.
+pub mod thrift;

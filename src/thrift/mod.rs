@@ -1,0 +1,170 @@
+//! Thrift binary protocol and transport framing, sans I/O.
+//!
+//! - [`scanner`]: a resumable, copy-free walker that finds where one message ends and captures the few
+//!   fields the proxy routes by, while the rest of the bytes stream past.
+//! - [`value`]: a small dynamic value model that encodes and decodes *complete* messages; used for the
+//!   replies the proxy synthesizes, health probes, the mock impalad and tests. Never on the relay path.
+//! - [`framing`]: telling transports apart from the first bytes, frame and SASL negotiation codecs.
+//!
+//! No I/O happens in this module: callers own the sockets and buffers.
+
+pub mod framing;
+pub mod scanner;
+pub mod value;
+
+use std::fmt;
+
+/// Wire type ids of the binary protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum TType {
+    Stop = 0,
+    Bool = 2,
+    Byte = 3,
+    Double = 4,
+    I16 = 6,
+    I32 = 8,
+    I64 = 10,
+    String = 11,
+    Struct = 12,
+    Map = 13,
+    Set = 14,
+    List = 15,
+}
+
+impl TType {
+    pub fn from_u8(b: u8) -> Option<TType> {
+        Some(match b {
+            0 => TType::Stop,
+            2 => TType::Bool,
+            3 => TType::Byte,
+            4 => TType::Double,
+            6 => TType::I16,
+            8 => TType::I32,
+            10 => TType::I64,
+            11 => TType::String,
+            12 => TType::Struct,
+            13 => TType::Map,
+            14 => TType::Set,
+            15 => TType::List,
+            _ => return None,
+        })
+    }
+
+    /// Encoded size of a fixed-width value, `None` for variable-width types.
+    pub fn fixed_width(self) -> Option<u64> {
+        match self {
+            TType::Bool | TType::Byte => Some(1),
+            TType::I16 => Some(2),
+            TType::I32 => Some(4),
+            TType::Double | TType::I64 => Some(8),
+            _ => None,
+        }
+    }
+}
+
+/// The message kinds of the binary protocol's strict header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageKind {
+    Call = 1,
+    Reply = 2,
+    Exception = 3,
+    Oneway = 4,
+}
+
+impl MessageKind {
+    pub fn from_u8(b: u8) -> Option<MessageKind> {
+        Some(match b {
+            1 => MessageKind::Call,
+            2 => MessageKind::Reply,
+            3 => MessageKind::Exception,
+            4 => MessageKind::Oneway,
+            _ => return None,
+        })
+    }
+}
+
+/// `80 01`: the version bytes that open every strict binary-protocol message.
+pub const BINARY_VERSION_1: u16 = 0x8001;
+
+/// The header of one message: method name, kind and sequence id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageHeader {
+    pub name: String,
+    pub kind: MessageKind,
+    pub seqid: i32,
+}
+
+impl MessageHeader {
+    pub fn new(name: &str, kind: MessageKind, seqid: i32) -> MessageHeader {
+        MessageHeader { name: name.to_string(), kind, seqid }
+    }
+}
+
+/// Bounds on every number a peer controls while a message is scanned or decoded.
+///
+/// Each one turns a hostile or broken peer into a typed error instead of unbounded memory or recursion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message (header and body) accepted, in bytes.
+    pub max_message_bytes: u64,
+    /// Deepest nesting of structs and containers.
+    pub max_depth: usize,
+    /// Most elements in one list, set or map.
+    pub max_container_len: u32,
+}
+
+/// Method names longer than this are not HS2 methods: refuse before buffering them.
+pub const MAX_METHOD_NAME_BYTES: usize = 256;
+
+/// At most this many bytes of a captured string are kept; the rest streams past.
+/// Error texts are matched on their beginning, handles are 16 bytes.
+pub const MAX_CAPTURE_BYTES: usize = 4096;
+
+impl Limits {
+    /// Defaults for requests from clients: a statement text is far below this.
+    pub const REQUEST: Limits =
+        Limits { max_message_bytes: 64 << 20, max_depth: 64, max_container_len: 1 << 20 };
+    /// Defaults for replies from backends: result batches can be large, but they stream through.
+    pub const REPLY: Limits =
+        Limits { max_message_bytes: 4 << 30, max_depth: 64, max_container_len: 1 << 27 };
+}
+
+/// Why a byte stream is not an acceptable Thrift message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("not a strict binary-protocol message (first bytes {0:02x} {1:02x})")]
+    BadVersion(u8, u8),
+    #[error("unknown message kind {0}")]
+    BadMessageKind(u8),
+    #[error("method name of {0} bytes exceeds {MAX_METHOD_NAME_BYTES}")]
+    NameTooLong(i64),
+    #[error("method name is not UTF-8")]
+    NameNotUtf8,
+    #[error("unknown field type {0}")]
+    BadType(u8),
+    #[error("negative length {0}")]
+    NegativeLength(i32),
+    #[error("message exceeds the limit of {0} bytes")]
+    TooLarge(u64),
+    #[error("container of {0} elements exceeds the limit of {1}")]
+    ContainerTooLong(i64, u32),
+    #[error("nesting deeper than {0}")]
+    TooDeep(usize),
+    #[error("message ends early")]
+    Truncated,
+    #[error("{0}")]
+    Other(String),
+}
+
+impl fmt::Display for MessageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            MessageKind::Call => "call",
+            MessageKind::Reply => "reply",
+            MessageKind::Exception => "exception",
+            MessageKind::Oneway => "oneway",
+        };
+        f.write_str(name)
+    }
+}

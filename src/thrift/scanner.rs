@@ -1,0 +1,392 @@
+//! A resumable scanner for one binary-protocol message. No I/O, no copies of the stream.
+//!
+//! The proxy never decodes a whole message: it needs to know where a message ends (unframed transports
+//! have no length prefix), and the values of a few fields (handles, the status code, the error text).
+//! [`Scanner::feed`] walks the bytes it is given with an explicit stack, consumes every value it can
+//! finish, and says how many bytes it consumed: those bytes may be forwarded at once, so a 100 MB reply
+//! streams through in buffer-sized pieces. Values that straddle the end of the input wait for more bytes,
+//! except long strings and runs of fixed-width list elements, which are skipped piecewise.
+//!
+//! Fields are named by their *path* of field ids from the message body (the args or result struct):
+//! `[1, 1, 1, 1]` is `args.req.sessionHandle.sessionId.guid`. List, set and map elements are never on a
+//! path, so a capture cannot match inside a container.
+
+use super::{Limits, MessageHeader, MessageKind, ProtocolError, TType, MAX_CAPTURE_BYTES, MAX_METHOD_NAME_BYTES};
+
+/// A path of field ids from the message body.
+pub type FieldPath = &'static [i16];
+
+/// A captured scalar value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scalar {
+    Bool(bool),
+    /// byte, i16, i32 and i64 alike.
+    Int(i64),
+    Double(f64),
+    /// A string or binary, at most [`MAX_CAPTURE_BYTES`] of it.
+    Bytes(Vec<u8>),
+}
+
+impl Scalar {
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Scalar::Int(v) => Some(*v),
+            _ => None,
+        }
+    }
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Scalar::Bool(v) => Some(*v),
+            _ => None,
+        }
+    }
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Scalar::Bytes(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// Marks a container element on the current path: no capture path contains it.
+const ELEMENT: i16 = i16::MIN;
+
+#[derive(Debug)]
+enum Frame {
+    Struct,
+    List { elem: TType, left: u32 },
+    Map { key: TType, val: TType, left: u32, at_key: bool },
+}
+
+#[derive(Debug)]
+enum Step {
+    Header,
+    FieldHeader,
+    Value(TType),
+    /// Bytes of a string (or a run of fixed-width elements) still to pass; captured into `found[i]`.
+    Blob { left: u64, capture: Option<usize> },
+    Done,
+}
+
+/// Scans one message; create a new one (or [`Scanner::reset`]) for the next.
+#[derive(Debug)]
+pub struct Scanner {
+    limits: Limits,
+    captures: Vec<FieldPath>,
+    found: Vec<Option<Scalar>>,
+    header: Option<MessageHeader>,
+    stack: Vec<Frame>,
+    path: Vec<i16>,
+    step: Step,
+    consumed: u64,
+}
+
+impl Scanner {
+    /// A scanner that records the scalar values found at `captures`.
+    pub fn new(limits: Limits, captures: &[FieldPath]) -> Scanner {
+        Scanner {
+            limits,
+            captures: captures.to_vec(),
+            found: vec![None; captures.len()],
+            header: None,
+            stack: Vec::new(),
+            path: Vec::new(),
+            step: Step::Header,
+            consumed: 0,
+        }
+    }
+
+    /// Starts over for the next message with other captures, keeping the allocations.
+    pub fn reset(&mut self, captures: &[FieldPath]) {
+        self.captures.clear();
+        self.captures.extend_from_slice(captures);
+        self.found.clear();
+        self.found.resize(captures.len(), None);
+        self.header = None;
+        self.stack.clear();
+        self.path.clear();
+        self.step = Step::Header;
+        self.consumed = 0;
+    }
+
+    /// The header, once its bytes have been consumed.
+    pub fn header(&self) -> Option<&MessageHeader> {
+        self.header.as_ref()
+    }
+
+    /// True when the whole message has been consumed.
+    pub fn is_done(&self) -> bool {
+        matches!(self.step, Step::Done)
+    }
+
+    /// Bytes consumed so far in this message.
+    pub fn consumed(&self) -> u64 {
+        self.consumed
+    }
+
+    /// The value captured for `captures[i]`, if the message had that field.
+    pub fn found(&self, i: usize) -> Option<&Scalar> {
+        self.found.get(i).and_then(|v| v.as_ref())
+    }
+
+    /// Consumes as much of `input` as can be finished; returns how many bytes that was.
+    ///
+    /// Stops at the end of the message: bytes after it belong to the next one and are not consumed.
+    /// `Ok(n)` with `!is_done()` means "give me the rest of the input after `n` plus more bytes".
+    pub fn feed(&mut self, input: &[u8]) -> Result<usize, ProtocolError> {
+        let mut pos = 0;
+        loop {
+            let avail = &input[pos..];
+            let used = match self.step {
+                Step::Done => break,
+                Step::Header => self.header_step(avail)?,
+                Step::FieldHeader => self.field_header_step(avail)?,
+                Step::Value(t) => self.value_step(t, avail)?,
+                Step::Blob { left, capture } => self.blob_step(left, capture, avail),
+            };
+            match used {
+                Some(n) => {
+                    pos += n;
+                    self.consumed += n as u64;
+                    if self.consumed > self.limits.max_message_bytes {
+                        return Err(ProtocolError::TooLarge(self.limits.max_message_bytes));
+                    }
+                }
+                None => break,
+            }
+        }
+        Ok(pos)
+    }
+
+    /// Every step returns `Some(bytes used)` or `None` when it needs more input than `avail`.
+    fn header_step(&mut self, avail: &[u8]) -> Result<Option<usize>, ProtocolError> {
+        if avail.len() < 8 {
+            return Ok(None);
+        }
+        if avail[0] != 0x80 || avail[1] != 0x01 {
+            return Err(ProtocolError::BadVersion(avail[0], avail[1]));
+        }
+        let kind = MessageKind::from_u8(avail[3]).ok_or(ProtocolError::BadMessageKind(avail[3]))?;
+        let name_len = be_i32(&avail[4..8]);
+        if name_len < 0 || name_len as usize > MAX_METHOD_NAME_BYTES {
+            return Err(ProtocolError::NameTooLong(name_len as i64));
+        }
+        let total = 8 + name_len as usize + 4;
+        if avail.len() < total {
+            return Ok(None);
+        }
+        let name = std::str::from_utf8(&avail[8..8 + name_len as usize]).map_err(|_| ProtocolError::NameNotUtf8)?;
+        let seqid = be_i32(&avail[total - 4..total]);
+        self.header = Some(MessageHeader { name: name.to_string(), kind, seqid });
+        self.step = Step::Value(TType::Struct);
+        Ok(Some(total))
+    }
+
+    fn field_header_step(&mut self, avail: &[u8]) -> Result<Option<usize>, ProtocolError> {
+        let Some(&type_byte) = avail.first() else { return Ok(None) };
+        if type_byte == TType::Stop as u8 {
+            self.stack.pop();
+            self.value_done();
+            return Ok(Some(1));
+        }
+        if avail.len() < 3 {
+            return Ok(None);
+        }
+        let t = TType::from_u8(type_byte).ok_or(ProtocolError::BadType(type_byte))?;
+        let id = i16::from_be_bytes([avail[1], avail[2]]);
+        self.path.push(id);
+        self.step = Step::Value(t);
+        Ok(Some(3))
+    }
+
+    fn value_step(&mut self, t: TType, avail: &[u8]) -> Result<Option<usize>, ProtocolError> {
+        if let Some(width) = t.fixed_width() {
+            let width = width as usize;
+            if avail.len() < width {
+                return Ok(None);
+            }
+            self.record_fixed(t, &avail[..width]);
+            self.value_done();
+            return Ok(Some(width));
+        }
+        match t {
+            TType::String => {
+                if avail.len() < 4 {
+                    return Ok(None);
+                }
+                let len = self.checked_len(be_i32(&avail[..4]))?;
+                let capture = self.capture_index();
+                if let Some(i) = capture {
+                    self.found[i] = Some(Scalar::Bytes(Vec::new()));
+                }
+                self.step = Step::Blob { left: len as u64, capture };
+                Ok(Some(4))
+            }
+            TType::Struct => {
+                self.push(Frame::Struct)?;
+                self.step = Step::FieldHeader;
+                Ok(Some(0))
+            }
+            TType::List | TType::Set => {
+                if avail.len() < 5 {
+                    return Ok(None);
+                }
+                let elem = TType::from_u8(avail[0]).ok_or(ProtocolError::BadType(avail[0]))?;
+                let count = self.checked_count(be_i32(&avail[1..5]))?;
+                self.start_container(Frame::List { elem, left: count }, count, elem.fixed_width())?;
+                Ok(Some(5))
+            }
+            TType::Map => {
+                if avail.len() < 6 {
+                    return Ok(None);
+                }
+                let key = TType::from_u8(avail[0]).ok_or(ProtocolError::BadType(avail[0]))?;
+                let val = TType::from_u8(avail[1]).ok_or(ProtocolError::BadType(avail[1]))?;
+                let count = self.checked_count(be_i32(&avail[2..6]))?;
+                let pair_width = key.fixed_width().zip(val.fixed_width()).map(|(k, v)| k + v);
+                self.start_container(Frame::Map { key, val, left: count, at_key: true }, count, pair_width)?;
+                Ok(Some(6))
+            }
+            TType::Stop => Err(ProtocolError::BadType(0)),
+            _ => Err(ProtocolError::Other(format!("unhandled type {t:?}"))),
+        }
+    }
+
+    fn blob_step(&mut self, left: u64, capture: Option<usize>, avail: &[u8]) -> Option<usize> {
+        if left == 0 {
+            self.value_done();
+            return Some(0);
+        }
+        if avail.is_empty() {
+            return None;
+        }
+        let n = (left.min(avail.len() as u64)) as usize;
+        if let Some(Some(Scalar::Bytes(buf))) = capture.map(|i| &mut self.found[i]) {
+            let room = MAX_CAPTURE_BYTES.saturating_sub(buf.len()).min(n);
+            buf.extend_from_slice(&avail[..room]);
+        }
+        self.step = Step::Blob { left: left - n as u64, capture };
+        Some(n)
+    }
+
+    /// Containers of fixed-width elements are skipped as one blob: no per-element work.
+    fn start_container(&mut self, frame: Frame, count: u32, elem_width: Option<u64>) -> Result<(), ProtocolError> {
+        if count == 0 {
+            self.value_done();
+            return Ok(());
+        }
+        if let Some(w) = elem_width {
+            self.step = Step::Blob { left: w * count as u64, capture: None };
+            return Ok(());
+        }
+        let first = match frame {
+            Frame::List { elem, .. } => elem,
+            Frame::Map { key, .. } => key,
+            Frame::Struct => TType::Struct,
+        };
+        self.push(frame)?;
+        self.path.push(ELEMENT);
+        self.step = Step::Value(first);
+        Ok(())
+    }
+
+    fn push(&mut self, frame: Frame) -> Result<(), ProtocolError> {
+        if self.stack.len() >= self.limits.max_depth {
+            return Err(ProtocolError::TooDeep(self.limits.max_depth));
+        }
+        self.stack.push(frame);
+        Ok(())
+    }
+
+    /// A value just ended: decide what comes next from the enclosing frame.
+    fn value_done(&mut self) {
+        loop {
+            match self.stack.last_mut() {
+                None => {
+                    self.step = Step::Done;
+                    return;
+                }
+                Some(Frame::Struct) => {
+                    // The value was a field of this struct: leave the field.
+                    self.path.pop();
+                    self.step = Step::FieldHeader;
+                    return;
+                }
+                Some(Frame::List { elem, left }) => {
+                    *left -= 1;
+                    if *left > 0 {
+                        self.step = Step::Value(*elem);
+                        return;
+                    }
+                }
+                Some(Frame::Map { key, val, left, at_key }) => {
+                    if *at_key {
+                        *at_key = false;
+                        self.step = Step::Value(*val);
+                        return;
+                    }
+                    *left -= 1;
+                    if *left > 0 {
+                        *at_key = true;
+                        self.step = Step::Value(*key);
+                        return;
+                    }
+                }
+            }
+            // A container ended: it is itself a value of the frame below.
+            self.stack.pop();
+            self.path.pop();
+        }
+    }
+
+    fn capture_index(&self) -> Option<usize> {
+        self.captures.iter().position(|p| *p == self.path.as_slice())
+    }
+
+    fn record_fixed(&mut self, t: TType, bytes: &[u8]) {
+        let Some(i) = self.capture_index() else { return };
+        let value = match t {
+            TType::Bool => Scalar::Bool(bytes[0] != 0),
+            TType::Byte => Scalar::Int(bytes[0] as i8 as i64),
+            TType::I16 => Scalar::Int(i16::from_be_bytes([bytes[0], bytes[1]]) as i64),
+            TType::I32 => Scalar::Int(be_i32(bytes) as i64),
+            TType::I64 => Scalar::Int(be_i64(bytes)),
+            _ => Scalar::Double(f64::from_bits(be_i64(bytes) as u64)),
+        };
+        self.found[i] = Some(value);
+    }
+
+    fn checked_len(&self, len: i32) -> Result<u32, ProtocolError> {
+        if len < 0 {
+            return Err(ProtocolError::NegativeLength(len));
+        }
+        if len as u64 > self.limits.max_message_bytes {
+            return Err(ProtocolError::TooLarge(self.limits.max_message_bytes));
+        }
+        Ok(len as u32)
+    }
+
+    fn checked_count(&self, count: i32) -> Result<u32, ProtocolError> {
+        if count < 0 {
+            return Err(ProtocolError::NegativeLength(count));
+        }
+        if count as u32 > self.limits.max_container_len {
+            return Err(ProtocolError::ContainerTooLong(count as i64, self.limits.max_container_len));
+        }
+        Ok(count as u32)
+    }
+}
+
+fn be_i32(b: &[u8]) -> i32 {
+    i32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn be_i64(b: &[u8]) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    i64::from_be_bytes(a)
+}
+
+#[cfg(test)]
+#[path = "scanner_tests.rs"]
+mod tests;

@@ -1,0 +1,156 @@
+use super::*;
+use crate::thrift::value::{encode_message, Struct, Value};
+use crate::thrift::MessageHeader;
+
+fn handle(guid: u8, secret: u8) -> Value {
+    let id = Struct::new().with(1, Value::Bytes(vec![guid; 16])).with(2, Value::Bytes(vec![secret; 16]));
+    Struct::new().with(1, id.into_value()).into_value()
+}
+
+/// A reply shaped like FetchResults with a session-like handle in front and bulky columns behind.
+fn sample_reply() -> Vec<u8> {
+    let status = Struct::new().with(1, Value::I32(3)).with(5, Value::string("Invalid session id: 1:2"));
+    let column = Struct::new()
+        .with(1, Value::List(TType::I64, (0..50).map(Value::I64).collect()))
+        .with(2, Value::Bytes(vec![0; 7]));
+    let strings = Value::List(TType::String, vec![Value::string("a"), Value::string(""), Value::string("ccc")]);
+    let body = Struct::new().with(
+        0,
+        Struct::new()
+            .with(1, status.into_value())
+            .with(2, handle(7, 9))
+            .with(3, Value::Bool(true))
+            .with(4, Value::List(TType::Struct, vec![column.into_value(), Struct::new().into_value()]))
+            .with(5, strings)
+            .with(6, Value::Map(TType::String, TType::Struct, vec![(Value::string("k"), handle(1, 1))]))
+            .with(7, Value::Map(TType::I32, TType::I64, vec![(Value::I32(1), Value::I64(2))]))
+            .with(8, Value::Double(2.5))
+            .into_value(),
+    );
+    encode_message(&MessageHeader::new("FetchResults", MessageKind::Reply, 77), &body)
+}
+
+const CAPTURES: &[FieldPath] = &[&[0, 1, 1], &[0, 1, 5], &[0, 2, 1, 1], &[0, 2, 1, 2], &[0, 3], &[0, 8], &[0, 6, 1]];
+
+fn check_found(s: &Scanner) {
+    assert_eq!(s.header().map(|h| (h.name.as_str(), h.seqid)), Some(("FetchResults", 77)));
+    assert_eq!(s.found(0), Some(&Scalar::Int(3)));
+    assert_eq!(s.found(1), Some(&Scalar::Bytes(b"Invalid session id: 1:2".to_vec())));
+    assert_eq!(s.found(2), Some(&Scalar::Bytes(vec![7; 16])));
+    assert_eq!(s.found(3), Some(&Scalar::Bytes(vec![9; 16])));
+    assert_eq!(s.found(4), Some(&Scalar::Bool(true)));
+    assert_eq!(s.found(5), Some(&Scalar::Double(2.5)));
+    // Map values are container elements: never on a path.
+    assert_eq!(s.found(6), None);
+}
+
+#[test]
+fn whole_message_at_once() {
+    let bytes = sample_reply();
+    let mut s = Scanner::new(Limits::REPLY, CAPTURES);
+    assert_eq!(s.feed(&bytes).unwrap(), bytes.len());
+    assert!(s.is_done());
+    check_found(&s);
+}
+
+#[test]
+fn split_at_every_byte_boundary() {
+    let bytes = sample_reply();
+    for split in 0..=bytes.len() {
+        let mut s = Scanner::new(Limits::REPLY, CAPTURES);
+        let mut buf = bytes[..split].to_vec();
+        let used = s.feed(&buf).unwrap();
+        buf.drain(..used);
+        assert!(!s.is_done() || split == bytes.len(), "done early at split {split}");
+        buf.extend_from_slice(&bytes[split..]);
+        let used2 = s.feed(&buf).unwrap();
+        assert_eq!(used + used2, bytes.len(), "split {split}");
+        assert!(s.is_done(), "not done at split {split}");
+        check_found(&s);
+    }
+}
+
+#[test]
+fn one_byte_at_a_time_consumes_streaming_bytes_eagerly() {
+    let bytes = sample_reply();
+    let mut s = Scanner::new(Limits::REPLY, CAPTURES);
+    let mut pending: Vec<u8> = Vec::new();
+    let mut max_pending = 0;
+    for b in &bytes {
+        pending.push(*b);
+        let used = s.feed(&pending).unwrap();
+        pending.drain(..used);
+        max_pending = max_pending.max(pending.len());
+    }
+    assert!(s.is_done());
+    assert!(pending.is_empty());
+    // Nothing larger than the method header is ever held back.
+    assert!(max_pending <= 8 + "FetchResults".len() + 4, "held back {max_pending} bytes");
+    check_found(&s);
+}
+
+#[test]
+fn stops_at_the_end_of_the_message() {
+    let mut bytes = sample_reply();
+    let len = bytes.len();
+    bytes.extend_from_slice(&sample_reply());
+    let mut s = Scanner::new(Limits::REPLY, CAPTURES);
+    assert_eq!(s.feed(&bytes).unwrap(), len);
+    s.reset(CAPTURES);
+    assert_eq!(s.feed(&bytes[len..]).unwrap(), len);
+    check_found(&s);
+}
+
+#[test]
+fn large_strings_stream_without_being_held() {
+    let big = vec![b'x'; 1 << 20];
+    let body = Struct::new().with(0, Struct::new().with(3, Value::Bytes(big)).into_value());
+    let bytes = encode_message(&MessageHeader::new("FetchResults", MessageKind::Reply, 1), &body);
+    let mut s = Scanner::new(Limits::REPLY, &[&[0, 3]]);
+    let mut fed = 0;
+    for chunk in bytes.chunks(1000) {
+        fed += s.feed(chunk).unwrap();
+    }
+    assert_eq!(fed, bytes.len());
+    // The capture keeps only a bounded prefix.
+    assert_eq!(s.found(0).and_then(Scalar::as_bytes).map(<[u8]>::len), Some(MAX_CAPTURE_BYTES));
+}
+
+#[test]
+fn limits_turn_hostile_input_into_errors() {
+    let limits = Limits { max_message_bytes: 100, max_depth: 4, max_container_len: 10 };
+    let header = |extra: &[u8]| {
+        let mut b = encode_message(&MessageHeader::new("M", MessageKind::Call, 1), &Struct::new());
+        b.pop();
+        b.extend_from_slice(extra);
+        b
+    };
+    let mut s = Scanner::new(limits, &[]);
+    assert_eq!(s.feed(&header(&[11, 0, 1, 0, 0, 1, 0])), Err(ProtocolError::TooLarge(100)));
+    let mut s = Scanner::new(limits, &[]);
+    assert_eq!(s.feed(&header(&[11, 0, 1, 0xff, 0xff, 0xff, 0xff])), Err(ProtocolError::NegativeLength(-1)));
+    let mut s = Scanner::new(limits, &[]);
+    assert!(matches!(s.feed(&header(&[15, 0, 1, 8, 0, 0, 0, 11])), Err(ProtocolError::ContainerTooLong(11, 10))));
+    let mut s = Scanner::new(limits, &[]);
+    assert_eq!(s.feed(&header(&[12, 0, 1, 12, 0, 1, 12, 0, 1, 12, 0, 1])), Err(ProtocolError::TooDeep(4)));
+    let mut s = Scanner::new(limits, &[]);
+    assert_eq!(s.feed(&header(&[99, 0, 1])), Err(ProtocolError::BadType(99)));
+    let mut s = Scanner::new(limits, &[]);
+    assert_eq!(s.feed(b"GET / HTTP/1.1\r\n"), Err(ProtocolError::BadVersion(b'G', b'E')));
+    let mut s = Scanner::new(limits, &[]);
+    assert_eq!(s.feed(&[0x80, 1, 0, 1, 0x7f, 0, 0, 0]), Err(ProtocolError::NameTooLong(0x7f00_0000)));
+}
+
+#[test]
+fn arbitrary_bytes_never_panic() {
+    // A cheap deterministic fuzz: mutate a valid message at every position.
+    let base = sample_reply();
+    for i in 0..base.len() {
+        for x in [0u8, 1, 0x7f, 0x80, 0xff] {
+            let mut b = base.clone();
+            b[i] = x;
+            let mut s = Scanner::new(Limits::REQUEST, CAPTURES);
+            let _ = s.feed(&b);
+        }
+    }
+}
