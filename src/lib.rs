@@ -1,2 +1,3 @@
 //! hs2-proxy: a session-aware HiveServer2 proxy for Impala.
+pub mod hs2;
 pub mod thrift;

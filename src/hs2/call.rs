@@ -1,0 +1,206 @@
+//! Views of requests and replies: the handles and status that routing needs, read by the scanner.
+//! No I/O; the original bytes are never re-encoded.
+
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+
+use super::handle::HandleId;
+use super::idl::{self, HandlePaths, MethodSpec};
+use crate::thrift::scanner::{FieldPath, Scanner};
+use crate::thrift::{Limits, MessageHeader, MessageKind, ProtocolError};
+
+/// A path that matches no field: stands in for a handle a method does not carry.
+const NOWHERE: FieldPath = &[];
+/// A TApplicationException's message (its body is `{1: message, 2: type}`).
+const EXCEPTION_MESSAGE: FieldPath = &[1];
+
+/// The capture lists of one method, in fixed slots (see the `SLOT_` constants).
+struct Captures {
+    request: [FieldPath; 4],
+    reply: [FieldPath; 7],
+}
+
+const SLOT_SESSION_GUID: usize = 0;
+const SLOT_SESSION_SECRET: usize = 1;
+const SLOT_OP_GUID: usize = 2;
+const SLOT_OP_SECRET: usize = 3;
+const SLOT_STATUS_CODE: usize = 4;
+const SLOT_ERROR_MESSAGE: usize = 5;
+const SLOT_EXCEPTION_MESSAGE: usize = 6;
+
+fn handle_paths(h: Option<HandlePaths>) -> [FieldPath; 2] {
+    h.map(|h| [h.guid, h.secret]).unwrap_or([NOWHERE, NOWHERE])
+}
+
+fn captures(index: usize) -> &'static Captures {
+    static ALL: OnceLock<Vec<Captures>> = OnceLock::new();
+    let all = ALL.get_or_init(|| {
+        idl::METHODS
+            .iter()
+            .map(|m| {
+                let [sg, ss] = handle_paths(m.request_session);
+                let [og, os] = handle_paths(m.request_operation);
+                let [rsg, rss] = handle_paths(m.reply_session);
+                let [rog, ros] = handle_paths(m.reply_operation);
+                let (code, msg) = m.reply_status.map(|s| (s.code, s.message)).unwrap_or((NOWHERE, NOWHERE));
+                Captures { request: [sg, ss, og, os], reply: [rsg, rss, rog, ros, code, msg, EXCEPTION_MESSAGE] }
+            })
+            .collect()
+    });
+    &all[index]
+}
+
+/// A whole client request and the handles it names.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub header: MessageHeader,
+    /// `None` for a method the IDL does not know.
+    pub method: Option<&'static MethodSpec>,
+    pub session: Option<HandleId>,
+    pub operation: Option<HandleId>,
+    /// The original bytes, forwarded unchanged.
+    pub bytes: Bytes,
+}
+
+impl Request {
+    /// Reads the handles out of one complete request message.
+    pub fn parse(bytes: Bytes, limits: Limits) -> Result<Request, ProtocolError> {
+        let mut scanner = Scanner::new(limits, &[]);
+        scanner.feed(&bytes)?;
+        let header = scanner.header().cloned().ok_or(ProtocolError::Truncated)?;
+        let index = idl::method_index(&header.name);
+        let (mut session, mut operation) = (None, None);
+        if let Some(i) = index {
+            let mut scanner = Scanner::new(limits, &captures(i).request);
+            let used = scanner.feed(&bytes)?;
+            if !scanner.is_done() || used != bytes.len() {
+                return Err(ProtocolError::Truncated);
+            }
+            session = HandleId::from_captures(scanner.found(SLOT_SESSION_GUID), scanner.found(SLOT_SESSION_SECRET));
+            operation = HandleId::from_captures(scanner.found(SLOT_OP_GUID), scanner.found(SLOT_OP_SECRET));
+        }
+        Ok(Request { header, method: index.map(|i| &idl::METHODS[i]), session, operation, bytes })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.header.name
+    }
+}
+
+/// What a reply said, as far as routing cares.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReplySummary {
+    /// `TStatus.statusCode`, when the reply has a status.
+    pub status_code: Option<i64>,
+    /// `TStatus.errorMessage` (its beginning), or a TApplicationException's message.
+    pub error: Option<String>,
+    pub new_session: Option<HandleId>,
+    pub new_operation: Option<HandleId>,
+    pub is_exception: bool,
+    pub bytes: u64,
+}
+
+/// HS2 `TStatusCode` values the proxy acts on.
+pub mod status {
+    pub const SUCCESS: i64 = 0;
+    pub const SUCCESS_WITH_INFO: i64 = 1;
+    pub const STILL_EXECUTING: i64 = 2;
+    pub const ERROR: i64 = 3;
+    pub const INVALID_HANDLE: i64 = 4;
+}
+
+impl ReplySummary {
+    /// Succeeded: a status of SUCCESS or SUCCESS_WITH_INFO (or STILL_EXECUTING), and no exception.
+    pub fn succeeded(&self) -> bool {
+        !self.is_exception
+            && matches!(self.status_code, Some(status::SUCCESS | status::SUCCESS_WITH_INFO | status::STILL_EXECUTING))
+    }
+}
+
+/// Starts a scanner for the reply to `request`.
+pub fn reply_scanner(request: &Request, limits: Limits) -> Scanner {
+    match idl::method_index(&request.header.name) {
+        Some(i) => Scanner::new(limits, &captures(i).reply),
+        None => Scanner::new(limits, &[NOWHERE; 4]),
+    }
+}
+
+/// Reads the summary out of a reply scanner that has finished.
+pub fn reply_summary(scanner: &Scanner) -> ReplySummary {
+    let text = |slot| {
+        scanner.found(slot).and_then(|s| s.as_bytes()).map(|b| String::from_utf8_lossy(b).into_owned())
+    };
+    let is_exception = scanner.header().map(|h| h.kind == MessageKind::Exception).unwrap_or(false);
+    let new_op = HandleId::from_captures(scanner.found(SLOT_OP_GUID), scanner.found(SLOT_OP_SECRET));
+    ReplySummary {
+        status_code: scanner.found(SLOT_STATUS_CODE).and_then(|s| s.as_int()),
+        error: if is_exception { text(SLOT_EXCEPTION_MESSAGE) } else { text(SLOT_ERROR_MESSAGE) },
+        new_session: HandleId::from_captures(scanner.found(SLOT_SESSION_GUID), scanner.found(SLOT_SESSION_SECRET)),
+        new_operation: new_op,
+        is_exception,
+        bytes: scanner.consumed(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hs2::handle::{Guid, Secret};
+    use crate::hs2::reply;
+    use crate::thrift::value::{encode_message, Struct, Value};
+
+    fn handle_struct(id: &HandleId) -> Value {
+        let hid = Struct::new().with(1, Value::Bytes(id.guid.0.to_vec())).with(2, Value::Bytes(id.secret.0.to_vec()));
+        Struct::new().with(1, hid.into_value()).into_value()
+    }
+
+    #[test]
+    fn request_handles_are_found_for_both_kinds() {
+        let s = HandleId { guid: Guid([1; 16]), secret: Secret([2; 16]) };
+        let o = HandleId { guid: Guid([3; 16]), secret: Secret([4; 16]) };
+        let req = Struct::new().with(1, handle_struct(&o)).with(2, handle_struct(&s));
+        let body = Struct::new().with(1, req.into_value());
+        let bytes = encode_message(&MessageHeader::new("GetExecSummary", MessageKind::Call, 5), &body);
+        let r = Request::parse(Bytes::from(bytes), Limits::REQUEST).unwrap();
+        assert_eq!((r.session, r.operation), (Some(s), Some(o)));
+        assert_eq!(r.method.map(|m| m.name), Some("GetExecSummary"));
+    }
+
+    #[test]
+    fn unknown_methods_parse_without_handles() {
+        let body = Struct::new().with(1, Struct::new().into_value());
+        let bytes = encode_message(&MessageHeader::new("Frobnicate", MessageKind::Call, 1), &body);
+        let r = Request::parse(Bytes::from(bytes), Limits::REQUEST).unwrap();
+        assert!(r.method.is_none() && r.session.is_none());
+    }
+
+    #[test]
+    fn reply_summary_reads_status_and_new_handles() {
+        let s = HandleId { guid: Guid([5; 16]), secret: Secret([6; 16]) };
+        let status = Struct::new().with(1, Value::I32(0));
+        let resp = Struct::new().with(1, status.into_value()).with(2, Value::I32(5)).with(3, handle_struct(&s));
+        let bytes = encode_message(
+            &MessageHeader::new("OpenSession", MessageKind::Reply, 1),
+            &Struct::new().with(0, resp.into_value()),
+        );
+        let req = Request {
+            header: MessageHeader::new("OpenSession", MessageKind::Call, 1),
+            method: idl::method("OpenSession"),
+            session: None,
+            operation: None,
+            bytes: Bytes::new(),
+        };
+        let mut sc = reply_scanner(&req, Limits::REPLY);
+        sc.feed(&bytes).unwrap();
+        let sum = reply_summary(&sc);
+        assert_eq!(sum.new_session, Some(s));
+        assert!(sum.succeeded());
+        // A synthesized error reply reads back as an error with its text.
+        let err = reply::error_reply("OpenSession", 1, "boom");
+        let mut sc = reply_scanner(&req, Limits::REPLY);
+        sc.feed(&err).unwrap();
+        let sum = reply_summary(&sc);
+        assert_eq!((sum.status_code, sum.error.as_deref()), (Some(status::ERROR), Some("boom")));
+    }
+}
