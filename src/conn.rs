@@ -1,0 +1,253 @@
+//! One Thrift connection over a byte stream: the only code that reads and writes Thrift sockets.
+//!
+//! A [`ThriftConn`] turns socket bytes into payload (stripping frame headers when the transport is
+//! framed), reads whole request messages, writes messages with the connection's framing, and relays a
+//! reply from one connection to another as it arrives: bytes are forwarded as soon as the scanner has
+//! walked them, so memory does not grow with reply size.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use crate::thrift::framing::{frame_header, Deframer, Framing, FramingError, SaslMessage};
+use crate::thrift::scanner::Scanner;
+use crate::thrift::{Limits, ProtocolError};
+
+/// Any byte stream a Thrift connection can run over (TCP now, TLS later).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Bytes asked of the socket per read: large enough for throughput, small enough that a relayed reply
+/// never holds much.
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// Messages up to this size are written with their frame header in one write.
+const COALESCE_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+    #[error("bad thrift message: {0}")]
+    Protocol(#[from] ProtocolError),
+    #[error("bad framing: {0}")]
+    Framing(#[from] FramingError),
+    #[error("connection closed in the middle of a message")]
+    Eof,
+    #[error("unexpected bytes after a complete reply")]
+    TrailingBytes,
+}
+
+/// Where a relay failed: a reply that broke after bytes reached the client cannot be replaced.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("backend: {error} (after {forwarded} bytes reached the client)")]
+    Backend { error: ConnError, forwarded: u64 },
+    #[error("client: {0}")]
+    Client(ConnError),
+}
+
+pub struct ThriftConn {
+    io: Box<dyn Io>,
+    deframer: Deframer,
+    /// Socket bytes not yet deframed (framed transports only).
+    raw: BytesMut,
+    /// Payload bytes not yet consumed as a message.
+    payload: BytesMut,
+    /// Largest frame written; longer messages are split (real servers do this: Impala uses 128 KiB).
+    max_write_frame: usize,
+}
+
+impl ThriftConn {
+    pub fn new(io: Box<dyn Io>, framing: Framing, max_frame: u64) -> ThriftConn {
+        ThriftConn {
+            io,
+            deframer: Deframer::new(framing, max_frame),
+            raw: BytesMut::with_capacity(READ_CHUNK),
+            payload: BytesMut::with_capacity(READ_CHUNK),
+            max_write_frame: usize::MAX,
+        }
+    }
+
+    /// Starts with bytes already read from the socket (by transport sniffing).
+    pub fn with_initial_bytes(mut self, bytes: &[u8]) -> ThriftConn {
+        self.raw.extend_from_slice(bytes);
+        self
+    }
+
+    pub fn set_framing(&mut self, framing: Framing, max_frame: u64) {
+        self.deframer = Deframer::new(framing, max_frame);
+    }
+
+    pub fn framing(&self) -> Framing {
+        self.deframer.framing()
+    }
+
+    pub fn set_max_write_frame(&mut self, bytes: usize) {
+        self.max_write_frame = bytes.max(1);
+    }
+
+    /// Reads more payload; `Ok(false)` at end of stream.
+    async fn fill(&mut self) -> Result<bool, ConnError> {
+        if self.deframer.framing() == Framing::Unframed {
+            // Unframed: socket bytes are payload; read straight into it, no copy.
+            if !self.raw.is_empty() {
+                self.payload.extend_from_slice(&self.raw);
+                self.raw.clear();
+                return Ok(true);
+            }
+            self.payload.reserve(READ_CHUNK);
+            return Ok(self.io.read_buf(&mut self.payload).await? > 0);
+        }
+        loop {
+            if self.move_frames_to_payload()? {
+                return Ok(true);
+            }
+            self.raw.reserve(READ_CHUNK);
+            if self.io.read_buf(&mut self.raw).await? == 0 {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Moves deframed payload from `raw` to `payload`; true if any payload moved.
+    fn move_frames_to_payload(&mut self) -> Result<bool, ConnError> {
+        let mut moved = false;
+        loop {
+            let (header, len) = self.deframer.next_chunk(&self.raw)?;
+            if header + len == 0 {
+                return Ok(moved);
+            }
+            self.payload.extend_from_slice(&self.raw[header..header + len]);
+            let _ = self.raw.split_to(header + len);
+            moved |= len > 0;
+        }
+    }
+
+    /// Reads one whole message; `Ok(None)` when the peer closed cleanly between messages.
+    pub async fn read_message(&mut self, limits: Limits) -> Result<Option<Bytes>, ConnError> {
+        let mut scanner = Scanner::new(limits, &[]);
+        let mut scanned = 0;
+        loop {
+            if self.payload.len() > scanned {
+                scanned += scanner.feed(&self.payload[scanned..])?;
+                if scanner.is_done() {
+                    return Ok(Some(self.payload.split_to(scanned).freeze()));
+                }
+            }
+            if !self.fill().await? {
+                let idle = self.payload.is_empty() && self.raw.is_empty();
+                return if idle { Ok(None) } else { Err(ConnError::Eof) };
+            }
+        }
+    }
+
+    /// True when bytes beyond the last message are waiting (a pipelining client, or a confused backend).
+    pub fn has_buffered_bytes(&self) -> bool {
+        !self.payload.is_empty() || !self.raw.is_empty()
+    }
+
+    /// Writes one message with this connection's framing.
+    pub async fn write_message(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
+        self.write_chunk(bytes).await?;
+        self.io.flush().await?;
+        Ok(())
+    }
+
+    /// Writes part of a message: framed transports get it as frame(s) of its own.
+    async fn write_chunk(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
+        if self.deframer.framing() == Framing::Unframed {
+            self.io.write_all(bytes).await?;
+            return Ok(());
+        }
+        for part in bytes.chunks(self.max_write_frame) {
+            if part.len() <= COALESCE_BYTES {
+                let mut buf = Vec::with_capacity(4 + part.len());
+                buf.extend_from_slice(&frame_header(part.len()));
+                buf.extend_from_slice(part);
+                self.io.write_all(&buf).await?;
+            } else {
+                self.io.write_all(&frame_header(part.len())).await?;
+                self.io.write_all(part).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes raw bytes (SASL negotiation), bypassing framing.
+    pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
+        self.io.write_all(bytes).await?;
+        self.io.flush().await?;
+        Ok(())
+    }
+
+    /// Reads one SASL negotiation message from the raw stream.
+    pub async fn read_sasl_message(&mut self, max_payload: u64) -> Result<SaslMessage, ConnError> {
+        loop {
+            if let Some((msg, used)) = SaslMessage::decode(&self.raw, max_payload)? {
+                let _ = self.raw.split_to(used);
+                return Ok(msg);
+            }
+            self.raw.reserve(1024);
+            if self.io.read_buf(&mut self.raw).await? == 0 {
+                return Err(ConnError::Eof);
+            }
+        }
+    }
+
+    /// Relays one reply from this (backend) connection to `client` as its bytes arrive.
+    ///
+    /// `scanner` finds the end of the reply and captures what routing needs; the bytes are forwarded
+    /// unchanged, re-framed for the client's transport.
+    pub async fn relay_reply(&mut self, client: &mut ThriftConn, scanner: &mut Scanner) -> Result<u64, RelayError> {
+        let mut forwarded = 0u64;
+        let backend = |error: ConnError, forwarded| RelayError::Backend { error, forwarded };
+        loop {
+            if !self.payload.is_empty() {
+                let n = scanner.feed(&self.payload).map_err(|e| backend(e.into(), forwarded))?;
+                if n > 0 {
+                    let chunk = self.payload.split_to(n);
+                    client.write_chunk(&chunk).await.map_err(RelayError::Client)?;
+                    forwarded += n as u64;
+                }
+                if scanner.is_done() {
+                    client.io.flush().await.map_err(|e| RelayError::Client(e.into()))?;
+                    if self.has_buffered_bytes() {
+                        return Err(backend(ConnError::TrailingBytes, forwarded));
+                    }
+                    return Ok(forwarded);
+                }
+            }
+            match self.fill().await {
+                Ok(true) => {}
+                Ok(false) => return Err(backend(ConnError::Eof, forwarded)),
+                Err(e) => return Err(backend(e, forwarded)),
+            }
+        }
+    }
+
+    /// Checks, without waiting, whether an idle connection is still usable: the peer has not closed it
+    /// and has sent nothing unasked. Called before a pooled connection carries a request, so that a dead
+    /// one is replaced while nothing has been written yet.
+    pub fn is_idle_and_open(&mut self) -> bool {
+        if self.has_buffered_bytes() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut probe);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match Pin::new(&mut self.io).poll_read(&mut cx, &mut buf) {
+            Poll::Pending => true,
+            // EOF, an error, or unsolicited bytes: not safe to reuse.
+            Poll::Ready(_) => false,
+        }
+    }
+
+    /// Shuts the write side down (best effort).
+    pub async fn shutdown(&mut self) {
+        let _ = self.io.shutdown().await;
+    }
+}
