@@ -53,7 +53,11 @@ pub async fn server_read_credentials(conn: &mut ThriftConn) -> Result<PlainCrede
 
 /// Server side, second half: `Ok` completes the handshake (data frames follow), `Err(text)` refuses with
 /// a message the client shows (Java: "Peer indicated failure: text").
-pub async fn server_finish(conn: &mut ThriftConn, verdict: Result<(), String>, max_frame: u64) -> Result<(), SaslError> {
+pub async fn server_finish(
+    conn: &mut ThriftConn,
+    verdict: Result<(), String>,
+    max_frame: u64,
+) -> Result<(), SaslError> {
     match verdict {
         Ok(()) => {
             conn.write_raw(&SaslMessage::new(SaslStatus::Complete, b"").encode()).await?;
@@ -68,7 +72,12 @@ pub async fn server_finish(conn: &mut ThriftConn, verdict: Result<(), String>, m
 }
 
 /// Client side: authenticates `conn` with PLAIN; on success the connection is framed.
-pub async fn client_handshake(conn: &mut ThriftConn, user: &str, password: &str, max_frame: u64) -> Result<(), SaslError> {
+pub async fn client_handshake(
+    conn: &mut ThriftConn,
+    user: &str,
+    password: &str,
+    max_frame: u64,
+) -> Result<(), SaslError> {
     let mut hello = SaslMessage::new(SaslStatus::Start, b"PLAIN").encode();
     hello.extend_from_slice(&SaslMessage::new(SaslStatus::Ok, &PlainCredentials::encode(user, password)).encode());
     conn.write_raw(&hello).await?;
@@ -78,7 +87,9 @@ pub async fn client_handshake(conn: &mut ThriftConn, user: &str, password: &str,
             conn.set_framing(Framing::Framed, max_frame);
             Ok(())
         }
-        SaslStatus::Bad | SaslStatus::Error => Err(SaslError::Refused(String::from_utf8_lossy(&reply.payload).into_owned())),
+        SaslStatus::Bad | SaslStatus::Error => {
+            Err(SaslError::Refused(String::from_utf8_lossy(&reply.payload).into_owned()))
+        }
         other => Err(SaslError::Malformed(format!("unexpected {other:?} in reply to PLAIN"))),
     }
 }

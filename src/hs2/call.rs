@@ -128,9 +128,7 @@ pub fn reply_scanner(request: &Request, limits: Limits) -> Scanner {
 
 /// Reads the summary out of a reply scanner that has finished.
 pub fn reply_summary(scanner: &Scanner) -> ReplySummary {
-    let text = |slot| {
-        scanner.found(slot).and_then(|s| s.as_bytes()).map(|b| String::from_utf8_lossy(b).into_owned())
-    };
+    let text = |slot| scanner.found(slot).and_then(|s| s.as_bytes()).map(|b| String::from_utf8_lossy(b).into_owned());
     let is_exception = scanner.header().map(|h| h.kind == MessageKind::Exception).unwrap_or(false);
     let new_op = HandleId::from_captures(scanner.found(SLOT_OP_GUID), scanner.found(SLOT_OP_SECRET));
     ReplySummary {

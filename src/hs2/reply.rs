@@ -37,10 +37,7 @@ pub fn status(code: i32, message: Option<&str>) -> Struct {
     let s = Struct::new().with(1, Value::I32(code));
     match message {
         None => s,
-        Some(m) => s
-            .with(3, Value::string(SQLSTATE_GENERAL_ERROR))
-            .with(4, Value::I32(0))
-            .with(5, Value::string(m)),
+        Some(m) => s.with(3, Value::string(SQLSTATE_GENERAL_ERROR)).with(4, Value::I32(0)).with(5, Value::string(m)),
     }
 }
 

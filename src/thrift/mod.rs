@@ -123,11 +123,9 @@ pub const MAX_CAPTURE_BYTES: usize = 4096;
 
 impl Limits {
     /// Defaults for requests from clients: a statement text is far below this.
-    pub const REQUEST: Limits =
-        Limits { max_message_bytes: 64 << 20, max_depth: 64, max_container_len: 1 << 20 };
+    pub const REQUEST: Limits = Limits { max_message_bytes: 64 << 20, max_depth: 64, max_container_len: 1 << 20 };
     /// Defaults for replies from backends: result batches can be large, but they stream through.
-    pub const REPLY: Limits =
-        Limits { max_message_bytes: 4 << 30, max_depth: 64, max_container_len: 1 << 27 };
+    pub const REPLY: Limits = Limits { max_message_bytes: 4 << 30, max_depth: 64, max_container_len: 1 << 27 };
 }
 
 /// Why a byte stream is not an acceptable Thrift message.

@@ -64,7 +64,10 @@ enum Step {
     FieldHeader,
     Value(TType),
     /// Bytes of a string (or a run of fixed-width elements) still to pass; captured into `found[i]`.
-    Blob { left: u64, capture: Option<usize> },
+    Blob {
+        left: u64,
+        capture: Option<usize>,
+    },
     Done,
 }
 
