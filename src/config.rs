@@ -1,0 +1,376 @@
+//! Configuration: the TOML file and command-line flags (flags win) become one validated [`Config`].
+//!
+//! [`FileConfig`] is what serde reads, strings and all; [`FileConfig::validate`] turns it into typed values
+//! (`SocketAddr`, `Duration`, non-zero counts) and names the key of the first bad value. Nothing
+//! downstream re-validates. Every default is documented here and in `docker/hs2-proxy.toml`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::thrift::Limits;
+
+/// A configuration error: one line naming the key and the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.to_string(), reason: reason.into() }
+}
+
+/// How the proxy talks to backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendTransport {
+    /// Unframed binary protocol, no authentication (impalad without `--ldap`/Kerberos).
+    Nosasl,
+    /// SASL PLAIN (impalad with LDAP, or a Hive/Spark server in its default mode).
+    Sasl,
+}
+
+/// The TOML file as written. Durations are strings like `"500ms"`, `"30s"`, `"15m"`, `"1h"`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    /// Client listener. Default `127.0.0.1:21050`.
+    pub listen: Option<String>,
+    /// Backends as `host:port` strings, or tables `{ addr = "...", weight = N }`.
+    pub backends: Vec<FileBackend>,
+    pub backend_auth: FileBackendAuth,
+    pub limits: FileLimits,
+    pub pool: FilePool,
+    pub sessions: FileSessions,
+    pub timeouts: FileTimeouts,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum FileBackend {
+    Addr(String),
+    Table { addr: String, weight: Option<u32> },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileBackendAuth {
+    /// `nosasl` (default) or `sasl`.
+    pub transport: Option<BackendTransport>,
+    /// The user the proxy authenticates as when the client did not (NOSASL clients); default `anonymous`.
+    pub user: Option<String>,
+    /// A file holding that user's password (first line).
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileLimits {
+    pub max_request_bytes: Option<u64>,
+    pub max_reply_bytes: Option<u64>,
+    pub max_frame_bytes: Option<u64>,
+    pub max_depth: Option<usize>,
+    pub max_container_len: Option<u32>,
+    pub max_client_connections: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilePool {
+    pub max_per_backend: Option<usize>,
+    pub wait_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub connect_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileSessions {
+    pub disconnected_grace: Option<String>,
+    pub reap_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileTimeouts {
+    pub client_idle: Option<String>,
+    pub backend_reply: Option<String>,
+}
+
+/// One backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendConfig {
+    /// `host:port`, resolved at connect time so that DNS changes are followed.
+    pub addr: String,
+    pub weight: u32,
+}
+
+/// Credentials the proxy uses upstream for clients that did not authenticate.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServiceCredentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for ServiceCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ServiceCredentials {{ user: {:?}, password: <redacted> }}", self.user)
+    }
+}
+
+/// Upstream connection pool settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Upstream connections per backend, all users together. Default 48: below impalad's
+    /// `--fe_service_threads` (64), so that clients going around the proxy still get a thread.
+    pub max_per_backend: usize,
+    /// How long a call waits for a free upstream connection before it gets an error. Default 10 s.
+    pub wait_timeout: Duration,
+    /// Idle upstream connections that carry no live session are closed after this. Default 5 min.
+    pub idle_timeout: Duration,
+    /// TCP connect plus SASL handshake. Default 5 s.
+    pub connect_timeout: Duration,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub backends: Vec<BackendConfig>,
+    pub backend_transport: BackendTransport,
+    pub service_credentials: ServiceCredentials,
+    pub request_limits: Limits,
+    pub reply_limits: Limits,
+    /// Largest frame accepted on framed and SASL transports. Default 128 MiB.
+    pub max_frame_bytes: u64,
+    /// Client connections served at once; more are accepted and closed at once. Default 10,000.
+    pub max_client_connections: usize,
+    pub pool: PoolConfig,
+    /// A session no client connection has used since its last one closed is closed upstream after this.
+    /// Default 15 min, like impalad's `--disconnected_session_timeout`.
+    pub disconnected_grace: Duration,
+    /// How often disconnected sessions are checked. Default 30 s.
+    pub reap_interval: Duration,
+    /// A client connection with no request for this long is closed. Default 1 h.
+    pub client_idle_timeout: Duration,
+    /// A backend that sends no reply byte for this long fails the call. Default 1 h.
+    pub backend_reply_timeout: Duration,
+}
+
+/// Settings given on the command line; each overrides the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub backends: Vec<String>,
+    pub backend_transport: Option<BackendTransport>,
+    pub backend_user: Option<String>,
+    pub backend_password_file: Option<PathBuf>,
+}
+
+impl FileConfig {
+    /// Reads a TOML file; errors name the file, line and key.
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let key = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| bad(&key, e.to_string()))?;
+        FileConfig::parse(&text).map_err(|e| bad(&key, e.reason))
+    }
+
+    pub fn parse(text: &str) -> Result<FileConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text.as_bytes()[..s.start.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1);
+            let reason = e.message().replace('\n', " ");
+            bad(
+                "config",
+                match line {
+                    Some(l) => format!("line {l}: {reason}"),
+                    None => reason,
+                },
+            )
+        })
+    }
+
+    pub fn apply(&mut self, o: Overrides) {
+        if o.listen.is_some() {
+            self.listen = o.listen;
+        }
+        if !o.backends.is_empty() {
+            self.backends = o.backends.into_iter().map(FileBackend::Addr).collect();
+        }
+        if o.backend_transport.is_some() {
+            self.backend_auth.transport = o.backend_transport;
+        }
+        if o.backend_user.is_some() {
+            self.backend_auth.user = o.backend_user;
+        }
+        if o.backend_password_file.is_some() {
+            self.backend_auth.password_file = o.backend_password_file;
+        }
+    }
+
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let listen_text = self.listen.unwrap_or_else(|| "127.0.0.1:21050".into());
+        let listen = listen_text.parse().map_err(|_| bad("listen", format!("{listen_text:?} is not an ip:port")))?;
+        let backends = self.backends.into_iter().map(validate_backend).collect::<Result<Vec<_>, _>>()?;
+        let password = match &self.backend_auth.password_file {
+            None => String::new(),
+            Some(p) => read_password(p)?,
+        };
+        let user = self.backend_auth.user.unwrap_or_else(|| "anonymous".into());
+        let l = self.limits;
+        let positive = |key: &str, v: Option<u64>, default: u64| match v {
+            Some(0) => Err(bad(key, "must be greater than 0")),
+            v => Ok(v.unwrap_or(default)),
+        };
+        let max_depth = positive("limits.max_depth", l.max_depth.map(|v| v as u64), 64)? as usize;
+        let max_container_len = positive("limits.max_container_len", l.max_container_len.map(u64::from), 1 << 27)?
+            .min(u32::MAX as u64) as u32;
+        let request_limits = Limits {
+            max_message_bytes: positive("limits.max_request_bytes", l.max_request_bytes, 64 << 20)?,
+            max_depth,
+            max_container_len,
+        };
+        let reply_limits = Limits {
+            max_message_bytes: positive("limits.max_reply_bytes", l.max_reply_bytes, 4 << 30)?,
+            max_depth,
+            max_container_len,
+        };
+        let pool = PoolConfig {
+            max_per_backend: positive("pool.max_per_backend", self.pool.max_per_backend.map(|v| v as u64), 48)?
+                as usize,
+            wait_timeout: duration("pool.wait_timeout", self.pool.wait_timeout, "10s")?,
+            idle_timeout: duration("pool.idle_timeout", self.pool.idle_timeout, "5m")?,
+            connect_timeout: duration("pool.connect_timeout", self.pool.connect_timeout, "5s")?,
+        };
+        Ok(Config {
+            listen,
+            backends,
+            backend_transport: self.backend_auth.transport.unwrap_or(BackendTransport::Nosasl),
+            service_credentials: ServiceCredentials { user, password },
+            request_limits,
+            reply_limits,
+            max_frame_bytes: positive("limits.max_frame_bytes", l.max_frame_bytes, 128 << 20)?,
+            max_client_connections: positive(
+                "limits.max_client_connections",
+                l.max_client_connections.map(|v| v as u64),
+                10_000,
+            )? as usize,
+            pool,
+            disconnected_grace: duration("sessions.disconnected_grace", self.sessions.disconnected_grace, "15m")?,
+            reap_interval: duration("sessions.reap_interval", self.sessions.reap_interval, "30s")?,
+            client_idle_timeout: duration("timeouts.client_idle", self.timeouts.client_idle, "1h")?,
+            backend_reply_timeout: duration("timeouts.backend_reply", self.timeouts.backend_reply, "1h")?,
+        })
+    }
+}
+
+fn validate_backend(b: FileBackend) -> Result<BackendConfig, ConfigError> {
+    let (addr, weight) = match b {
+        FileBackend::Addr(a) => (a, 1),
+        FileBackend::Table { addr, weight } => (addr, weight.unwrap_or(1)),
+    };
+    let valid = match addr.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0),
+        None => false,
+    };
+    if !valid {
+        return Err(bad("backends", format!("{addr:?} is not host:port")));
+    }
+    if weight == 0 {
+        return Err(bad("backends", format!("{addr}: weight must be at least 1")));
+    }
+    Ok(BackendConfig { addr, weight })
+}
+
+fn read_password(path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| bad("backend_auth.password_file", format!("{}: {e}", path.display())))?;
+    Ok(text.lines().next().unwrap_or("").to_string())
+}
+
+fn duration(key: &str, value: Option<String>, default: &str) -> Result<Duration, ConfigError> {
+    let text = value.unwrap_or_else(|| default.to_string());
+    parse_duration(&text).ok_or_else(|| bad(key, format!("{text:?} is not a duration (use e.g. 500ms, 30s, 15m, 1h)")))
+}
+
+/// Parses `500ms`, `30s`, `15m`, `1h`, `2d`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let secs = |mult: u64| n.checked_mul(mult).map(Duration::from_secs);
+    match unit.trim() {
+        "ms" => Some(Duration::from_millis(n)),
+        "" | "s" => secs(1),
+        "m" => secs(60),
+        "h" => secs(3600),
+        "d" => secs(86400),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_sane() {
+        let c = FileConfig::parse("").unwrap().validate().unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:21050");
+        assert_eq!(c.pool.max_per_backend, 48);
+        assert_eq!(c.disconnected_grace, Duration::from_secs(900));
+        assert_eq!(c.backend_transport, BackendTransport::Nosasl);
+        assert_eq!(c.request_limits.max_message_bytes, 64 << 20);
+    }
+
+    #[test]
+    fn file_keys_and_flags_combine() {
+        let mut f = FileConfig::parse(
+            r#"
+            listen = "0.0.0.0:1"
+            backends = ["a:1", { addr = "b:2", weight = 3 }]
+            [pool]
+            wait_timeout = "250ms"
+            [sessions]
+            disconnected_grace = "2m"
+            "#,
+        )
+        .unwrap();
+        let c = FileConfig::parse("").unwrap();
+        assert!(c.backends.is_empty());
+        assert_eq!(f.backends.len(), 2);
+        f.apply(Overrides { listen: Some("127.0.0.1:9".into()), ..Default::default() });
+        let c = f.validate().unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9");
+        assert_eq!(c.backends[1], BackendConfig { addr: "b:2".into(), weight: 3 });
+        assert_eq!(c.pool.wait_timeout, Duration::from_millis(250));
+        assert_eq!(c.disconnected_grace, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = |text: &str| FileConfig::parse(text).and_then(FileConfig::validate).unwrap_err().to_string();
+        assert!(err("[pool]\nwait_timeout = \"soon\"").starts_with("pool.wait_timeout: "));
+        assert!(err("backends = [\"nohost\"]").starts_with("backends: "));
+        assert!(err("listen = \"x\"").starts_with("listen: "));
+        assert!(err("[limits]\nmax_depth = 0").starts_with("limits.max_depth: "));
+        let unknown = err("[pool]\nmax_per_backnd = 3");
+        assert!(unknown.contains("line 2") && unknown.contains("max_per_backnd"), "{unknown}");
+        assert!(!unknown.contains('\n'));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
+        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_duration("1y"), None);
+        assert_eq!(parse_duration(""), None);
+    }
+}

@@ -1,0 +1,285 @@
+//! The session and operation tables: which backend holds each handle. No I/O.
+//!
+//! Entries are learned from replies (a new session from OpenSession, a new operation from
+//! ExecuteStatement and the metadata calls) and forgotten on a successful Close*, on errors that say
+//! the server no longer has them, and when no client has used a session for the grace period. Every
+//! removal goes through [`Routes::forget_session`] or [`Routes::forget_operation`], which keep the
+//! per-backend counts and pool pins right.
+//!
+//! `DashMap` because every client connection task reads these tables on every call; no `Ref` is ever
+//! held across an `.await` (callers copy what they need out).
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use dashmap::DashMap;
+
+use crate::backend::Backend;
+use crate::hs2::call::Request;
+use crate::hs2::handle::{Guid, HandleId, Secret};
+use crate::hs2::reply;
+
+/// Error texts that mean the server no longer has the session (Impala's, Hive's, Spark's).
+const SESSION_GONE: &[&str] = &[
+    "Invalid session id",
+    "Session is closed",
+    "Client session expired",
+    "Invalid SessionHandle",
+    "Session does not exist",
+];
+/// Error texts that mean the server no longer has the operation.
+const OPERATION_GONE: &[&str] = &["Invalid or unknown query handle", "Invalid query handle", "Invalid OperationHandle"];
+
+pub struct SessionEntry {
+    pub backend: Arc<Backend>,
+    secret: Secret,
+    /// The SASL user that opened it; `None` on unauthenticated connections.
+    pub user: Option<String>,
+    /// The upstream connection that carried OpenSession, pinned while the session lives.
+    pub pinned_conn: u64,
+    pub opened_at: SystemTime,
+    pub last_used: Instant,
+    /// Client connections that have used the session and are still open.
+    pub attached: u32,
+    /// When `attached` last dropped to zero.
+    pub detached_since: Option<Instant>,
+    pub operations: HashSet<Guid>,
+    /// The last statement run (truncated), for the operator view.
+    pub last_statement: Option<String>,
+}
+
+impl SessionEntry {
+    /// The secret, for the proxy's own calls on the session (clean-up). Never logged.
+    pub fn handle(&self, guid: Guid) -> HandleId {
+        HandleId { guid, secret: self.secret }
+    }
+}
+
+#[derive(Clone)]
+pub struct OperationEntry {
+    pub session: Guid,
+    pub backend: Arc<Backend>,
+}
+
+/// Where a request goes.
+#[derive(Debug)]
+pub enum Route {
+    /// OpenSession: the balancer chooses.
+    NewSession,
+    /// A handle the proxy knows.
+    Pinned { backend: Arc<Backend>, session: Guid },
+    /// No handle to route by (an unknown method): any backend will do.
+    Anywhere,
+    /// The proxy cannot route it; the client gets an error reply.
+    Reject(Reject),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reject {
+    UnknownSession(Guid),
+    UnknownOperation(Guid),
+    /// Another user's session: answered like an unknown session, and logged.
+    WrongUser {
+        session: Guid,
+        owner: Option<String>,
+        caller: Option<String>,
+    },
+}
+
+impl Reject {
+    /// The text the client sees: Impala's own, so that Hue heals itself.
+    pub fn client_text(&self) -> String {
+        match self {
+            Reject::UnknownSession(g) | Reject::WrongUser { session: g, .. } => reply::invalid_session_text(g),
+            Reject::UnknownOperation(g) => reply::invalid_query_text(g),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Routes {
+    sessions: DashMap<Guid, SessionEntry>,
+    operations: DashMap<Guid, OperationEntry>,
+    /// Session secret -> session guid: Impala gives an operation its session's secret, which finds the
+    /// session of an operation the proxy never saw (opened through another proxy, or before a restart).
+    by_secret: DashMap<[u8; 16], Guid>,
+}
+
+impl Routes {
+    pub fn new() -> Routes {
+        Routes::default()
+    }
+
+    /// Decides where `req` goes for a client authenticated as `caller`.
+    pub fn route(&self, req: &Request, caller: Option<&str>) -> Route {
+        if req.name() == "OpenSession" {
+            return Route::NewSession;
+        }
+        if let Some(s) = req.session {
+            return self.route_session(&s, caller);
+        }
+        if let Some(op) = req.operation {
+            let owner = self.operations.get(&op.guid).map(|o| o.session);
+            let session = owner.or_else(|| self.by_secret.get(&op.secret.0).map(|g| *g));
+            return match session.and_then(|g| self.sessions.get(&g).map(|e| e.handle(g))) {
+                Some(handle) => self.route_session(&handle, caller),
+                None => Route::Reject(Reject::UnknownOperation(op.guid)),
+            };
+        }
+        Route::Anywhere
+    }
+
+    fn route_session(&self, s: &HandleId, caller: Option<&str>) -> Route {
+        let Some(entry) = self.sessions.get(&s.guid) else {
+            return Route::Reject(Reject::UnknownSession(s.guid));
+        };
+        if entry.secret != s.secret {
+            return Route::Reject(Reject::UnknownSession(s.guid));
+        }
+        if entry.user.as_deref() != caller {
+            let owner = entry.user.clone();
+            return Route::Reject(Reject::WrongUser { session: s.guid, owner, caller: caller.map(str::to_string) });
+        }
+        Route::Pinned { backend: entry.backend.clone(), session: s.guid }
+    }
+
+    /// Records a session the backend just opened; the opening client connection is attached.
+    pub fn learn_session(&self, id: HandleId, backend: Arc<Backend>, user: Option<String>, pinned_conn: u64) {
+        backend.sessions.fetch_add(1, Ordering::Relaxed);
+        backend.pool.pin(pinned_conn);
+        let now = Instant::now();
+        let entry = SessionEntry {
+            backend,
+            secret: id.secret,
+            user,
+            pinned_conn,
+            opened_at: SystemTime::now(),
+            last_used: now,
+            attached: 1,
+            detached_since: None,
+            operations: HashSet::new(),
+            last_statement: None,
+        };
+        self.by_secret.insert(id.secret.0, id.guid);
+        if let Some(old) = self.sessions.insert(id.guid, entry) {
+            // A guid collision is astronomically unlikely; keep the counts right anyway.
+            release(&old);
+        }
+    }
+
+    /// Records an operation created in `session`.
+    pub fn learn_operation(&self, op: Guid, session: Guid) {
+        let Some(mut entry) = self.sessions.get_mut(&session) else { return };
+        entry.operations.insert(op);
+        let backend = entry.backend.clone();
+        drop(entry);
+        self.operations.insert(op, OperationEntry { session, backend });
+    }
+
+    /// Forgets a session and its operations; returns it when it was known.
+    pub fn forget_session(&self, guid: &Guid) -> Option<SessionEntry> {
+        let (_, entry) = self.sessions.remove(guid)?;
+        for op in &entry.operations {
+            self.operations.remove(op);
+        }
+        self.by_secret.remove_if(&entry.secret.0, |_, g| g == guid);
+        release(&entry);
+        Some(entry)
+    }
+
+    pub fn forget_operation(&self, op: &Guid) {
+        if let Some((_, o)) = self.operations.remove(op) {
+            if let Some(mut s) = self.sessions.get_mut(&o.session) {
+                s.operations.remove(op);
+            }
+        }
+    }
+
+    /// Marks that a client connection uses `session` (once per connection).
+    pub fn attach(&self, session: &Guid) {
+        if let Some(mut e) = self.sessions.get_mut(session) {
+            e.attached += 1;
+            e.detached_since = None;
+        }
+    }
+
+    /// A client connection that used `session` closed.
+    pub fn detach(&self, session: &Guid, now: Instant) {
+        if let Some(mut e) = self.sessions.get_mut(session) {
+            e.attached = e.attached.saturating_sub(1);
+            if e.attached == 0 {
+                e.detached_since = Some(now);
+            }
+        }
+    }
+
+    /// Notes a call on `session`, with the statement when it is one.
+    pub fn touch(&self, session: &Guid, statement: Option<&str>) {
+        if let Some(mut e) = self.sessions.get_mut(session) {
+            e.last_used = Instant::now();
+            if let Some(s) = statement {
+                e.last_statement = Some(s.chars().take(200).collect());
+            }
+        }
+    }
+
+    /// Sessions no client connection has used for `grace` after the last one closed.
+    pub fn abandoned(&self, now: Instant, grace: std::time::Duration) -> Vec<Guid> {
+        self.sessions
+            .iter()
+            .filter(|e| e.attached == 0 && e.detached_since.is_some_and(|t| now.duration_since(t) >= grace))
+            .map(|e| *e.key())
+            .collect()
+    }
+
+    /// Applies an error text from a backend: drops what the server says it no longer has.
+    /// Returns true when something was dropped.
+    pub fn forget_on_error(&self, req: &Request, error: &str) -> bool {
+        if SESSION_GONE.iter().any(|p| error.contains(p)) {
+            let session = req.session.map(|s| s.guid).or_else(|| {
+                let op = req.operation?;
+                self.operations.get(&op.guid).map(|o| o.session)
+            });
+            if let Some(g) = session {
+                return self.forget_session(&g).is_some();
+            }
+        }
+        if OPERATION_GONE.iter().any(|p| error.contains(p)) {
+            if let Some(op) = req.operation {
+                let known = self.operations.contains_key(&op.guid);
+                self.forget_operation(&op.guid);
+                return known;
+            }
+        }
+        false
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn operation_count(&self) -> usize {
+        self.operations.len()
+    }
+
+    /// Runs `f` on a session entry (for the operator view and tests).
+    pub fn with_session<T>(&self, guid: &Guid, f: impl FnOnce(&SessionEntry) -> T) -> Option<T> {
+        self.sessions.get(guid).map(|e| f(&e))
+    }
+
+    /// Guids of all sessions.
+    pub fn session_ids(&self) -> Vec<Guid> {
+        self.sessions.iter().map(|e| *e.key()).collect()
+    }
+}
+
+fn release(entry: &SessionEntry) {
+    entry.backend.sessions.fetch_sub(1, Ordering::Relaxed);
+    entry.backend.pool.unpin(entry.pinned_conn);
+}
+
+#[cfg(test)]
+#[path = "routing_tests.rs"]
+mod tests;
