@@ -97,6 +97,7 @@ pub struct FileSessions {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileTimeouts {
+    pub handshake: Option<String>,
     pub client_idle: Option<String>,
     pub backend_reply: Option<String>,
 }
@@ -155,6 +156,9 @@ pub struct Config {
     pub disconnected_grace: Duration,
     /// How often disconnected sessions are checked. Default 30 s.
     pub reap_interval: Duration,
+    /// A new client connection must finish its transport handshake (first bytes, SASL) within this.
+    /// Default 30 s.
+    pub handshake_timeout: Duration,
     /// A client connection with no request for this long is closed. Default 1 h.
     pub client_idle_timeout: Duration,
     /// A backend that sends no reply byte for this long fails the call. Default 1 h.
@@ -263,6 +267,7 @@ impl FileConfig {
             pool,
             disconnected_grace: duration("sessions.disconnected_grace", self.sessions.disconnected_grace, "15m")?,
             reap_interval: duration("sessions.reap_interval", self.sessions.reap_interval, "30s")?,
+            handshake_timeout: duration("timeouts.handshake", self.timeouts.handshake, "30s")?,
             client_idle_timeout: duration("timeouts.client_idle", self.timeouts.client_idle, "1h")?,
             backend_reply_timeout: duration("timeouts.backend_reply", self.timeouts.backend_reply, "1h")?,
         })

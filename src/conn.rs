@@ -39,6 +39,10 @@ pub enum ConnError {
     Eof,
     #[error("unexpected bytes after a complete reply")]
     TrailingBytes,
+    /// A message whose header was read but whose body is refused (too large, malformed): the peer can
+    /// still be told why, with that header's name and seqid.
+    #[error("bad {name} message: {error}")]
+    BadMessage { name: String, seqid: i32, error: ProtocolError },
 }
 
 /// Where a relay failed: a reply that broke after bytes reached the client cannot be replaced.
@@ -133,7 +137,10 @@ impl ThriftConn {
         let mut scanned = 0;
         loop {
             if self.payload.len() > scanned {
-                scanned += scanner.feed(&self.payload[scanned..])?;
+                scanned += scanner.feed(&self.payload[scanned..]).map_err(|error| match scanner.header() {
+                    Some(h) => ConnError::BadMessage { name: h.name.clone(), seqid: h.seqid, error },
+                    None => ConnError::Protocol(error),
+                })?;
                 if scanner.is_done() {
                     return Ok(Some(self.payload.split_to(scanned).freeze()));
                 }

@@ -5,3 +5,4 @@ pub mod call;
 pub mod handle;
 pub mod idl;
 pub mod reply;
+pub mod requests;

@@ -1,0 +1,312 @@
+//! One client connection: handshake, then read -> route -> forward -> learn -> reply, one call at a time.
+//!
+//! Glue only: the transport is sniffed by `thrift::framing`, requests are read by `conn`, routing
+//! decisions come from `routing`, backends from `balance` and the pools. What this task owns is the
+//! order of those steps and which errors become HS2 replies (everything a client can understand) and
+//! which close the connection (broken framing, or a reply that broke after bytes reached the client).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::backend::pool::{Credentials, PoolError};
+use crate::backend::Backend;
+use crate::conn::{ConnError, RelayError, ThriftConn};
+use crate::hs2::call::{reply_scanner, reply_summary, ReplySummary, Request};
+use crate::hs2::handle::Guid;
+use crate::hs2::reply;
+use crate::routing::{Reject, Route};
+use crate::sasl;
+use crate::server::Proxy;
+use crate::thrift::framing::{sniff, Framing, Sniffed, SNIFF_BYTES};
+
+/// Why a connection ended early.
+#[derive(Debug, thiserror::Error)]
+enum End {
+    #[error("{0}")]
+    Conn(#[from] ConnError),
+    #[error("{0}")]
+    Sasl(#[from] sasl::SaslError),
+    #[error("no request for {0:?}")]
+    Idle(std::time::Duration),
+    #[error("{0}")]
+    Refused(String),
+}
+
+struct Client {
+    proxy: Arc<Proxy>,
+    conn: ThriftConn,
+    peer: SocketAddr,
+    /// The SASL user, when the client authenticated.
+    user: Option<String>,
+    /// What this client's calls authenticate with upstream.
+    creds: Credentials,
+    /// Sessions this connection has used: detached when it closes.
+    used: HashSet<Guid>,
+}
+
+/// Serves one accepted connection until it closes.
+pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let mut client = match handshake(proxy, stream, peer).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::info!(client = %peer, error = %e, "client connection refused");
+            return;
+        }
+    };
+    match client.run().await {
+        Ok(()) => tracing::debug!(client = %peer, "client closed the connection"),
+        Err(e) => tracing::info!(client = %peer, error = %e, "client connection closed"),
+    }
+    let now = Instant::now();
+    for s in &client.used {
+        client.proxy.routes.detach(s, now);
+    }
+}
+
+async fn handshake(proxy: Arc<Proxy>, mut stream: TcpStream, peer: SocketAddr) -> Result<Client, End> {
+    let timeout = proxy.config.handshake_timeout;
+    let mut first = Vec::with_capacity(SNIFF_BYTES);
+    let kind = tokio::time::timeout(timeout, async {
+        loop {
+            if let Some(kind) = sniff(&first) {
+                return Ok(kind);
+            }
+            let mut byte = [0u8; SNIFF_BYTES];
+            let n = stream.read(&mut byte[..SNIFF_BYTES - first.len()]).await?;
+            if n == 0 {
+                return Err(ConnError::Eof);
+            }
+            first.extend_from_slice(&byte[..n]);
+        }
+    })
+    .await
+    .map_err(|_| End::Idle(timeout))??;
+    let max_frame = proxy.config.max_frame_bytes;
+    let framing = match kind {
+        Sniffed::Unframed | Sniffed::Sasl => Framing::Unframed,
+        Sniffed::Framed => Framing::Framed,
+        Sniffed::Http => {
+            let body = "hs2-proxy: this port speaks the HS2 binary protocol; HS2 over HTTP is not served here\n";
+            let head =
+                format!("HTTP/1.1 400 Bad Request\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let _ = stream.write_all(format!("{head}{body}").as_bytes()).await;
+            return Err(End::Refused("an HTTP request on the binary port".into()));
+        }
+        Sniffed::Tls => return Err(End::Refused("a TLS handshake; TLS is not enabled on this listener".into())),
+        Sniffed::Unknown => return Err(End::Refused(format!("unrecognized first bytes {first:02x?}"))),
+    };
+    let mut conn = ThriftConn::new(Box::new(stream), framing, max_frame).with_initial_bytes(&first);
+    let (user, creds) = if kind == Sniffed::Sasl {
+        let creds = tokio::time::timeout(timeout, sasl::server_read_credentials(&mut conn))
+            .await
+            .map_err(|_| End::Idle(timeout))??;
+        let creds = Credentials { user: creds.user, password: creds.password };
+        let verdict = proxy.authenticate(&creds).await;
+        if let Err(reason) = &verdict {
+            tracing::warn!(client = %peer, user = %creds.user, reason = %reason, "authentication failed");
+        }
+        sasl::server_finish(&mut conn, verdict, max_frame).await?;
+        (Some(creds.user.clone()), creds)
+    } else {
+        let c = &proxy.config.service_credentials;
+        (None, Credentials { user: c.user.clone(), password: c.password.clone() })
+    };
+    tracing::debug!(client = %peer, transport = ?kind, user = ?user, "client connected");
+    Ok(Client { proxy, conn, peer, user, creds, used: HashSet::new() })
+}
+
+impl Client {
+    async fn run(&mut self) -> Result<(), End> {
+        let idle = self.proxy.config.client_idle_timeout;
+        loop {
+            let read = tokio::time::timeout(idle, self.conn.read_message(self.proxy.config.request_limits)).await;
+            let bytes = match read.map_err(|_| End::Idle(idle))? {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) => return Ok(()),
+                Err(ConnError::BadMessage { name, seqid, error }) => {
+                    // The stream position is lost: say why, then close.
+                    let text = format!("hs2-proxy: refused {name} request: {error}");
+                    let _ = self.conn.write_message(&reply::application_exception(&name, seqid, 7, &text)).await;
+                    return Err(End::Refused(text));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let req = Request::parse(bytes, self.proxy.config.request_limits).map_err(ConnError::from)?;
+            self.handle(req).await?;
+        }
+    }
+
+    async fn handle(&mut self, req: Request) -> Result<(), End> {
+        match self.proxy.routes.route(&req, self.user.as_deref()) {
+            Route::NewSession | Route::Anywhere => self.open_anywhere(req).await,
+            Route::Pinned { backend, session } => {
+                if self.used.insert(session) {
+                    self.proxy.routes.attach(&session);
+                }
+                self.proxy.routes.touch(&session, None);
+                self.forward(&backend, &req, Some(session)).await.map(|_| ())
+            }
+            Route::Reject(reject) => {
+                if let Reject::WrongUser { session, owner, caller } = &reject {
+                    tracing::warn!(client = %self.peer, session = %session, owner = ?owner, caller = ?caller,
+                        method = req.name(), "session used by another user: refused");
+                }
+                self.reply_error(&req, &reject.client_text()).await
+            }
+        }
+    }
+
+    /// OpenSession (or a call with no handle): the least-loaded backend that accepts a connection.
+    async fn open_anywhere(&mut self, req: Request) -> Result<(), End> {
+        let candidates = self.proxy.backends.preference(self.proxy.next_rotor());
+        if candidates.is_empty() {
+            return self.reply_error(&req, "hs2-proxy: no backend is available for a new session").await;
+        }
+        let mut last_error = String::new();
+        for backend in candidates {
+            match self.forward(&backend, &req, None).await? {
+                Forwarded::Done => return Ok(()),
+                // Nothing was written: the next backend may take it.
+                Forwarded::NotSent(e) if e.is_connect_failure() => last_error = e.to_string(),
+                Forwarded::NotSent(e) => return self.reply_error(&req, &format!("hs2-proxy: {e}")).await,
+            }
+        }
+        self.reply_error(&req, &format!("hs2-proxy: no backend could be reached ({last_error})")).await
+    }
+
+    /// Sends `req` to `backend` and relays the reply.
+    async fn forward(
+        &mut self,
+        backend: &Arc<Backend>,
+        req: &Request,
+        session: Option<Guid>,
+    ) -> Result<Forwarded, End> {
+        let mut up = match backend.pool.checkout(&self.creds).await {
+            Ok(up) => up,
+            Err(e) if session.is_none() && e.is_connect_failure() => return Ok(Forwarded::NotSent(e)),
+            Err(e) => {
+                tracing::warn!(backend = %backend.addr, method = req.name(), error = %e, "no upstream connection");
+                self.reply_error(req, &format!("hs2-proxy: {e}")).await?;
+                return Ok(Forwarded::Done);
+            }
+        };
+        backend.inflight.fetch_add(1, Ordering::Relaxed);
+        let outcome = self.exchange(backend, &mut up.conn, req).await;
+        backend.inflight.fetch_sub(1, Ordering::Relaxed);
+        match outcome {
+            Ok(summary) => {
+                let conn_id = up.id;
+                backend.pool.checkin(up);
+                self.learn(req, &summary, backend, conn_id, session);
+                Ok(Forwarded::Done)
+            }
+            Err(Failure { error, reached_client }) => {
+                backend.pool.discard(up);
+                tracing::warn!(backend = %backend.addr, client = %self.peer, method = req.name(), error = %error,
+                    "call failed");
+                if reached_client {
+                    return Err(End::Refused(format!("reply from {} broke midway: {error}", backend.addr)));
+                }
+                let text = format!("hs2-proxy: backend {} failed during {}: {error}", backend.addr, req.name());
+                self.reply_error(req, &text).await?;
+                Ok(Forwarded::Done)
+            }
+        }
+    }
+
+    /// Writes the request upstream and relays the reply; never resends.
+    async fn exchange(
+        &mut self,
+        backend: &Backend,
+        up: &mut ThriftConn,
+        req: &Request,
+    ) -> Result<ReplySummary, Failure> {
+        let unsent = |error: String| Failure { error, reached_client: false };
+        up.write_message(&req.bytes).await.map_err(|e| unsent(e.to_string()))?;
+        let mut scanner = reply_scanner(req, self.proxy.config.reply_limits);
+        let timeout = self.proxy.config.backend_reply_timeout;
+        match tokio::time::timeout(timeout, up.relay_reply(&mut self.conn, &mut scanner)).await {
+            Ok(Ok(_)) => Ok(reply_summary(&scanner)),
+            Ok(Err(RelayError::Backend { error, forwarded })) => {
+                Err(Failure { error: error.to_string(), reached_client: forwarded > 0 })
+            }
+            Ok(Err(RelayError::Client(e))) => Err(Failure { error: format!("client: {e}"), reached_client: true }),
+            Err(_) => Err(Failure {
+                error: format!("no reply from {} within {timeout:?}", backend.addr),
+                reached_client: scanner.consumed() > 0,
+            }),
+        }
+    }
+
+    /// Updates the tables from a reply.
+    fn learn(
+        &mut self,
+        req: &Request,
+        sum: &ReplySummary,
+        backend: &Arc<Backend>,
+        conn_id: u64,
+        session: Option<Guid>,
+    ) {
+        let routes = &self.proxy.routes;
+        if !sum.succeeded() {
+            if let Some(text) = &sum.error {
+                if routes.forget_on_error(req, text) {
+                    tracing::info!(backend = %backend.addr, method = req.name(), error = %text,
+                        "backend no longer has the handle: forgotten");
+                }
+            }
+            return;
+        }
+        match req.name() {
+            "OpenSession" => {
+                if let Some(s) = sum.new_session {
+                    routes.learn_session(s, backend.clone(), self.user.clone(), conn_id);
+                    self.used.insert(s.guid);
+                    tracing::info!(session = %s.guid, backend = %backend.addr, user = ?self.user, client = %self.peer,
+                        "session opened");
+                }
+            }
+            "CloseSession" => {
+                if let Some(g) = session {
+                    routes.forget_session(&g);
+                    self.used.remove(&g);
+                    tracing::info!(session = %g, backend = %backend.addr, "session closed");
+                }
+            }
+            "CloseOperation" | "CloseImpalaOperation" => {
+                if let Some(op) = req.operation {
+                    routes.forget_operation(&op.guid);
+                }
+            }
+            _ => {}
+        }
+        if let (Some(op), Some(s)) = (sum.new_operation, session) {
+            routes.learn_operation(op.guid, s);
+        }
+    }
+
+    async fn reply_error(&mut self, req: &Request, text: &str) -> Result<(), End> {
+        let bytes = reply::error_reply(req.name(), req.header.seqid, text);
+        self.conn.write_message(&bytes).await?;
+        Ok(())
+    }
+}
+
+enum Forwarded {
+    Done,
+    /// Nothing reached the backend (no connection could be made).
+    NotSent(PoolError),
+}
+
+struct Failure {
+    error: String,
+    /// Part of the reply was already written to the client: the connection cannot be saved.
+    reached_client: bool,
+}

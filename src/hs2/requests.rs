@@ -1,0 +1,26 @@
+//! Requests the proxy makes itself (closing abandoned sessions, health probes). No I/O.
+
+use super::handle::HandleId;
+use crate::thrift::value::{encode_message, Struct, Value};
+use crate::thrift::{MessageHeader, MessageKind};
+
+/// `TSessionHandle { 1: THandleIdentifier { 1: guid, 2: secret } }`.
+pub fn session_handle(id: &HandleId) -> Value {
+    let hid = Struct::new().with(1, Value::Bytes(id.guid.0.to_vec())).with(2, Value::Bytes(id.secret.0.to_vec()));
+    Struct::new().with(1, hid.into_value()).into_value()
+}
+
+/// A call message: `args { 1: req }`.
+pub fn call(method: &str, seqid: i32, req: Struct) -> Vec<u8> {
+    encode_message(&MessageHeader::new(method, MessageKind::Call, seqid), &Struct::new().with(1, req.into_value()))
+}
+
+/// `CloseSession(TCloseSessionReq { 1: sessionHandle })`.
+pub fn close_session(id: &HandleId, seqid: i32) -> Vec<u8> {
+    call("CloseSession", seqid, Struct::new().with(1, session_handle(id)))
+}
+
+/// `GetInfo(TGetInfoReq { 1: sessionHandle, 2: infoType })`.
+pub fn get_info(id: &HandleId, info_type: i32, seqid: i32) -> Vec<u8> {
+    call("GetInfo", seqid, Struct::new().with(1, session_handle(id)).with(2, Value::I32(info_type)))
+}
