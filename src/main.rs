@@ -1,1 +1,69 @@
-fn main(){}
+//! The hs2-proxy binary: parse flags, load the configuration, start logging, run.
+
+use clap::Parser;
+use hs2_proxy::cli::{Cli, Command, LogFormat};
+use hs2_proxy::{demo, server};
+
+fn main() {
+    let cli = Cli::parse();
+    let config = match cli.file_config().and_then(|f| f.validate()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hs2-proxy: configuration error: {e}");
+            std::process::exit(2);
+        }
+    };
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hs2-proxy: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let demo_mode = matches!(cli.command, Some(Command::Demo)) || config.backends.is_empty();
+    let result = runtime.block_on(async move {
+        let (handle, _mocks) = if demo_mode {
+            let (handle, mocks) = demo::start(config).await?;
+            println!("{}", demo::banner(&handle, &mocks));
+            (handle, mocks)
+        } else {
+            (server::start(config).await?, Vec::new())
+        };
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        handle.shutdown();
+        Ok::<(), std::io::Error>(())
+    });
+    if let Err(e) = result {
+        eprintln!("hs2-proxy: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HS2_PROXY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
