@@ -41,14 +41,16 @@ fn spawn_proxy(backend: &str) -> ProxyProcess {
         .spawn()
         .expect("the hs2-proxy binary runs");
     let stderr = child.stderr.take().expect("piped stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines.next().expect("the proxy logs before exiting").expect("utf-8 log");
-        if let Some(rest) = line.split("listen=").nth(1) {
-            break rest.split_whitespace().next().unwrap_or_default().to_string();
+    // Read the log on a thread so that a proxy that never logs its address fails the test, not hangs it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listen=").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
+            }
         }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("the proxy logs its listening address");
     ProxyProcess { child, addr }
 }
 
@@ -81,7 +83,10 @@ async fn a_100_mb_reply_passes_byte_identical_with_flat_proxy_memory() {
     let after = peak_rss_kib(pid);
     assert!(direct.len() > 100 << 20, "the reply is {} bytes", direct.len());
     assert!(direct == proxied, "bytes differ through the proxy");
-    println!("100 MB reply: proxy peak RSS {before} KiB before, {after} KiB after ({} MiB relayed)", direct.len() >> 20);
+    println!(
+        "100 MB reply: proxy peak RSS {before} KiB before, {after} KiB after ({} MiB relayed)",
+        direct.len() >> 20
+    );
     assert!(after < 48 * 1024, "proxy peak RSS {after} KiB grew with the reply");
 }
 
