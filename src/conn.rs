@@ -7,7 +7,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::Context;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -72,7 +72,8 @@ impl ThriftConn {
             deframer: Deframer::new(framing, max_frame),
             raw: BytesMut::with_capacity(READ_CHUNK),
             payload: BytesMut::with_capacity(READ_CHUNK),
-            max_write_frame: usize::MAX,
+            // A frame length is a u32 on the wire.
+            max_write_frame: u32::MAX as usize,
         }
     }
 
@@ -246,11 +247,8 @@ impl ThriftConn {
         let mut probe = [0u8; 1];
         let mut buf = ReadBuf::new(&mut probe);
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        match Pin::new(&mut self.io).poll_read(&mut cx, &mut buf) {
-            Poll::Pending => true,
-            // EOF, an error, or unsolicited bytes: not safe to reuse.
-            Poll::Ready(_) => false,
-        }
+        // Ready means EOF, an error, or unsolicited bytes: none is safe to reuse.
+        Pin::new(&mut self.io).poll_read(&mut cx, &mut buf).is_pending()
     }
 
     /// Shuts the write side down (best effort).

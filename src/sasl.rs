@@ -39,7 +39,9 @@ pub async fn server_read_credentials(conn: &mut ThriftConn) -> Result<PlainCrede
     }
     let response = conn.read_sasl_message(MAX_NEGOTIATION_BYTES).await?;
     if !matches!(response.status, SaslStatus::Ok | SaslStatus::Complete) {
-        return Err(SaslError::Malformed(format!("expected the PLAIN response, got {:?}", response.status)));
+        let text = format!("expected the PLAIN response, got {:?}", response.status);
+        conn.write_raw(&SaslMessage::new(SaslStatus::Bad, text.as_bytes()).encode()).await?;
+        return Err(SaslError::Malformed(text));
     }
     match PlainCredentials::parse(&response.payload) {
         Ok(creds) => Ok(creds),

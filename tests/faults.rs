@@ -104,7 +104,11 @@ async fn malformed_bytes_close_only_that_connection() {
     let proxy = proxy(&mocks, BackendTransport::Nosasl, |_| {}).await;
     let mut other = connect(&proxy, &ClientAuth::NoSasl).await;
     let s = other.open_session(None, &[]).await.unwrap();
-    for garbage in [&b"\x80\x01\x00\x01\x00\x00\x00\x07GetInfo\x00\x00\x00\x01\x63\x00\x01"[..], b"\x00\x00\x00\x05hello", b"\xff\xfe"] {
+    for garbage in [
+        &b"\x80\x01\x00\x01\x00\x00\x00\x07GetInfo\x00\x00\x00\x01\x63\x00\x01"[..],
+        b"\x00\x00\x00\x05hello",
+        b"\xff\xfe",
+    ] {
         let mut raw = TcpStream::connect(proxy.local_addr).await.unwrap();
         raw.write_all(garbage).await.unwrap();
         let mut sink = Vec::new();

@@ -1,1 +1,72 @@
-fn main(){}
+//! `mock-impalad`: runs one mock impalad (see `hs2_proxy::mock`) until Ctrl-C.
+//!
+//! ```text
+//! mock-impalad --listen 127.0.0.1:21050 [--name X] [--sasl] [--user U:PW ...] [--delay-ms N] [--frame-bytes N]
+//! ```
+
+use std::time::Duration;
+
+use clap::Parser;
+use hs2_proxy::mock::{MockAuth, MockConfig, MockImpalad};
+
+#[derive(Parser, Debug)]
+#[command(name = "mock-impalad", version, about = "A mock impalad speaking HS2 with Impala's session semantics")]
+struct Args {
+    /// Address to listen on (port 0 picks one).
+    #[arg(long, default_value = "127.0.0.1:21050")]
+    listen: String,
+    /// Host name reported in http_addr and the web server address.
+    #[arg(long, default_value = "mock-impalad")]
+    name: String,
+    /// Require SASL PLAIN (any user and password unless --user is given).
+    #[arg(long)]
+    sasl: bool,
+    /// An accepted USER:PASSWORD pair (repeatable; needs --sasl).
+    #[arg(long = "user", value_name = "USER:PASSWORD", requires = "sasl")]
+    users: Vec<String>,
+    /// Wait this long before handling every request.
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
+    /// SASL: split replies into frames of at most this many bytes (Impala writes 131072).
+    #[arg(long)]
+    frame_bytes: Option<usize>,
+    /// Rows per FetchResults when a request asks for none.
+    #[arg(long, default_value_t = 1024)]
+    fetch_default_rows: i64,
+}
+
+fn auth(args: &Args) -> Result<MockAuth, String> {
+    if !args.sasl {
+        return Ok(MockAuth::NoSasl);
+    }
+    if args.users.is_empty() {
+        return Ok(MockAuth::Plain { users: None });
+    }
+    let users = args
+        .users
+        .iter()
+        .map(|u| u.split_once(':').map(|(n, p)| (n.to_string(), p.to_string())))
+        .collect::<Option<Vec<_>>>()
+        .ok_or("--user takes USER:PASSWORD")?;
+    Ok(MockAuth::Plain { users: Some(users) })
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // Logs go to stderr, without colour codes unless a person is watching: scripts grep them.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    let args = Args::parse();
+    let cfg = MockConfig {
+        name: args.name.clone(),
+        auth: auth(&args)?,
+        delay: Duration::from_millis(args.delay_ms),
+        write_frame_bytes: args.frame_bytes,
+        fetch_default_rows: args.fetch_default_rows,
+    };
+    let mock = MockImpalad::start(&args.listen, cfg).await?;
+    tokio::signal::ctrl_c().await?;
+    mock.stop().await;
+    Ok(())
+}

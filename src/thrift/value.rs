@@ -234,6 +234,9 @@ pub fn decode_message(bytes: &[u8], limits: &Limits) -> Result<(MessageHeader, S
     Ok((MessageHeader { name, kind, seqid }, body, r.pos))
 }
 
+/// Most container elements reserved up front while decoding.
+const PREALLOCATE_MAX: usize = 1024;
+
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
@@ -328,8 +331,8 @@ impl<'a> Reader<'a> {
             TType::List | TType::Set => {
                 let elem = self.ttype()?;
                 let n = self.count()?;
-                // Cap the preallocation by what the input can hold: a count is a peer's claim.
-                let mut items = Vec::with_capacity(n.min(self.bytes.len() - self.pos));
+                // A count is a peer's claim: preallocate little, let the vector grow with real elements.
+                let mut items = Vec::with_capacity(n.min(PREALLOCATE_MAX));
                 for _ in 0..n {
                     items.push(self.value(elem, depth + 1)?);
                 }
@@ -343,7 +346,7 @@ impl<'a> Reader<'a> {
                 let k = self.ttype()?;
                 let v = self.ttype()?;
                 let n = self.count()?;
-                let mut entries = Vec::with_capacity(n.min(self.bytes.len() - self.pos));
+                let mut entries = Vec::with_capacity(n.min(PREALLOCATE_MAX));
                 for _ in 0..n {
                     let key = self.value(k, depth + 1)?;
                     let val = self.value(v, depth + 1)?;

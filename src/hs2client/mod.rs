@@ -1,0 +1,279 @@
+//! A minimal async HS2 client: one TCP connection, one call at a time.
+//!
+//! Used by the integration tests, the benchmark tool and the proxy's health probes. It speaks unframed
+//! binary (NOSASL) or SASL PLAIN, builds requests with [`crate::thrift::value`] and decodes whole
+//! replies: simple rather than fast. A benchmark that measures the proxy, not this client, sends
+//! pre-encoded requests with [`Hs2Client::call_raw`].
+//!
+//! - [`wire`]: handle, status and row-set shapes, shared with the mock impalad. No I/O.
+
+pub mod wire;
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::net::{TcpStream, ToSocketAddrs};
+
+use crate::conn::{ConnError, ThriftConn};
+use crate::hs2::handle::HandleId;
+use crate::sasl::{self, SaslError};
+use crate::thrift::framing::Framing;
+use crate::thrift::value::{decode_message, encode_message, Struct, Value};
+use crate::thrift::{Limits, MessageHeader, MessageKind, ProtocolError, TType};
+
+pub use wire::{Column, OpHandle, Status};
+
+/// Largest frame accepted from a server (a SASL data frame never holds more than one reply).
+const MAX_FRAME_BYTES: u64 = Limits::REPLY.max_message_bytes;
+/// Rows asked for per FetchResults by [`Hs2Client::fetch_all_i64`] (impyla's default).
+const FETCH_ALL_BATCH: i64 = 10_240;
+/// Polling interval bounds for [`Hs2Client::wait_finished`]: start fast, back off to the cap.
+const POLL_FIRST: Duration = Duration::from_millis(1);
+const POLL_MAX: Duration = Duration::from_millis(100);
+
+/// How the client authenticates.
+#[derive(Clone)]
+pub enum ClientAuth {
+    /// Unframed binary protocol, no handshake (Impala's `NOSASL`).
+    NoSasl,
+    /// SASL PLAIN, then 4-byte-length frames.
+    Plain { user: String, password: String },
+}
+
+impl fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientAuth::NoSasl => f.write_str("NoSasl"),
+            ClientAuth::Plain { user, .. } => write!(f, "Plain {{ user: {user:?}, password: <redacted> }}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("connect: {0}")]
+    Connect(std::io::Error),
+    #[error("{0}")]
+    Conn(#[from] ConnError),
+    #[error("SASL: {0}")]
+    Sasl(#[from] SaslError),
+    #[error("undecodable reply: {0}")]
+    Protocol(#[from] ProtocolError),
+    #[error("the server closed the connection")]
+    Closed,
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    /// An earlier call failed midway: the stream may hold half a reply, so it cannot carry another call.
+    #[error("the connection is unusable after an earlier failure")]
+    Broken,
+    /// The server answered with a `TApplicationException` (e.g. an unknown method).
+    #[error("TApplicationException: {0}")]
+    Exception(String),
+    /// The response's `TStatus` was not a success.
+    #[error("status {code}: {message}")]
+    Status { code: i64, message: String },
+    /// The operation ended in `ERROR_STATE`; the text is its `errorMessage`.
+    #[error("operation failed: {0}")]
+    OperationFailed(String),
+    #[error("unexpected reply: {0}")]
+    Unexpected(String),
+}
+
+pub struct Hs2Client {
+    conn: ThriftConn,
+    seqid: i32,
+    timeout: Option<Duration>,
+    broken: bool,
+}
+
+impl Hs2Client {
+    /// Connects and, for [`ClientAuth::Plain`], authenticates.
+    pub async fn connect<A: ToSocketAddrs>(addr: A, auth: &ClientAuth) -> Result<Hs2Client, ClientError> {
+        let stream = TcpStream::connect(addr).await.map_err(ClientError::Connect)?;
+        // Calls are small request/reply pairs: Nagle would add a delay to every one. Best effort.
+        let _ = stream.set_nodelay(true);
+        let mut conn = ThriftConn::new(Box::new(stream), Framing::Unframed, MAX_FRAME_BYTES);
+        if let ClientAuth::Plain { user, password } = auth {
+            sasl::client_handshake(&mut conn, user, password, MAX_FRAME_BYTES).await?;
+        }
+        Ok(Hs2Client { conn, seqid: 0, timeout: None, broken: false })
+    }
+
+    /// Bounds every later call (write and reply); a call that times out leaves the client [`Broken`].
+    ///
+    /// [`Broken`]: ClientError::Broken
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
+    }
+
+    /// Sends one pre-encoded message and returns the raw reply message (payload, frames stripped).
+    pub async fn call_raw(&mut self, bytes: &[u8]) -> Result<Vec<u8>, ClientError> {
+        if self.broken {
+            return Err(ClientError::Broken);
+        }
+        // Cleared only when a whole reply arrived: any failure in between leaves the stream mid-message.
+        self.broken = true;
+        let conn = &mut self.conn;
+        let exchange = async move {
+            conn.write_message(bytes).await?;
+            conn.read_message(Limits::REPLY).await?.ok_or(ClientError::Closed)
+        };
+        let reply = match self.timeout {
+            None => exchange.await?,
+            Some(t) => tokio::time::timeout(t, exchange).await.map_err(|_| ClientError::Timeout(t))??,
+        };
+        self.broken = false;
+        Ok(Vec::from(reply))
+    }
+
+    /// Calls `method` with `args {1: req}`; returns the reply's `result.0` (the response struct).
+    pub async fn call(&mut self, method: &str, req: Struct) -> Result<Struct, ClientError> {
+        self.seqid = self.seqid.wrapping_add(1);
+        let seqid = self.seqid;
+        let header = MessageHeader::new(method, MessageKind::Call, seqid);
+        let bytes = encode_message(&header, &Struct::new().with(1, req.into_value()));
+        let reply = self.call_raw(&bytes).await?;
+        let (header, mut body, _) = decode_message(&reply, &Limits::REPLY)?;
+        if header.name != method || header.seqid != seqid {
+            let got = format!("{} #{}", header.name, header.seqid);
+            return Err(ClientError::Unexpected(format!("reply {got} to call {method} #{seqid}")));
+        }
+        match header.kind {
+            MessageKind::Reply => match wire::take_field(&mut body, 0) {
+                Some(Value::Struct(resp)) => Ok(resp),
+                _ => Err(ClientError::Unexpected(format!("{method} reply has no result"))),
+            },
+            MessageKind::Exception => Err(ClientError::Exception(body.get_str(1).unwrap_or_default().to_string())),
+            kind => Err(ClientError::Unexpected(format!("a {kind} message in reply to {method}"))),
+        }
+    }
+
+    /// [`call`](Self::call), then turns a non-success `TStatus` into [`ClientError::Status`].
+    pub async fn call_ok(&mut self, method: &str, req: Struct) -> Result<Struct, ClientError> {
+        let resp = self.call(method, req).await?;
+        check_status(method, &resp)?;
+        Ok(resp)
+    }
+
+    /// Opens a session (protocol V6); `config` goes into the request's configuration map.
+    pub async fn open_session(&mut self, user: Option<&str>, config: &[(&str, &str)]) -> Result<HandleId, ClientError> {
+        let resp = self.call_ok("OpenSession", open_session_req(user, config)).await?;
+        resp.get_struct(3)
+            .and_then(wire::read_handle)
+            .ok_or_else(|| ClientError::Unexpected("OpenSession reply has no session handle".into()))
+    }
+
+    pub async fn close_session(&mut self, session: &HandleId) -> Result<(), ClientError> {
+        self.call_ok("CloseSession", session_req(session)).await.map(drop)
+    }
+
+    /// Runs `statement` asynchronously (`runAsync = true`).
+    pub async fn execute(&mut self, session: &HandleId, statement: &str) -> Result<OpHandle, ClientError> {
+        let req = session_req(session).with(2, Value::string(statement)).with(4, Value::Bool(true));
+        let resp = self.call_ok("ExecuteStatement", req).await?;
+        resp.get_struct(2)
+            .and_then(wire::read_op_handle)
+            .ok_or_else(|| ClientError::Unexpected("ExecuteStatement reply has no operation handle".into()))
+    }
+
+    /// One GetOperationStatus: the state and, in `ERROR_STATE`, the error text.
+    pub async fn operation_status(&mut self, op: &OpHandle) -> Result<(i32, Option<String>), ClientError> {
+        let resp = self.call_ok("GetOperationStatus", op_req(op)).await?;
+        let state = resp.get_i64(2).map(|s| s as i32).unwrap_or(wire::op_state::UNKNOWN);
+        Ok((state, resp.get_str(5).map(str::to_string)))
+    }
+
+    /// Polls GetOperationStatus until the operation ends; returns the final state.
+    /// `ERROR_STATE` becomes [`ClientError::OperationFailed`] with the server's text.
+    pub async fn wait_finished(&mut self, op: &OpHandle) -> Result<i32, ClientError> {
+        let mut pause = POLL_FIRST;
+        loop {
+            let (state, error) = self.operation_status(op).await?;
+            if state == wire::op_state::ERROR {
+                return Err(ClientError::OperationFailed(error.unwrap_or_default()));
+            }
+            if wire::op_state::is_terminal(state) {
+                return Ok(state);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(POLL_MAX);
+        }
+    }
+
+    /// Fetches up to `max_rows` rows: the batch's columns and `hasMoreRows`.
+    pub async fn fetch(&mut self, op: &OpHandle, max_rows: i64) -> Result<(Vec<Column>, bool), ClientError> {
+        let req = op_req(op).with(2, Value::I32(0)).with(3, Value::I64(max_rows));
+        let mut resp = self.call_ok("FetchResults", req).await?;
+        let has_more = resp.get_bool(2).unwrap_or(false);
+        let columns = match wire::take_field(&mut resp, 3) {
+            Some(Value::Struct(rowset)) => wire::read_columns(rowset),
+            _ => Some(Vec::new()),
+        };
+        let columns = columns.ok_or_else(|| ClientError::Unexpected("malformed TRowSet".into()))?;
+        Ok((columns, has_more))
+    }
+
+    /// Fetches every row and returns the first column as `i64`s (NULL and non-integers are errors).
+    pub async fn fetch_all_i64(&mut self, op: &OpHandle) -> Result<Vec<i64>, ClientError> {
+        let mut out = Vec::new();
+        loop {
+            let (columns, has_more) = self.fetch(op, FETCH_ALL_BATCH).await?;
+            if let Some(first) = columns.into_iter().next() {
+                for (i, v) in first.values.iter().enumerate() {
+                    match v.as_i64() {
+                        Some(x) if !first.is_null(i) => out.push(x),
+                        _ => return Err(ClientError::Unexpected(format!("row {} is not an integer", out.len()))),
+                    }
+                }
+            }
+            if !has_more {
+                return Ok(out);
+            }
+        }
+    }
+
+    pub async fn cancel_operation(&mut self, op: &OpHandle) -> Result<(), ClientError> {
+        self.call_ok("CancelOperation", op_req(op)).await.map(drop)
+    }
+
+    pub async fn close_operation(&mut self, op: &OpHandle) -> Result<(), ClientError> {
+        self.call_ok("CloseOperation", op_req(op)).await.map(drop)
+    }
+
+    /// GetInfo; returns the `TGetInfoValue` union (`get_str(1)` for the string answers).
+    pub async fn get_info(&mut self, session: &HandleId, info_type: i32) -> Result<Struct, ClientError> {
+        let mut resp = self.call_ok("GetInfo", session_req(session).with(2, Value::I32(info_type))).await?;
+        match wire::take_field(&mut resp, 2) {
+            Some(Value::Struct(info)) => Ok(info),
+            _ => Err(ClientError::Unexpected("GetInfo reply has no infoValue".into())),
+        }
+    }
+}
+
+/// A `TOpenSessionReq` for protocol V6.
+pub fn open_session_req(user: Option<&str>, config: &[(&str, &str)]) -> Struct {
+    let map = config.iter().map(|(k, v)| (Value::string(k), Value::string(v))).collect();
+    Struct::new()
+        .with(1, Value::I32(wire::PROTOCOL_V6))
+        .with_opt(2, user.map(Value::string))
+        .with(4, Value::Map(TType::String, TType::String, map))
+}
+
+/// A request whose field 1 is a session handle.
+pub fn session_req(session: &HandleId) -> Struct {
+    Struct::new().with(1, wire::session_handle_value(session))
+}
+
+/// A request whose field 1 is an operation handle.
+pub fn op_req(op: &OpHandle) -> Struct {
+    Struct::new().with(1, wire::operation_handle_value(op))
+}
+
+/// `Ok` for a successful `TStatus`, else [`ClientError::Status`] (or `Unexpected` when it is missing).
+pub fn check_status(method: &str, resp: &Struct) -> Result<(), ClientError> {
+    match wire::read_status(resp) {
+        Some(s) if s.is_success() => Ok(()),
+        Some(Status { code, message }) => Err(ClientError::Status { code, message }),
+        None => Err(ClientError::Unexpected(format!("{method} reply has no status"))),
+    }
+}

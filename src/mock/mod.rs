@@ -1,0 +1,229 @@
+//! A mock impalad: an HS2 server (plus Impala's extra calls) with Impala's session semantics and a tiny
+//! SQL dialect, for the proxy's integration tests, the demo and benchmarks.
+//!
+//! - [`server`]: the listener and the per-connection task (the only I/O here).
+//! - [`calls`], [`op_calls`]: one function per method, Impala's checks and texts.
+//! - [`state`]: sessions and operations; [`sql`]: the dialect; [`rowset`]: lazily generated results.
+//!
+//! What makes it Impala-like, and what the proxy depends on: sessions outlive the connection that opened
+//! them and work from any connection; an operation's secret is its session's secret; unknown handles get
+//! `Invalid session id: <hi:lo>` / `Invalid or unknown query handle: <hi:lo>.`; a draining server answers
+//! `Server is being shut down: ...`; SASL replies can be split into small frames like Impala's 128 KiB
+//! write buffer does.
+
+mod calls;
+mod op_calls;
+pub mod rowset;
+mod server;
+pub mod sql;
+mod state;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::hs2::handle::Guid;
+use state::State;
+
+/// The version the mock reports (GetInfo CLI_DBMS_VER, PingImpalaHS2Service).
+pub const MOCK_VERSION: &str = "4.4.0-mock";
+
+/// How clients authenticate to the mock.
+#[derive(Clone)]
+pub enum MockAuth {
+    /// Unframed binary protocol (Impala's `NOSASL`).
+    NoSasl,
+    /// SASL PLAIN; `None` accepts any user and password.
+    Plain { users: Option<Vec<(String, String)>> },
+}
+
+impl fmt::Debug for MockAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MockAuth::NoSasl => f.write_str("NoSasl"),
+            MockAuth::Plain { users: None } => f.write_str("Plain(any user)"),
+            MockAuth::Plain { users: Some(u) } => write!(f, "Plain({} users)", u.len()),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct MockConfig {
+    /// Host name reported in `http_addr` and the web server address, and shown in logs.
+    pub name: String,
+    pub auth: MockAuth,
+    /// Waited before handling every request (a slow or distant impalad).
+    pub delay: Duration,
+    /// SASL only: split every reply into frames of at most this many bytes (Impala: 128 KiB).
+    pub write_frame_bytes: Option<usize>,
+    /// Rows per FetchResults when the request asks for none (`maxRows <= 0`).
+    pub fetch_default_rows: i64,
+}
+
+impl Default for MockConfig {
+    fn default() -> MockConfig {
+        MockConfig {
+            name: "mock-impalad".to_string(),
+            auth: MockAuth::NoSasl,
+            delay: Duration::ZERO,
+            write_frame_bytes: None,
+            fetch_default_rows: 1024,
+        }
+    }
+}
+
+/// A running mock impalad; clones share it.
+#[derive(Clone)]
+pub struct MockImpalad {
+    inner: Arc<Inner>,
+}
+
+/// State shared by the handle, the accept loop and the connection tasks.
+pub(crate) struct Inner {
+    cfg: MockConfig,
+    local_addr: SocketAddr,
+    // std mutexes: every critical section is short and synchronous, never across an `.await`.
+    state: Mutex<State>,
+    delay: Mutex<Duration>,
+    calls: Mutex<HashMap<String, u64>>,
+    shutting_down: AtomicBool,
+    connections: AtomicUsize,
+    accepted: AtomicU64,
+    /// Flips to `true` once: the accept loop then drops every connection and the listener.
+    stop: watch::Sender<bool>,
+    /// Bumped to drop every open connection while the server lives on (a network blip).
+    drop_generation: watch::Sender<u64>,
+    accept_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not take the mock down with it: the data is still consistent enough.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Inner {
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    fn delay(&self) -> Duration {
+        *lock(&self.delay)
+    }
+
+    /// Impala's draining text, when draining.
+    fn shutdown_text(&self) -> Option<String> {
+        let on = self.shutting_down.load(Ordering::Relaxed);
+        let open = self.state().ops.len();
+        on.then(|| {
+            format!(
+                "Server is being shut down: startup grace period left: 0, deadline left: 59m59s, \
+                 queries registered on coordinator: {open}, queries executing: 0, fragment instances: 0"
+            )
+        })
+    }
+
+    fn count_call(&self, method: &str) {
+        // Only IDL methods get their own counter: a peer must not grow the map with made-up names.
+        let key = if crate::hs2::idl::method(method).is_some() { method } else { "<unknown>" };
+        *lock(&self.calls).entry(key.to_string()).or_default() += 1;
+    }
+}
+
+impl MockImpalad {
+    /// Binds `addr` (port 0 for any) and starts serving.
+    pub async fn start(addr: &str, cfg: MockConfig) -> std::io::Result<MockImpalad> {
+        let listener = TcpListener::bind(addr).await?;
+        // Subscribed before the loop starts, so that a `stop` right after `start` is not missed.
+        let (stop, stopped) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            local_addr: listener.local_addr()?,
+            delay: Mutex::new(cfg.delay),
+            cfg,
+            state: Mutex::new(State::default()),
+            calls: Mutex::new(HashMap::new()),
+            shutting_down: AtomicBool::new(false),
+            connections: AtomicUsize::new(0),
+            accepted: AtomicU64::new(0),
+            stop,
+            drop_generation: watch::channel(0).0,
+            accept_task: Mutex::new(None),
+        });
+        let task = tokio::spawn(server::accept_loop(listener, inner.clone(), stopped));
+        *lock(&inner.accept_task) = Some(task);
+        tracing::info!(name = %inner.cfg.name, addr = %inner.local_addr, auth = ?inner.cfg.auth, "mock impalad listening");
+        Ok(MockImpalad { inner })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.cfg.name
+    }
+
+    /// Draining: OpenSession, GetInfo and ExecuteStatement answer `Server is being shut down: ...`.
+    pub fn set_shutting_down(&self, on: bool) {
+        self.inner.shutting_down.store(on, Ordering::Relaxed);
+    }
+
+    pub fn set_delay(&self, d: Duration) {
+        *lock(&self.inner.delay) = d;
+    }
+
+    pub fn sessions(&self) -> Vec<Guid> {
+        self.inner.state().sessions.keys().copied().collect()
+    }
+
+    pub fn has_session(&self, g: &Guid) -> bool {
+        self.inner.state().sessions.contains_key(g)
+    }
+
+    pub fn session_user(&self, g: &Guid) -> Option<String> {
+        self.inner.state().sessions.get(g).map(|s| s.user.clone())
+    }
+
+    pub fn open_operations(&self) -> usize {
+        self.inner.state().ops.len()
+    }
+
+    /// Client connections open now.
+    pub fn connections(&self) -> usize {
+        self.inner.connections.load(Ordering::Relaxed)
+    }
+
+    pub fn connections_accepted(&self) -> u64 {
+        self.inner.accepted.load(Ordering::Relaxed)
+    }
+
+    /// How many times `method` was called (methods the IDL does not know count as `"<unknown>"`).
+    pub fn calls(&self, method: &str) -> u64 {
+        lock(&self.inner.calls).get(method).copied().unwrap_or(0)
+    }
+
+    /// Drops every open client connection; the server keeps listening and keeps its sessions (as after
+    /// a network blip, or an impalad closing idle connections).
+    pub async fn drop_connections(&self) {
+        self.inner.drop_generation.send_modify(|g| *g += 1);
+        tokio::task::yield_now().await;
+    }
+
+    /// Stops like a dead impalad: no more accepts, every connection dropped, every session lost.
+    /// Returns once the connections are closed.
+    pub async fn stop(&self) {
+        self.inner.stop.send_replace(true);
+        let task = lock(&self.inner.accept_task).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        self.inner.state().clear();
+        tracing::info!(name = %self.inner.cfg.name, "mock impalad stopped");
+    }
+}

@@ -1,0 +1,158 @@
+//! The mock's listener and per-connection task: handshake, read a request, answer it, repeat.
+//!
+//! A request that is not a well-formed Thrift call closes its connection with a log line; nothing a peer
+//! sends can panic the mock.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::calls::{self, Outcome};
+use super::{Inner, MockAuth};
+use crate::conn::ThriftConn;
+use crate::hs2::reply;
+use crate::sasl::{self, SaslError};
+use crate::thrift::framing::Framing;
+use crate::thrift::value::{decode_message, encode_message, Struct};
+use crate::thrift::{Limits, MessageHeader, MessageKind};
+
+/// Largest SASL frame the mock reads (no request is larger than a message).
+const MAX_FRAME_BYTES: u64 = Limits::REQUEST.max_message_bytes;
+
+/// Serves until `stop` changes (it only ever changes to `true`).
+pub(super) async fn accept_loop(listener: TcpListener, inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+    // Connection tasks live in this set so that `stop` can drop every one of them, like a dead process.
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    inner.accepted.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(name = %inner.cfg.name, %peer, "accepted");
+                    // Subscribed at accept: a later `drop_connections` reaches this connection.
+                    let mut dropped = inner.drop_generation.subscribe();
+                    let serving = serve(stream, inner.clone());
+                    tasks.spawn(async move {
+                        tokio::select! {
+                            _ = serving => {}
+                            _ = dropped.changed() => {}
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of descriptors and the like: back off rather than spin.
+                    tracing::warn!(name = %inner.cfg.name, error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    drop(listener);
+    tasks.shutdown().await;
+}
+
+/// Counts an open connection for as long as it lives (also when its task is aborted).
+struct Open(Arc<Inner>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn serve(stream: TcpStream, inner: Arc<Inner>) {
+    inner.connections.fetch_add(1, Ordering::Relaxed);
+    let _open = Open(inner.clone());
+    let _ = stream.set_nodelay(true);
+    let name = inner.cfg.name.clone();
+    let mut conn = ThriftConn::new(Box::new(stream), Framing::Unframed, MAX_FRAME_BYTES);
+    let user = match &inner.cfg.auth {
+        MockAuth::NoSasl => None,
+        MockAuth::Plain { users } => match authenticate(&mut conn, users.as_deref()).await {
+            Ok(user) => Some(user),
+            Err(e) => {
+                tracing::info!(%name, error = %e, "SASL handshake failed");
+                return;
+            }
+        },
+    };
+    if let Some(n) = inner.cfg.write_frame_bytes {
+        conn.set_max_write_frame(n);
+    }
+    loop {
+        let request = match conn.read_message(Limits::REQUEST).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(%name, error = %e, "closing a connection after a bad request");
+                return;
+            }
+        };
+        let (bytes, keep_open) = match respond(&inner, user.as_deref(), &request).await {
+            Some(answer) => answer,
+            None => return,
+        };
+        if let Err(e) = conn.write_message(&bytes).await {
+            tracing::debug!(%name, error = %e, "client went away");
+            return;
+        }
+        if !keep_open {
+            tracing::info!(%name, "crash(): dropped the connection mid-reply");
+            conn.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// Server half of SASL PLAIN; returns the authenticated user.
+async fn authenticate(conn: &mut ThriftConn, users: Option<&[(String, String)]>) -> Result<String, SaslError> {
+    let creds = sasl::server_read_credentials(conn).await?;
+    let known = users.is_none_or(|list| list.iter().any(|(u, p)| *u == creds.user && *p == creds.password));
+    let verdict = if known { Ok(()) } else { Err(format!("Invalid username or password for user '{}'", creds.user)) };
+    sasl::server_finish(conn, verdict, MAX_FRAME_BYTES).await?;
+    Ok(creds.user)
+}
+
+/// The bytes to write for one request, and whether the connection stays open afterwards.
+/// `None` closes the connection: the request was not a decodable call.
+async fn respond(inner: &Inner, user: Option<&str>, request: &[u8]) -> Option<(Vec<u8>, bool)> {
+    let name = &inner.cfg.name;
+    let (header, args, _) = match decode_message(request, &Limits::REQUEST) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(%name, error = %e, "closing a connection after an undecodable request");
+            return None;
+        }
+    };
+    if header.kind != MessageKind::Call {
+        tracing::warn!(%name, kind = %header.kind, "closing a connection after a message that is not a call");
+        return None;
+    }
+    inner.count_call(&header.name);
+    let delay = inner.delay();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let method = header.name.as_str();
+    tracing::debug!(%name, method, seqid = header.seqid, "call");
+    let reply = |resp: Struct| {
+        let h = MessageHeader::new(method, MessageKind::Reply, header.seqid);
+        encode_message(&h, &Struct::new().with(0, resp.into_value()))
+    };
+    Some(match calls::dispatch(inner, user, method, &args).await {
+        Outcome::Reply(resp) => (reply(resp), true),
+        Outcome::Exception { kind, message } => {
+            (reply::application_exception(method, header.seqid, kind, &message), true)
+        }
+        Outcome::Crash(resp) => {
+            let mut bytes = reply(resp);
+            bytes.truncate(bytes.len() / 2);
+            (bytes, false)
+        }
+    })
+}
