@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Runs every test: the fast cargo suites, then the suites against real peers (impyla, impala-shell, ...).
-# Real peers are installed first by the project's own scripts (idempotent). A missing peer fails the run.
+# Runs every test: the fast cargo suites, then the suites against real peers (impyla, impala-shell, Spark
+# Thrift Server, beeline, HAProxy). Peers are installed first by the project's own scripts (idempotent); a
+# missing peer fails the run. Real-peer tests are `#[ignore]`d in cargo so that `cargo test` stays fast.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
-step() { printf '\n=== %s\n' "$*"; }
+step() { printf '\n=== %s (%ss)\n' "$*" "$SECONDS"; }
 
-step "unit and integration tests (cargo test)"
+step "unit and integration tests: cargo test"
 cargo test --all-targets
 
-step "installing real peers (scripts/setup-python.sh)"
+step "installing real peers"
 scripts/setup-python.sh
+scripts/setup-spark.sh
 
-step "real-peer tests (cargo test --test interop -- --ignored)"
-cargo test --test interop -- --ignored --test-threads=1
+step "real-peer tests: cargo test -- --ignored"
+cargo test --all-targets -- --ignored --test-threads=1
+
+step "all tests passed"
