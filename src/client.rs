@@ -14,16 +14,17 @@ use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::backend::health::Evidence;
 use crate::backend::pool::{Credentials, PoolError};
-use crate::backend::Backend;
+use crate::backend::{probe, Backend};
 use crate::conn::{ConnError, RelayError, ThriftConn};
 use crate::hs2::call::{reply_scanner, reply_summary, ReplySummary, Request};
 use crate::hs2::handle::Guid;
 use crate::hs2::reply;
 use crate::routing::{Reject, Route};
-use crate::sasl;
 use crate::server::Proxy;
 use crate::thrift::framing::{sniff, Framing, Sniffed, SNIFF_BYTES};
+use crate::{recover, sasl};
 
 /// Why a connection ended early.
 #[derive(Debug, thiserror::Error)]
@@ -144,14 +145,27 @@ impl Client {
     }
 
     async fn handle(&mut self, req: Request) -> Result<(), End> {
-        match self.proxy.routes.route(&req, self.user.as_deref()) {
+        let route = match self.proxy.routes.route(&req, self.user.as_deref()) {
+            Route::Reject(unknown @ (Reject::UnknownSession(_) | Reject::UnknownOperation(_))) => {
+                recover(&self.proxy, &req, &self.creds, self.user.as_deref()).await.unwrap_or(Route::Reject(unknown))
+            }
+            route => route,
+        };
+        match route {
             Route::NewSession | Route::Anywhere => self.open_anywhere(req).await,
             Route::Pinned { backend, session } => {
-                if self.used.insert(session) {
-                    self.proxy.routes.attach(&session);
+                if !backend.serving() {
+                    // Failover is under way: answer as the server would for a session it lost.
+                    let g = session.or(req.operation.map(|o| o.guid)).unwrap_or(Guid([0; 16]));
+                    return self.reply_error(&req, &reply::invalid_session_text(&g)).await;
                 }
-                self.proxy.routes.touch(&session, None);
-                self.forward(&backend, &req, Some(session)).await.map(|_| ())
+                if let Some(s) = session {
+                    if self.used.insert(s) {
+                        self.proxy.routes.attach(&s);
+                    }
+                    self.proxy.routes.touch(&s, None);
+                }
+                self.forward(&backend, &req, session).await.map(|_| ())
             }
             Route::Reject(reject) => {
                 if let Reject::WrongUser { session, owner, caller } = &reject {
@@ -190,8 +204,14 @@ impl Client {
     ) -> Result<Forwarded, End> {
         let mut up = match backend.pool.checkout(&self.creds).await {
             Ok(up) => up,
-            Err(e) if session.is_none() && e.is_connect_failure() => return Ok(Forwarded::NotSent(e)),
+            Err(e) if e.is_connect_failure() && req.name() == "OpenSession" => {
+                self.proxy.apply_evidence(backend, Evidence::Unreachable(e.to_string()));
+                return Ok(Forwarded::NotSent(e));
+            }
             Err(e) => {
+                if e.is_connect_failure() {
+                    self.proxy.apply_evidence(backend, Evidence::Unreachable(e.to_string()));
+                }
                 tracing::warn!(backend = %backend.addr, method = req.name(), error = %e, "no upstream connection");
                 self.reply_error(req, &format!("hs2-proxy: {e}")).await?;
                 return Ok(Forwarded::Done);
@@ -207,8 +227,13 @@ impl Client {
                 self.learn(req, &summary, backend, conn_id, session);
                 Ok(Forwarded::Done)
             }
-            Err(Failure { error, reached_client }) => {
+            Err(Failure { error, reached_client, backend_fault }) => {
                 backend.pool.discard(up);
+                if backend_fault {
+                    // One broken exchange is not proof; it counts, and the probe looks at once.
+                    self.proxy.apply_evidence(backend, Evidence::Failed(error.clone()));
+                    backend.probe_now.notify_one();
+                }
                 tracing::warn!(backend = %backend.addr, client = %self.peer, method = req.name(), error = %error,
                     "call failed");
                 if reached_client {
@@ -228,19 +253,22 @@ impl Client {
         up: &mut ThriftConn,
         req: &Request,
     ) -> Result<ReplySummary, Failure> {
-        let unsent = |error: String| Failure { error, reached_client: false };
+        let unsent = |error: String| Failure { error, reached_client: false, backend_fault: true };
         up.write_message(&req.bytes).await.map_err(|e| unsent(e.to_string()))?;
         let mut scanner = reply_scanner(req, self.proxy.config.reply_limits);
         let timeout = self.proxy.config.backend_reply_timeout;
         match tokio::time::timeout(timeout, up.relay_reply(&mut self.conn, &mut scanner)).await {
             Ok(Ok(_)) => Ok(reply_summary(&scanner)),
             Ok(Err(RelayError::Backend { error, forwarded })) => {
-                Err(Failure { error: error.to_string(), reached_client: forwarded > 0 })
+                Err(Failure { error: error.to_string(), reached_client: forwarded > 0, backend_fault: true })
             }
-            Ok(Err(RelayError::Client(e))) => Err(Failure { error: format!("client: {e}"), reached_client: true }),
+            Ok(Err(RelayError::Client(e))) => {
+                Err(Failure { error: format!("client: {e}"), reached_client: true, backend_fault: false })
+            }
             Err(_) => Err(Failure {
                 error: format!("no reply from {} within {timeout:?}", backend.addr),
                 reached_client: scanner.consumed() > 0,
+                backend_fault: true,
             }),
         }
     }
@@ -256,6 +284,9 @@ impl Client {
     ) {
         let routes = &self.proxy.routes;
         if !sum.succeeded() {
+            if let Some(text) = sum.error.as_deref().filter(|t| t.contains(probe::SHUTTING_DOWN)) {
+                self.proxy.apply_evidence(backend, Evidence::ShuttingDown(text.to_string()));
+            }
             if let Some(text) = &sum.error {
                 if routes.forget_on_error(req, text) {
                     tracing::info!(backend = %backend.addr, method = req.name(), error = %text,
@@ -299,6 +330,18 @@ impl Client {
     }
 }
 
+/// A handle the proxy does not know: ask the backends who holds it (after a restart).
+/// (A free function: the client task's `&self` is not `Sync` and must not be held across this await.)
+async fn recover(proxy: &Proxy, req: &Request, creds: &Credentials, user: Option<&str>) -> Option<Route> {
+    if let Some(s) = req.session {
+        let backend = recover::session_owner(proxy, &s, creds, user).await?;
+        return Some(Route::Pinned { backend, session: Some(s.guid) });
+    }
+    let op = req.operation?;
+    let backend = recover::operation_owner(proxy, &op, creds).await?;
+    Some(Route::Pinned { backend, session: None })
+}
+
 enum Forwarded {
     Done,
     /// Nothing reached the backend (no connection could be made).
@@ -309,4 +352,6 @@ struct Failure {
     error: String,
     /// Part of the reply was already written to the client: the connection cannot be saved.
     reached_client: bool,
+    /// The backend side failed (not the client): evidence about the backend's health.
+    backend_fault: bool,
 }

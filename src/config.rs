@@ -47,13 +47,49 @@ pub struct FileConfig {
     pub pool: FilePool,
     pub sessions: FileSessions,
     pub timeouts: FileTimeouts,
+    pub health: FileHealth,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum FileBackend {
     Addr(String),
-    Table { addr: String, weight: Option<u32> },
+    Table { addr: String, weight: Option<u32>, kind: Option<BackendKind>, metrics_url: Option<String> },
+}
+
+/// What kind of HS2 server a backend is: it decides how the proxy asks whether the server holds a
+/// session it does not know (after a restart).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// impalad: GetInfo validates the session and changes nothing.
+    #[default]
+    Impala,
+    /// HiveServer2 / Spark Thrift Server: GetInfo does not validate the session, so the proxy runs
+    /// GetCatalogs and closes the operation at once.
+    Hive,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileHealth {
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub rise: Option<u32>,
+    pub fall: Option<u32>,
+}
+
+/// Health probe settings (HAProxy-like defaults).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// Time between probes of one backend. Default 2 s.
+    pub interval: Duration,
+    /// A probe without a reply within this fails. Default 2 s.
+    pub timeout: Duration,
+    /// Good probes in a row that bring a backend back. Default 2.
+    pub rise: u32,
+    /// Failed probes in a row that take a backend down. Default 3.
+    pub fall: u32,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -108,6 +144,16 @@ pub struct BackendConfig {
     /// `host:port`, resolved at connect time so that DNS changes are followed.
     pub addr: String,
     pub weight: u32,
+    pub kind: BackendKind,
+    /// impalad's `/jsonmetrics` URL (`http://host:25000/jsonmetrics`): when set, the impalad's own count of
+    /// open HS2 sessions joins the balancing, so sessions opened around the proxy count too. Off by default.
+    pub metrics_url: Option<String>,
+}
+
+impl BackendConfig {
+    pub fn new(addr: &str) -> BackendConfig {
+        BackendConfig { addr: addr.to_string(), weight: 1, kind: BackendKind::Impala, metrics_url: None }
+    }
 }
 
 /// Credentials the proxy uses upstream for clients that did not authenticate.
@@ -163,6 +209,7 @@ pub struct Config {
     pub client_idle_timeout: Duration,
     /// A backend that sends no reply byte for this long fails the call. Default 1 h.
     pub backend_reply_timeout: Duration,
+    pub health: HealthConfig,
 }
 
 /// Settings given on the command line; each overrides the file.
@@ -270,15 +317,28 @@ impl FileConfig {
             handshake_timeout: duration("timeouts.handshake", self.timeouts.handshake, "30s")?,
             client_idle_timeout: duration("timeouts.client_idle", self.timeouts.client_idle, "1h")?,
             backend_reply_timeout: duration("timeouts.backend_reply", self.timeouts.backend_reply, "1h")?,
+            health: HealthConfig {
+                interval: duration("health.interval", self.health.interval, "2s")?,
+                timeout: duration("health.timeout", self.health.timeout, "2s")?,
+                rise: positive("health.rise", self.health.rise.map(u64::from), 2)? as u32,
+                fall: positive("health.fall", self.health.fall.map(u64::from), 3)? as u32,
+            },
         })
     }
 }
 
 fn validate_backend(b: FileBackend) -> Result<BackendConfig, ConfigError> {
-    let (addr, weight) = match b {
-        FileBackend::Addr(a) => (a, 1),
-        FileBackend::Table { addr, weight } => (addr, weight.unwrap_or(1)),
+    let (addr, weight, kind, metrics_url) = match b {
+        FileBackend::Addr(a) => (a, 1, BackendKind::Impala, None),
+        FileBackend::Table { addr, weight, kind, metrics_url } => {
+            (addr, weight.unwrap_or(1), kind.unwrap_or_default(), metrics_url)
+        }
     };
+    if let Some(url) = &metrics_url {
+        if crate::backend::metrics::parse_http_url(url).is_none() {
+            return Err(bad("backends", format!("{addr}: metrics_url {url:?} is not http://host:port/path")));
+        }
+    }
     let valid = match addr.rsplit_once(':') {
         Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0),
         None => false,
@@ -289,7 +349,7 @@ fn validate_backend(b: FileBackend) -> Result<BackendConfig, ConfigError> {
     if weight == 0 {
         return Err(bad("backends", format!("{addr}: weight must be at least 1")));
     }
-    Ok(BackendConfig { addr, weight })
+    Ok(BackendConfig { addr, weight, kind, metrics_url })
 }
 
 fn read_password(path: &Path) -> Result<String, ConfigError> {
@@ -353,7 +413,7 @@ mod tests {
         f.apply(Overrides { listen: Some("127.0.0.1:9".into()), ..Default::default() });
         let c = f.validate().unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:9");
-        assert_eq!(c.backends[1], BackendConfig { addr: "b:2".into(), weight: 3 });
+        assert_eq!(c.backends[1], BackendConfig { weight: 3, ..BackendConfig::new("b:2") });
         assert_eq!(c.pool.wait_timeout, Duration::from_millis(250));
         assert_eq!(c.disconnected_grace, Duration::from_secs(120));
     }

@@ -14,7 +14,7 @@ pub async fn start(mut config: Config) -> std::io::Result<(ProxyHandle, Vec<Mock
     for i in 1..=DEMO_IMPALADS {
         let cfg = MockConfig { name: format!("impalad-{i}"), ..MockConfig::default() };
         let mock = MockImpalad::start("127.0.0.1:0", cfg).await?;
-        config.backends.push(BackendConfig { addr: mock.local_addr().to_string(), weight: 1 });
+        config.backends.push(BackendConfig::new(&mock.local_addr().to_string()));
         mocks.push(mock);
     }
     config.backend_transport = crate::config::BackendTransport::Nosasl;

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod hs2;
 pub mod hs2client;
 pub mod mock;
+pub mod recover;
 pub mod routing;
 pub mod sasl;
 pub mod server;

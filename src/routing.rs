@@ -59,7 +59,8 @@ impl SessionEntry {
 
 #[derive(Clone)]
 pub struct OperationEntry {
-    pub session: Guid,
+    /// `None` for an operation found by asking the backends, whose session the proxy does not know.
+    pub session: Option<Guid>,
     pub backend: Arc<Backend>,
 }
 
@@ -68,8 +69,8 @@ pub struct OperationEntry {
 pub enum Route {
     /// OpenSession: the balancer chooses.
     NewSession,
-    /// A handle the proxy knows.
-    Pinned { backend: Arc<Backend>, session: Guid },
+    /// A handle the proxy knows. `session` is `None` for an operation recovered without its session.
+    Pinned { backend: Arc<Backend>, session: Option<Guid> },
     /// No handle to route by (an unknown method): any backend will do.
     Anywhere,
     /// The proxy cannot route it; the client gets an error reply.
@@ -121,7 +122,11 @@ impl Routes {
             return self.route_session(&s, caller);
         }
         if let Some(op) = req.operation {
-            let owner = self.operations.get(&op.guid).map(|o| o.session);
+            let known = self.operations.get(&op.guid).map(|o| (o.session, o.backend.clone()));
+            if let Some((None, backend)) = known {
+                return Route::Pinned { backend, session: None };
+            }
+            let owner = known.and_then(|(s, _)| s);
             let session = owner.or_else(|| self.by_secret.get(&op.secret.0).map(|g| *g));
             return match session.and_then(|g| self.sessions.get(&g).map(|e| e.handle(g))) {
                 Some(handle) => self.route_session(&handle, caller),
@@ -142,7 +147,7 @@ impl Routes {
             let owner = entry.user.clone();
             return Route::Reject(Reject::WrongUser { session: s.guid, owner, caller: caller.map(str::to_string) });
         }
-        Route::Pinned { backend: entry.backend.clone(), session: s.guid }
+        Route::Pinned { backend: entry.backend.clone(), session: Some(s.guid) }
     }
 
     /// Records a session the backend just opened; the opening client connection is attached.
@@ -172,17 +177,30 @@ impl Routes {
     /// Records an operation created in `session`.
     pub fn learn_operation(&self, op: Guid, session: Guid) {
         let Some(mut entry) = self.sessions.get_mut(&session) else { return };
-        entry.operations.insert(op);
+        if !entry.operations.insert(op) {
+            return;
+        }
         let backend = entry.backend.clone();
         drop(entry);
-        self.operations.insert(op, OperationEntry { session, backend });
+        backend.operations.fetch_add(1, Ordering::Relaxed);
+        self.operations.insert(op, OperationEntry { session: Some(session), backend });
+    }
+
+    /// Records an operation a backend said it holds, whose session the proxy does not know.
+    pub fn learn_orphan_operation(&self, op: Guid, backend: Arc<Backend>) {
+        backend.operations.fetch_add(1, Ordering::Relaxed);
+        if let Some(old) = self.operations.insert(op, OperationEntry { session: None, backend }) {
+            old.backend.operations.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Forgets a session and its operations; returns it when it was known.
     pub fn forget_session(&self, guid: &Guid) -> Option<SessionEntry> {
         let (_, entry) = self.sessions.remove(guid)?;
         for op in &entry.operations {
-            self.operations.remove(op);
+            if self.operations.remove(op).is_some() {
+                entry.backend.operations.fetch_sub(1, Ordering::Relaxed);
+            }
         }
         self.by_secret.remove_if(&entry.secret.0, |_, g| g == guid);
         release(&entry);
@@ -191,10 +209,20 @@ impl Routes {
 
     pub fn forget_operation(&self, op: &Guid) {
         if let Some((_, o)) = self.operations.remove(op) {
-            if let Some(mut s) = self.sessions.get_mut(&o.session) {
+            o.backend.operations.fetch_sub(1, Ordering::Relaxed);
+            if let Some(mut s) = o.session.and_then(|g| self.sessions.get_mut(&g)) {
                 s.operations.remove(op);
             }
         }
+    }
+
+    /// Forgets every session and operation on backend `id` (it went down); returns the sessions dropped.
+    pub fn forget_backend(&self, id: u64) -> usize {
+        let doomed: Vec<Guid> = self.sessions.iter().filter(|e| e.backend.id == id).map(|e| *e.key()).collect();
+        let orphans: Vec<Guid> =
+            self.operations.iter().filter(|o| o.session.is_none() && o.backend.id == id).map(|o| *o.key()).collect();
+        orphans.iter().for_each(|op| self.forget_operation(op));
+        doomed.iter().filter(|g| self.forget_session(g).is_some()).count()
     }
 
     /// Marks that a client connection uses `session` (once per connection).
@@ -240,7 +268,7 @@ impl Routes {
         if SESSION_GONE.iter().any(|p| error.contains(p)) {
             let session = req.session.map(|s| s.guid).or_else(|| {
                 let op = req.operation?;
-                self.operations.get(&op.guid).map(|o| o.session)
+                self.operations.get(&op.guid).and_then(|o| o.session)
             });
             if let Some(g) = session {
                 return self.forget_session(&g).is_some();

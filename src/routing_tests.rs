@@ -4,9 +4,9 @@ use crate::hs2::idl;
 use crate::thrift::{MessageHeader, MessageKind};
 use bytes::Bytes;
 
-fn backend(id: usize) -> Arc<Backend> {
+fn backend(id: u64) -> Arc<Backend> {
     let config = FileConfig::parse("").and_then(FileConfig::validate).unwrap();
-    Arc::new(Backend::new(id, &BackendConfig { addr: format!("b{id}:1"), weight: 1 }, &config))
+    Arc::new(Backend::new(id, &BackendConfig::new(&format!("b{id}:1")), &config))
 }
 
 fn request(name: &str, session: Option<HandleId>, operation: Option<HandleId>) -> Request {
@@ -19,7 +19,7 @@ fn request(name: &str, session: Option<HandleId>, operation: Option<HandleId>) -
     }
 }
 
-fn pinned_to(route: Route) -> Option<usize> {
+fn pinned_to(route: Route) -> Option<u64> {
     match route {
         Route::Pinned { backend, .. } => Some(backend.id),
         _ => None,
@@ -118,4 +118,21 @@ fn new_sessions_and_unknown_methods() {
     let routes = Routes::new();
     assert!(matches!(routes.route(&request("OpenSession", None, None), None), Route::NewSession));
     assert!(matches!(routes.route(&request("Frobnicate", None, None), None), Route::Anywhere));
+}
+
+#[test]
+fn a_backend_going_down_forgets_only_its_sessions_and_counts() {
+    let routes = Routes::new();
+    let (b0, b1) = (backend(0), backend(1));
+    let (s0, s1) = (HandleId::random(), HandleId::random());
+    routes.learn_session(s0, b0.clone(), None, 1);
+    routes.learn_session(s1, b1.clone(), None, 2);
+    routes.learn_operation(Guid::random(), s0.guid);
+    routes.learn_operation(Guid::random(), s1.guid);
+    routes.learn_orphan_operation(Guid::random(), b0.clone());
+    assert_eq!(b0.operations.load(Ordering::Relaxed), 2);
+    assert_eq!(routes.forget_backend(b0.id), 1);
+    assert_eq!((routes.session_count(), routes.operation_count()), (1, 1));
+    assert_eq!((b0.sessions.load(Ordering::Relaxed), b0.operations.load(Ordering::Relaxed)), (0, 0));
+    assert_eq!((b1.sessions.load(Ordering::Relaxed), b1.operations.load(Ordering::Relaxed)), (1, 1));
 }

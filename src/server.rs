@@ -1,36 +1,55 @@
-//! The listener: accepts client connections within the connection limit, owns the shared state, and
-//! runs the background clean-up (abandoned sessions, idle upstream connections). Shutdown is explicit.
+//! The listener and the proxy's shared state: accepts client connections within the connection limit,
+//! runs one health task per backend and the periodic clean-up, applies configuration reloads, and stops
+//! everything on shutdown.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Weak};
+use std::time::{Instant, SystemTime};
 
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use crate::backend::health::{AdminState, Evidence, Observed, Thresholds};
 use crate::backend::pool::{Credentials, PoolError};
-use crate::backend::Backends;
+use crate::backend::probe::{self, ProbeTarget};
+use crate::backend::{metrics, Backend, Backends, ProbeReport};
 use crate::config::{BackendTransport, Config};
 use crate::hs2::requests;
+use crate::recover::NegativeCache;
 use crate::routing::{Routes, SessionEntry};
 
-/// State shared by every connection task: a cheap-clone `Arc` handle.
+/// State shared by every task: a cheap-clone `Arc` handle.
 pub struct Proxy {
     pub config: Config,
     pub backends: Backends,
     pub routes: Routes,
+    /// Handles no backend held when last asked.
+    pub negative: NegativeCache,
     /// Turns ties between equally loaded backends.
     rotor: AtomicUsize,
+    stop: watch::Sender<bool>,
 }
 
 impl Proxy {
     pub fn new(config: Config) -> Proxy {
-        Proxy { backends: Backends::new(&config), routes: Routes::new(), rotor: AtomicUsize::new(0), config }
+        Proxy {
+            backends: Backends::new(&config),
+            routes: Routes::new(),
+            negative: NegativeCache::default(),
+            rotor: AtomicUsize::new(0),
+            stop: watch::channel(false).0,
+            config,
+        }
     }
 
     pub fn next_rotor(&self) -> usize {
         self.rotor.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn service_credentials(&self) -> Credentials {
+        let c = &self.config.service_credentials;
+        Credentials { user: c.user.clone(), password: c.password.clone() }
     }
 
     /// Checks a SASL client's credentials by authenticating upstream with them (so LDAP checks the
@@ -41,7 +60,7 @@ impl Proxy {
             // The backends authenticate nobody; the name still owns the user's sessions.
             return Ok(());
         }
-        let mut last = String::from("no backend is configured");
+        let mut last = String::from("no backend is available");
         for backend in self.backends.preference(self.next_rotor()) {
             match backend.pool.checkout(creds).await {
                 Ok(up) => {
@@ -53,6 +72,60 @@ impl Proxy {
             }
         }
         Err(format!("hs2-proxy could not check the credentials: {last}"))
+    }
+
+    /// Applies evidence about a backend. Going down fails its sessions over at once: they are forgotten,
+    /// so their next call gets `Invalid session id` and Hue opens a new session elsewhere.
+    pub fn apply_evidence(&self, backend: &Backend, evidence: Evidence) {
+        let thresholds = Thresholds { rise: self.config.health.rise, fall: self.config.health.fall };
+        let Some(t) = backend.health().record(evidence, thresholds) else { return };
+        if t.to == Observed::Up {
+            tracing::info!(backend = %backend.addr, from = %t.from, to = %t.to, reason = %t.reason, "backend state changed");
+            return;
+        }
+        tracing::warn!(backend = %backend.addr, from = %t.from, to = %t.to, reason = %t.reason, "backend state changed");
+        if t.to == Observed::Down {
+            let dropped = self.routes.forget_backend(backend.id);
+            backend.pool.close_all_idle();
+            tracing::warn!(backend = %backend.addr, sessions = dropped,
+                "backend down: its sessions are forgotten; clients will reopen them elsewhere");
+        }
+    }
+
+    /// Operator state of the backend at `addr`; false when there is none.
+    pub fn set_admin(&self, addr: &str, state: AdminState) -> bool {
+        let Some(b) = self.backends.find(addr) else { return false };
+        b.set_admin(state);
+        tracing::info!(backend = %addr, state = %state, "operator set backend state");
+        true
+    }
+
+    /// Applies a new backend list: adds new backends, re-weights known ones, drains removed ones (they
+    /// leave once their last session is gone). Other settings need a restart.
+    pub fn reload_backends(self: &Arc<Self>, config: &Config) {
+        let known = self.backends.all();
+        for cfg in &config.backends {
+            match known.iter().find(|b| b.addr == cfg.addr) {
+                Some(b) => {
+                    b.weight.store(cfg.weight, Ordering::Relaxed);
+                    if b.removing.swap(false, Ordering::Relaxed) {
+                        b.set_admin(AdminState::Active);
+                    }
+                }
+                None => {
+                    let b = self.backends.add(cfg, &self.config);
+                    tracing::info!(backend = %b.addr, "backend added");
+                    spawn_health(self, b);
+                }
+            }
+        }
+        for b in known.iter().filter(|b| !config.backends.iter().any(|c| c.addr == b.addr)) {
+            if !b.removing.swap(true, Ordering::Relaxed) {
+                b.set_admin(AdminState::Drain);
+                tracing::info!(backend = %b.addr, sessions = b.sessions.load(Ordering::Relaxed),
+                    "backend removed from the configuration: draining");
+            }
+        }
     }
 
     /// Closes abandoned sessions upstream and drops idle upstream connections; called periodically.
@@ -104,18 +177,17 @@ fn pooled_user<'a>(entry: &'a SessionEntry, config: &'a Config) -> Option<&'a st
 pub struct ProxyHandle {
     pub local_addr: SocketAddr,
     pub proxy: Arc<Proxy>,
-    stop: watch::Sender<bool>,
 }
 
 impl ProxyHandle {
     /// Stops accepting and stops the background tasks; open connections finish their current call.
     pub fn shutdown(&self) {
-        let _ = self.stop.send(true);
+        let _ = self.proxy.stop.send(true);
     }
 
     /// Waits until [`ProxyHandle::shutdown`] is called.
     pub async fn stopped(&self) {
-        stopped(&mut self.stop.subscribe()).await;
+        stopped(&mut self.proxy.stop.subscribe()).await;
     }
 }
 
@@ -124,15 +196,18 @@ pub async fn start(config: Config) -> std::io::Result<ProxyHandle> {
     let listener = TcpListener::bind(config.listen).await?;
     let local_addr = listener.local_addr()?;
     let proxy = Arc::new(Proxy::new(config));
-    let (stop, stop_rx) = watch::channel(false);
-    tokio::spawn(accept_loop(listener, proxy.clone(), stop_rx.clone()));
-    tokio::spawn(clean_up_loop(proxy.clone(), stop_rx));
+    for b in proxy.backends.all() {
+        spawn_health(&proxy, b);
+    }
+    tokio::spawn(accept_loop(listener, proxy.clone()));
+    tokio::spawn(clean_up_loop(proxy.clone()));
     tracing::info!(listen = %local_addr, backends = proxy.backends.all().len(), "hs2-proxy listening");
-    Ok(ProxyHandle { local_addr, proxy, stop })
+    Ok(ProxyHandle { local_addr, proxy })
 }
 
-async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>) {
     let permits = Arc::new(Semaphore::new(proxy.config.max_client_connections));
+    let mut stop = proxy.stop.subscribe();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -165,13 +240,69 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-async fn clean_up_loop(proxy: Arc<Proxy>, mut stop: watch::Receiver<bool>) {
+async fn clean_up_loop(proxy: Arc<Proxy>) {
     let mut tick = tokio::time::interval(proxy.config.reap_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stop = proxy.stop.subscribe();
     loop {
         tokio::select! {
             _ = tick.tick() => proxy.clean_up().await,
             _ = stopped(&mut stop) => return,
         }
     }
+}
+
+/// One task per backend: probe every interval (or at once when live traffic saw a failure), refresh the
+/// impalad's own session count when configured, and remove a drained backend that left the config.
+/// Holds the proxy weakly so that a stopped proxy's state can be freed.
+fn spawn_health(proxy: &Arc<Proxy>, backend: Arc<Backend>) {
+    let weak = Arc::downgrade(proxy);
+    let mut stop = proxy.stop.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let Some(interval) = weak.upgrade().map(|p| p.config.health.interval) else { return };
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = backend.probe_now.notified() => {}
+                _ = stopped(&mut stop) => return,
+            }
+            if !health_round(&weak, &backend).await {
+                return;
+            }
+        }
+    });
+}
+
+/// One probe round; false when the task should end.
+async fn health_round(weak: &Weak<Proxy>, backend: &Arc<Backend>) -> bool {
+    let Some(proxy) = weak.upgrade() else { return false };
+    let creds = proxy.service_credentials();
+    let target = ProbeTarget {
+        addr: &backend.addr,
+        transport: proxy.config.backend_transport,
+        creds: &creds,
+        timeout: proxy.config.health.timeout,
+    };
+    let (evidence, latency) = probe::probe(&target).await;
+    let outcome = match &evidence {
+        Evidence::Alive => "alive".to_string(),
+        Evidence::ShuttingDown(t) => format!("shutting down: {t}"),
+        Evidence::Failed(t) | Evidence::Unreachable(t) => format!("failed: {t}"),
+    };
+    *backend.last_probe.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some(ProbeReport { at: SystemTime::now(), latency, outcome });
+    proxy.apply_evidence(backend, evidence);
+    if let Some(url) = &backend.metrics_url {
+        let count = metrics::open_sessions(url, proxy.config.health.timeout).await;
+        if let Err(e) = &count {
+            tracing::debug!(backend = %backend.addr, error = %e, "impalad metrics unavailable");
+        }
+        backend.set_external_sessions(count.ok());
+    }
+    if backend.removing.load(Ordering::Relaxed) && backend.sessions.load(Ordering::Relaxed) == 0 {
+        proxy.backends.remove(backend.id);
+        tracing::info!(backend = %backend.addr, "drained backend removed");
+        return false;
+    }
+    true
 }

@@ -267,6 +267,19 @@ impl Pool {
         closed
     }
 
+    /// Closes every idle connection (the backend went down: they are dead or soon will be).
+    pub fn close_all_idle(&self) {
+        let mut inner = self.lock();
+        let closed = inner.idle.len();
+        let ids: Vec<u64> = inner.idle.drain(..).map(|i| i.up.id).collect();
+        ids.iter().for_each(|id| {
+            inner.pinned.remove(id);
+        });
+        inner.total = inner.total.saturating_sub(closed);
+        drop(inner);
+        self.freed.notify_waiters();
+    }
+
     pub fn stats(&self) -> PoolStats {
         let inner = self.lock();
         PoolStats { total: inner.total, idle: inner.idle.len(), pinned: inner.pinned.len() }

@@ -10,6 +10,13 @@ pub fn session_handle(id: &HandleId) -> Value {
     Struct::new().with(1, hid.into_value()).into_value()
 }
 
+/// `TOperationHandle { 1: THandleIdentifier, 2: operationType, 3: hasResultSet }` for a handle whose type
+/// the proxy does not know: servers look operations up by identifier only.
+pub fn operation_handle(id: &HandleId) -> Value {
+    let hid = Struct::new().with(1, Value::Bytes(id.guid.0.to_vec())).with(2, Value::Bytes(id.secret.0.to_vec()));
+    Struct::new().with(1, hid.into_value()).with(2, Value::I32(0)).with(3, Value::Bool(false)).into_value()
+}
+
 /// A call message: `args { 1: req }`.
 pub fn call(method: &str, seqid: i32, req: Struct) -> Vec<u8> {
     encode_message(&MessageHeader::new(method, MessageKind::Call, seqid), &Struct::new().with(1, req.into_value()))
