@@ -28,7 +28,9 @@ fn main() {
             println!("{}", demo::banner(&handle, &mocks));
             (handle, mocks)
         } else {
-            (server::start(config).await?, Vec::new())
+            let handle = server::start(config).await?;
+            tokio::spawn(reload_on_sighup(cli, handle.proxy.clone()));
+            (handle, Vec::new())
         };
         shutdown_signal().await;
         tracing::info!("shutting down");
@@ -39,6 +41,26 @@ fn main() {
         eprintln!("hs2-proxy: {e}");
         std::process::exit(1);
     }
+}
+
+/// SIGHUP re-reads the configuration (file and flags) and applies the backend list: new backends are
+/// added, removed ones drained, weights changed. A bad file is logged and changes nothing.
+async fn reload_on_sighup(cli: Cli, proxy: std::sync::Arc<hs2_proxy::server::Proxy>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            match cli.file_config().and_then(|f| f.validate()) {
+                Ok(config) => {
+                    tracing::info!(backends = config.backends.len(), "SIGHUP: reloading the backend list");
+                    proxy.reload_backends(&config);
+                }
+                Err(e) => tracing::error!(error = %e, "SIGHUP: configuration error; nothing changed"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (cli, proxy);
 }
 
 fn init_logging(format: LogFormat) {
