@@ -1,6 +1,7 @@
 //! hs2-proxy: a session-aware HiveServer2 proxy for Impala.
 pub mod backend;
 pub mod balance;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;

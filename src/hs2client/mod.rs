@@ -108,6 +108,11 @@ impl Hs2Client {
 
     /// Sends one pre-encoded message and returns the raw reply message (payload, frames stripped).
     pub async fn call_raw(&mut self, bytes: &[u8]) -> Result<Vec<u8>, ClientError> {
+        self.call_raw_bytes(bytes).await.map(Vec::from)
+    }
+
+    /// [`Hs2Client::call_raw`] without the copy into a `Vec` (the benchmark reads 16 MiB replies).
+    pub async fn call_raw_bytes(&mut self, bytes: &[u8]) -> Result<bytes::Bytes, ClientError> {
         if self.broken {
             return Err(ClientError::Broken);
         }
@@ -123,7 +128,7 @@ impl Hs2Client {
             Some(t) => tokio::time::timeout(t, exchange).await.map_err(|_| ClientError::Timeout(t))??,
         };
         self.broken = false;
-        Ok(Vec::from(reply))
+        Ok(reply)
     }
 
     /// Calls `method` with `args {1: req}`; returns the reply's `result.0` (the response struct).

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Benchmarks hs2-proxy against a direct connection and HAProxy (mode tcp, balance leastconn), in one run:
+# three mock impalads (fast mode), HAProxy and hs2-proxy in front of them, every scenario against every
+# target, targets alternating within each round. Writes docs/benchmarks.md (figures, ratios, the machine).
+#
+#   scripts/bench.sh            # full run (~10 minutes on 2 cores)
+#   scripts/bench.sh --smoke    # seconds: proves the bench builds and produces figures (used by the tests)
+#
+# Loopback only. Ports are taken from a free range picked at start.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+SMOKE=0
+OUT="docs/benchmarks.md"
+if [[ "${1:-}" == "--smoke" ]]; then
+    SMOKE=1
+    OUT="${BENCH_SMOKE_OUT:-target/bench-smoke.md}"
+fi
+ROUNDS=3; DURATION=5s; CONNS=10000; SESSIONS=100000; BULK=$((1 << 30)); POOLED=500; POOLED_FOR=10s
+if (( SMOKE )); then
+    ROUNDS=1; DURATION=300ms; CONNS=200; SESSIONS=1000; BULK=$((64 << 20)); POOLED=50; POOLED_FOR=1s
+fi
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { printf 'bench: ERROR: %s\n' "$*" >&2; exit 1; }
+
+command -v haproxy >/dev/null || scripts/setup-haproxy.sh >&2
+command -v haproxy >/dev/null || die "haproxy is required (scripts/setup-haproxy.sh)"
+# 10k client connections, and HAProxy opens one backend connection per client connection.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+if (( SMOKE )); then PROFILE=debug; cargo build --bins >&2; else PROFILE=release; cargo build --release --bins >&2; fi
+BIN="$REPO/target/$PROFILE"
+
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+# A base port with 5 free ports after it.
+free_base() {
+    python3 - <<'EOF'
+import socket, random
+for _ in range(200):
+    base = random.randint(20000, 60000)
+    try:
+        socks = []
+        for p in range(base, base + 5):
+            s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", p)); socks.append(s)
+        for s in socks: s.close()
+        print(base); break
+    except OSError:
+        for s in socks: s.close()
+EOF
+}
+BASE="$(free_base)"
+MOCKS=($((BASE + 1)) $((BASE + 2)) $((BASE + 3))); PROXY=$BASE; HAPROXY=$((BASE + 4))
+
+for p in "${MOCKS[@]}"; do
+    "$BIN/mock-impalad" --listen "127.0.0.1:$p" --fast >"$WORK/mock-$p.log" 2>&1 &
+    PIDS+=($!)
+done
+"$BIN/hs2-proxy" --listen "127.0.0.1:$PROXY" --backend "127.0.0.1:${MOCKS[0]}" --backend "127.0.0.1:${MOCKS[1]}" \
+    --backend "127.0.0.1:${MOCKS[2]}" >"$WORK/proxy.log" 2>&1 &
+PROXY_PID=$!; PIDS+=($PROXY_PID)
+cat >"$WORK/haproxy.cfg" <<EOF
+global
+    maxconn 40000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+frontend hs2
+    bind 127.0.0.1:$HAPROXY
+    default_backend impalads
+backend impalads
+    balance leastconn
+    server i1 127.0.0.1:${MOCKS[0]}
+    server i2 127.0.0.1:${MOCKS[1]}
+    server i3 127.0.0.1:${MOCKS[2]}
+EOF
+haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 &
+HAPROXY_PID=$!; PIDS+=($HAPROXY_PID)
+
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; die "port $1 never opened"; }
+for p in "${MOCKS[@]}" "$PROXY" "$HAPROXY"; do wait_port "$p"; done
+
+RESULTS="$WORK/results.jsonl"
+declare -A ADDR=([direct]="127.0.0.1:${MOCKS[0]}" [haproxy]="127.0.0.1:$HAPROXY" [hs2-proxy]="127.0.0.1:$PROXY")
+declare -A PID=([haproxy]=$HAPROXY_PID [hs2-proxy]=$PROXY_PID)
+run() { # target scenario args...
+    local target=$1; shift
+    "$BIN/hs2-bench" run --target "${ADDR[$target]}" --label "$target" "$@" | tee -a "$RESULTS" >&2
+}
+ORDERS=("direct haproxy hs2-proxy" "hs2-proxy direct haproxy" "haproxy hs2-proxy direct")
+for round in $(seq "$ROUNDS"); do
+    log "round $round of $ROUNDS"
+    order=${ORDERS[$(( (round - 1) % 3 ))]}
+    for t in $order; do run "$t" --scenario small --clients 1 --duration "$DURATION"; done
+    for t in $order; do run "$t" --scenario small --clients 64 --duration "$DURATION"; done
+    for t in $order; do run "$t" --scenario query --clients 16 --duration "$DURATION"; done
+    for t in $order; do
+        pidarg=(); [[ -n "${PID[$t]:-}" ]] && pidarg=(--pid "${PID[$t]}")
+        run "$t" --scenario bulk --bulk-bytes "$BULK" "${pidarg[@]}"
+    done
+done
+PORTS="$(IFS=,; echo "${MOCKS[*]}")"
+for t in haproxy hs2-proxy; do
+    run "$t" --scenario pooled --clients "$POOLED" --duration "$POOLED_FOR" --pid "${PID[$t]}" --upstream-ports "$PORTS"
+done
+# Last: memory per idle connection and per tracked session (sessions stay open in the mocks).
+for t in haproxy hs2-proxy; do
+    run "$t" --scenario idle --connections "$CONNS" --sessions "$SESSIONS" --pid "${PID[$t]}"
+done
+
+MACHINE="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -sr), $(haproxy -v | head -n1 | awk '{print "HAProxy " $3}'), $PROFILE build, $(date -u +%Y-%m-%d)"
+CMD="scripts/bench.sh"; (( SMOKE )) && CMD="scripts/bench.sh --smoke"
+mkdir -p "$(dirname "$OUT")"
+"$BIN/hs2-bench" report --input "$RESULTS" --machine "$MACHINE" --command "$CMD" >"$OUT.tmp"
+if [[ -f docs/benchmarks-notes.md && $SMOKE == 0 ]]; then cat docs/benchmarks-notes.md >>"$OUT.tmp"; fi
+mv "$OUT.tmp" "$OUT"
+log "wrote $OUT"

@@ -1,0 +1,48 @@
+//! Reading another process's memory and TCP connections from /proc (Linux), for the benchmarks.
+
+use std::collections::HashSet;
+
+/// Resident set size of `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_field(pid, "VmRSS:")
+}
+
+/// Peak resident set size of `pid`, in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_field(pid, "VmHWM:")
+}
+
+fn status_field(pid: u32, name: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(name))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Established TCP connections of `pid` whose remote port is `port`.
+pub fn established_to(pid: u32, port: u16) -> usize {
+    let inodes = socket_inodes(pid);
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| t.lines().skip(1).map(str::to_string).collect::<Vec<_>>())
+        .filter(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // cols: sl local_address rem_address st ... inode (index 9); state 01 = ESTABLISHED.
+            let remote_port =
+                cols.get(2).and_then(|r| r.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
+            let established = cols.get(3) == Some(&"01");
+            let inode = cols.get(9).and_then(|i| i.parse::<u64>().ok());
+            established && remote_port == Some(port) && inode.is_some_and(|i| inodes.contains(&i))
+        })
+        .count()
+}
+
+fn socket_inodes(pid: u32) -> HashSet<u64> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return HashSet::new() };
+    dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|target| {
+            let t = target.to_string_lossy();
+            t.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect()
+}

@@ -1,0 +1,278 @@
+//! The benchmark scenarios. Each client is a task with its own connection; latencies are merged at the end.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tokio::sync::Barrier;
+
+use super::{histogram, procfs, Outcome, Scenario, Settings};
+use crate::hs2::handle::HandleId;
+use crate::hs2::requests;
+use crate::hs2client::{op_req, ClientAuth, ClientError, Hs2Client};
+use crate::thrift::value::Value;
+
+/// `TGetInfoType.CLI_SERVER_NAME`.
+const SERVER_NAME: i32 = 13;
+/// Row size of the bulk scenario: 1 MiB strings.
+const BULK_ROW_BYTES: u64 = 1 << 20;
+
+pub async fn run(s: &Settings) -> Outcome {
+    match s.scenario {
+        Scenario::Small => timed_clients(s, small_client).await,
+        Scenario::Query => timed_clients(s, query_client).await,
+        Scenario::Pooled => pooled(s).await,
+        Scenario::Bulk => bulk(s).await,
+        Scenario::Idle => idle(s).await,
+    }
+}
+
+async fn connect(target: &str) -> Result<Hs2Client, ClientError> {
+    let mut c = Hs2Client::connect(target, &ClientAuth::NoSasl).await?;
+    c.set_timeout(Some(Duration::from_secs(60)));
+    Ok(c)
+}
+
+/// What one client task measured.
+struct ClientResult {
+    ops: u64,
+    errors: u64,
+    latency: Histogram<u64>,
+}
+
+/// Runs `s.clients` tasks of `body`; every task connects first, then all start the clock together.
+async fn timed_clients<F, Fut>(s: &Settings, body: F) -> Outcome
+where
+    F: Fn(String, Duration, Arc<Barrier>) -> Fut + Copy + Send + 'static,
+    Fut: std::future::Future<Output = ClientResult> + Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(s.clients + 1));
+    let tasks: Vec<_> =
+        (0..s.clients).map(|_| tokio::spawn(body(s.target.clone(), s.duration, barrier.clone()))).collect();
+    barrier.wait().await;
+    let mut out = collect(tasks).await;
+    out.seconds = s.duration.as_secs_f64();
+    out
+}
+
+fn record(h: &mut Histogram<u64>, since: Instant) {
+    let _ = h.record((since.elapsed().as_micros() as u64).max(1));
+}
+
+/// Runs `step` until `duration` after the barrier, counting ops and errors.
+macro_rules! client_loop {
+    ($barrier:expr, $duration:expr, $h:ident, $ops:ident, $errors:ident, $step:block) => {{
+        $barrier.wait().await;
+        let deadline = Instant::now() + $duration;
+        while Instant::now() < deadline {
+            let t0 = Instant::now();
+            let ok: bool = $step;
+            if ok {
+                record(&mut $h, t0);
+                $ops += 1;
+            } else {
+                $errors += 1;
+            }
+        }
+    }};
+}
+
+fn failed(errors: u64) -> ClientResult {
+    ClientResult { ops: 0, errors, latency: histogram() }
+}
+
+async fn small_client(target: String, duration: Duration, barrier: Arc<Barrier>) -> ClientResult {
+    let setup = async {
+        let mut c = connect(&target).await?;
+        let s = c.open_session(None, &[]).await?;
+        Ok::<_, ClientError>((c, s))
+    };
+    let (mut c, session) = match setup.await {
+        Ok(x) => x,
+        Err(_) => {
+            barrier.wait().await;
+            return failed(1);
+        }
+    };
+    let (mut h, mut ops, mut errors) = (histogram(), 0u64, 0u64);
+    client_loop!(barrier, duration, h, ops, errors, { c.get_info(&session, SERVER_NAME).await.is_ok() });
+    let _ = c.close_session(&session).await;
+    ClientResult { ops, errors, latency: h }
+}
+
+async fn query_client(target: String, duration: Duration, barrier: Arc<Barrier>) -> ClientResult {
+    let Ok(mut c) = connect(&target).await else {
+        barrier.wait().await;
+        return failed(1);
+    };
+    let (mut h, mut ops, mut errors) = (histogram(), 0u64, 0u64);
+    client_loop!(barrier, duration, h, ops, errors, { one_query(&mut c).await.is_ok() });
+    ClientResult { ops, errors, latency: h }
+}
+
+async fn one_query(c: &mut Hs2Client) -> Result<(), ClientError> {
+    let s = c.open_session(None, &[]).await?;
+    let op = c.execute(&s, "select id from range(100)").await?;
+    c.wait_finished(&op).await?;
+    c.fetch(&op, 1024).await?;
+    c.close_operation(&op).await?;
+    c.close_session(&s).await
+}
+
+/// Pooled: many connections, occasional calls, upstream connections of `pid` counted while they run.
+async fn pooled(s: &Settings) -> Outcome {
+    let mut tasks = Vec::new();
+    let deadline = Instant::now() + s.duration;
+    for i in 0..s.clients {
+        let (target, think) = (s.target.clone(), s.think);
+        tasks.push(tokio::spawn(async move {
+            let mut r = ClientResult { ops: 0, errors: 0, latency: histogram() };
+            let Ok(mut c) = connect(&target).await else { return failed(1) };
+            let Ok(session) = c.open_session(None, &[]).await else { return failed(1) };
+            // Spread the calls out like many Hue users would.
+            tokio::time::sleep(think.mul_f64((i % 100) as f64 / 100.0)).await;
+            while Instant::now() < deadline {
+                let t0 = Instant::now();
+                match c.get_info(&session, SERVER_NAME).await {
+                    Ok(_) => {
+                        record(&mut r.latency, t0);
+                        r.ops += 1;
+                    }
+                    Err(_) => r.errors += 1,
+                }
+                tokio::time::sleep(think).await;
+            }
+            let _ = c.close_session(&session).await;
+            r
+        }));
+    }
+    let mut max_upstream = vec![0usize; s.upstream_ports.len()];
+    while Instant::now() < deadline {
+        if let Some(pid) = s.pid {
+            for (i, port) in s.upstream_ports.iter().enumerate() {
+                max_upstream[i] = max_upstream[i].max(procfs::established_to(pid, *port));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut out = collect(tasks).await;
+    out.seconds = s.duration.as_secs_f64();
+    if s.pid.is_some() {
+        out.extra.push(("max_upstream_per_backend".into(), max_upstream.iter().copied().max().unwrap_or(0) as f64));
+    }
+    out
+}
+
+async fn collect(tasks: Vec<tokio::task::JoinHandle<ClientResult>>) -> Outcome {
+    let mut out = Outcome { latency_us: Some(histogram()), ..Outcome::default() };
+    for t in tasks {
+        match t.await {
+            Ok(r) => {
+                out.ops += r.ops;
+                out.errors += r.errors;
+                if let Some(h) = out.latency_us.as_mut() {
+                    let _ = h.add(&r.latency);
+                }
+            }
+            Err(_) => out.errors += 1,
+        }
+    }
+    out
+}
+
+/// Bulk: one client fetches `bulk_bytes` of 1 MiB rows in replies of `reply_bytes`.
+async fn bulk(s: &Settings) -> Outcome {
+    let mut out = Outcome::default();
+    let rows_per_reply = (s.reply_bytes / BULK_ROW_BYTES).max(1) as i64;
+    let rows = (s.bulk_bytes / BULK_ROW_BYTES).max(1) as i64;
+    let run = async {
+        let mut c = connect(&s.target).await?;
+        let session = c.open_session(None, &[]).await?;
+        let op = c.execute(&session, &format!("select payload from blobs({rows}, {BULK_ROW_BYTES})")).await?;
+        c.wait_finished(&op).await?;
+        let fetch =
+            requests::call("FetchResults", 1, op_req(&op).with(2, Value::I32(0)).with(3, Value::I64(rows_per_reply)));
+        let started = Instant::now();
+        let mut fetched = 0;
+        while fetched < rows {
+            out.bytes += c.call_raw_bytes(&fetch).await?.len() as u64;
+            out.ops += 1;
+            fetched += rows_per_reply;
+        }
+        out.seconds = started.elapsed().as_secs_f64();
+        c.close_operation(&op).await?;
+        c.close_session(&session).await
+    };
+    if run.await.is_err() {
+        out.errors += 1;
+    }
+    if let Some(pid) = s.pid {
+        out.extra.push(("peak_rss_mib".into(), procfs::peak_rss_kib(pid).unwrap_or(0) as f64 / 1024.0));
+    }
+    out
+}
+
+/// Idle: opens `sessions` sessions, then holds `connections` connections that each made one call;
+/// reports `pid`'s memory per session and per connection.
+async fn idle(s: &Settings) -> Outcome {
+    let mut out = Outcome::default();
+    let rss = || s.pid.and_then(procfs::rss_kib).unwrap_or(0) as f64;
+    let base = rss();
+    let started = Instant::now();
+    let sessions = open_many_sessions(&s.target, s.sessions, &mut out).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let with_sessions = rss();
+    let mut held = Vec::with_capacity(s.connections);
+    for i in 0..s.connections {
+        let Ok(mut c) = connect(&s.target).await else {
+            out.errors += 1;
+            continue;
+        };
+        if let Some(session) = sessions.get(i % sessions.len().max(1)) {
+            if c.get_info(session, SERVER_NAME).await.is_err() {
+                out.errors += 1;
+            }
+        }
+        held.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let with_connections = rss();
+    out.seconds = started.elapsed().as_secs_f64();
+    out.ops = (sessions.len() + held.len()) as u64;
+    let per = |delta: f64, n: usize| if n == 0 { 0.0 } else { delta / n as f64 };
+    out.extra.push(("rss_base_kib".into(), base));
+    out.extra.push(("kib_per_session".into(), per(with_sessions - base, sessions.len())));
+    out.extra.push(("kib_per_connection".into(), per(with_connections - with_sessions, held.len())));
+    out.extra.push(("connections_held".into(), held.len() as f64));
+    out.extra.push(("sessions_held".into(), sessions.len() as f64));
+    out
+}
+
+async fn open_many_sessions(target: &str, n: usize, out: &mut Outcome) -> Vec<HandleId> {
+    let workers = 32.min(n.max(1));
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let target = target.to_string();
+        let count = n / workers + usize::from(w < n % workers);
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::with_capacity(count);
+            let Ok(mut c) = connect(&target).await else { return (got, count as u64) };
+            let mut errors = 0;
+            for _ in 0..count {
+                match c.open_session(None, &[]).await {
+                    Ok(s) => got.push(s),
+                    Err(_) => errors += 1,
+                }
+            }
+            (got, errors)
+        }));
+    }
+    let mut all = Vec::with_capacity(n);
+    for t in tasks {
+        if let Ok((got, errors)) = t.await {
+            all.extend(got);
+            out.errors += errors;
+        }
+    }
+    all
+}
