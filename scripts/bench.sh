@@ -27,8 +27,12 @@ die() { printf 'bench: ERROR: %s\n' "$*" >&2; exit 1; }
 
 command -v haproxy >/dev/null || scripts/setup-haproxy.sh >&2
 command -v haproxy >/dev/null || die "haproxy is required (scripts/setup-haproxy.sh)"
-# 10k client connections, and HAProxy opens one backend connection per client connection.
+# 10k client connections, and HAProxy opens one backend connection per client connection. A sandbox may cap
+# the hard limit (20,000 here): HAProxy then gets as many connections as its two descriptors each allow.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+FDS=$(ulimit -n)
+HAPROXY_MAXCONN=$(( (FDS - 500) / 2 ))
+HAPROXY_CONNS=$(( CONNS < HAPROXY_MAXCONN - 100 ? CONNS : HAPROXY_MAXCONN - 100 ))
 
 if (( SMOKE )); then PROFILE=debug; cargo build --bins >&2; else PROFILE=release; cargo build --release --bins >&2; fi
 BIN="$REPO/target/$PROFILE"
@@ -66,7 +70,7 @@ done
 PROXY_PID=$!; PIDS+=($PROXY_PID)
 cat >"$WORK/haproxy.cfg" <<EOF
 global
-    maxconn 40000
+    maxconn $HAPROXY_MAXCONN
 defaults
     mode tcp
     timeout connect 5s
@@ -111,9 +115,8 @@ for t in haproxy hs2-proxy; do
     run "$t" --scenario pooled --clients "$POOLED" --duration "$POOLED_FOR" --pid "${PID[$t]}" --upstream-ports "$PORTS"
 done
 # Last: memory per idle connection and per tracked session (sessions stay open in the mocks).
-for t in haproxy hs2-proxy; do
-    run "$t" --scenario idle --connections "$CONNS" --sessions "$SESSIONS" --pid "${PID[$t]}"
-done
+run haproxy --scenario idle --connections "$HAPROXY_CONNS" --sessions "$SESSIONS" --pid "$HAPROXY_PID"
+run hs2-proxy --scenario idle --connections "$CONNS" --sessions "$SESSIONS" --pid "$PROXY_PID"
 
 MACHINE="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -sr), $(haproxy -v | head -n1 | awk '{print "HAProxy " $3}'), $PROFILE build, $(date -u +%Y-%m-%d)"
 CMD="scripts/bench.sh"; (( SMOKE )) && CMD="scripts/bench.sh --smoke"
