@@ -255,3 +255,25 @@ async fn crash_breaks_the_reply_and_stop_kills_everything() {
     assert!(Hs2Client::connect(mock.local_addr(), &ClientAuth::NoSasl).await.is_err());
     assert!(mock.connections_accepted() >= 3);
 }
+
+/// Benchmark mode: equal batch shapes come from one prepared body; replies still decode and page.
+#[tokio::test]
+async fn fast_mode_reuses_prepared_batches() {
+    let cfg = hs2_proxy::mock::MockConfig { fast: true, ..hs2_proxy::mock::MockConfig::default() };
+    let mock = MockImpalad::start("127.0.0.1:0", cfg).await.unwrap();
+    let mut c = Hs2Client::connect(mock.local_addr(), &ClientAuth::NoSasl).await.unwrap();
+    let s = c.open_session(None, &[]).await.unwrap();
+    let op = c.execute(&s, "select payload from blobs(6, 1000)").await.unwrap();
+    let req = hs2_proxy::hs2client::op_req(&op)
+        .with(2, hs2_proxy::thrift::value::Value::I32(0))
+        .with(3, hs2_proxy::thrift::value::Value::I64(2));
+    let first = c.call_raw(&hs2_proxy::hs2::requests::call("FetchResults", 7, req.clone())).await.unwrap();
+    let second = c.call_raw(&hs2_proxy::hs2::requests::call("FetchResults", 7, req)).await.unwrap();
+    assert_eq!(first, second, "the same shape is the same prepared reply");
+    let (columns, more) = c.fetch(&op, 2).await.unwrap();
+    assert_eq!((columns[0].len(), more), (2, false), "the last batch says no more rows");
+    let (h, body, _) =
+        hs2_proxy::thrift::value::decode_message(&first, &hs2_proxy::thrift::Limits::REPLY).expect("a valid reply");
+    assert_eq!((h.name.as_str(), h.seqid), ("FetchResults", 7));
+    assert_eq!(body.get_struct(0).and_then(|r| r.get_bool(2)), Some(true));
+}

@@ -33,6 +33,9 @@ struct Args {
     /// Rows per FetchResults when a request asks for none.
     #[arg(long, default_value_t = 1024)]
     fetch_default_rows: i64,
+    /// Benchmark mode: large result batches are encoded once and reused (see `MockConfig::fast`).
+    #[arg(long)]
+    fast: bool,
 }
 
 fn auth(args: &Args) -> Result<MockAuth, String> {
@@ -64,6 +67,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         delay: Duration::from_millis(args.delay_ms),
         write_frame_bytes: args.frame_bytes,
         fetch_default_rows: args.fetch_default_rows,
+        fast: args.fast,
     };
     let mock = MockImpalad::start(&args.listen, cfg).await?;
     tokio::signal::ctrl_c().await?;

@@ -11,7 +11,7 @@ use super::rowset::ResultSet;
 use super::sql::{self, Statement};
 use super::state::{OpState, Operation, Session, State};
 use super::{Inner, MOCK_VERSION};
-use crate::hs2::handle::{Guid, HandleId};
+use crate::hs2::handle::HandleId;
 use crate::hs2::{idl, reply};
 use crate::hs2client::wire::{self, info_type, op_type, OpHandle, PROTOCOL_V6};
 use crate::thrift::value::{Struct, Value};
@@ -25,6 +25,8 @@ pub(super) enum Outcome {
     Exception { kind: i32, message: String },
     /// Fault injection: write the first half of this reply, then drop the connection.
     Crash(Struct),
+    /// Fast mode: an encoded `result` struct, prepared once, sent after a fresh header.
+    Prepared(std::sync::Arc<Vec<u8>>),
 }
 
 pub(super) async fn dispatch(inner: &Inner, user: Option<&str>, method: &str, args: &Struct) -> Outcome {
@@ -76,6 +78,11 @@ pub(super) fn handle_at(req: &Struct, id: i16) -> Option<HandleId> {
     req.get_struct(id).and_then(wire::read_handle)
 }
 
+/// The string entries of a `map<string, string>` field (a missing field has none).
+fn string_pairs(map: Option<&Value>) -> impl Iterator<Item = (&str, &str)> {
+    map.and_then(Value::as_map).unwrap_or_default().iter().filter_map(|(k, v)| Some((k.as_str()?, v.as_str()?)))
+}
+
 /// Validates the session in `req.1`, then answers `{1: ok, ...}` built by `fill`.
 fn with_session(
     inner: &Inner,
@@ -98,12 +105,7 @@ fn open_session(inner: &Inner, user: Option<&str>, req: &Struct) -> Outcome {
     // Impala's connected_user: the transport's user if it authenticated one, else the request's.
     let session_user = user.or(req.get_str(2)).unwrap_or_default().to_string();
     // Entries that are not Impala's own settings are query options (e.g. idle_session_timeout).
-    let options = req
-        .get(4)
-        .and_then(Value::as_map)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str()?, v.as_str()?)))
+    let options = string_pairs(req.get(4))
         .filter(|(k, _)| !k.starts_with("impala."))
         .map(|(k, v)| (k.to_ascii_uppercase(), v.to_string()))
         .collect();
@@ -190,17 +192,13 @@ async fn execute(inner: &Inner, user: Option<&str>, req: &Struct) -> Outcome {
             Statement::Fail => (OpState::Failed("Query aborted: fail() was called".to_string()), None),
             _ => (OpState::Finished, None),
         };
-        let secret = session.secret;
-        let op = Operation {
-            id: Guid::random(),
-            session: guid,
-            secret,
-            op_type: op_type::EXECUTE_STATEMENT,
-            statement: text.to_string(),
-            state,
-            results,
-            crash_on_fetch: stmt == Statement::Crash,
-        };
+        let mut op = Operation::new(guid, session, op_type::EXECUTE_STATEMENT, text);
+        // Impala applies confOverlay to this query only (impala-shell sends its `set` options this way).
+        op.options.extend(string_pairs(req.get(3)).map(|(k, v)| (k.to_ascii_uppercase(), v.to_string())));
+        op.crash_on_fetch = stmt == Statement::Crash;
+        op.state = state;
+        op.results = results;
+        op.parsed = Some(stmt);
         (register(&mut st, op), wait)
     };
     // runAsync = false: the reply waits until the statement has run.
@@ -215,20 +213,12 @@ fn metadata(inner: &Inner, user: Option<&str>, method: &str, req: &Struct) -> Ou
         return failure(method, "Not implemented");
     };
     let mut st = inner.state();
-    let (guid, secret) = match st.session_mut(handle_at(req, 1), user) {
-        Ok((guid, session)) => (guid, session.secret),
+    let (guid, session) = match st.session_mut(handle_at(req, 1), user) {
+        Ok(found) => found,
         Err(e) => return failure(method, &e),
     };
-    let op = Operation {
-        id: Guid::random(),
-        session: guid,
-        secret,
-        op_type,
-        statement: method.to_string(),
-        state: OpState::Finished,
-        results: Some(results),
-        crash_on_fetch: false,
-    };
+    let mut op = Operation::new(guid, session, op_type, method);
+    op.results = Some(results);
     let op = register(&mut st, op);
     Outcome::Reply(Struct::new().with(1, ok()).with(2, wire::operation_handle_value(&op)))
 }

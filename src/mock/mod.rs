@@ -3,7 +3,8 @@
 //!
 //! - [`server`]: the listener and the per-connection task (the only I/O here).
 //! - [`calls`], [`op_calls`]: one function per method, Impala's checks and texts.
-//! - [`state`]: sessions and operations; [`sql`]: the dialect; [`rowset`]: lazily generated results.
+//! - [`state`]: sessions, operations and the query log; [`sql`]: the dialect; [`rowset`]: lazily
+//!   generated results; [`plan`]: a query's operators and exec summary; [`profile`]: its text profile.
 //!
 //! What makes it Impala-like, and what the proxy depends on: sessions outlive the connection that opened
 //! them and work from any connection; an operation's secret is its session's secret; unknown handles get
@@ -13,6 +14,8 @@
 
 mod calls;
 mod op_calls;
+pub mod plan;
+mod profile;
 pub mod rowset;
 mod server;
 pub mod sql;
@@ -65,6 +68,10 @@ pub struct MockConfig {
     pub write_frame_bytes: Option<usize>,
     /// Rows per FetchResults when the request asks for none (`maxRows <= 0`).
     pub fetch_default_rows: i64,
+    /// Benchmark mode: `blobs` batches are encoded once per shape and reused (every batch repeats the
+    /// first batch's rows and says `startRowOffset` 0), so that the mock is never the bottleneck
+    /// of a throughput measurement. Off by default (tests check per-row content).
+    pub fast: bool,
 }
 
 impl Default for MockConfig {
@@ -75,6 +82,7 @@ impl Default for MockConfig {
             delay: Duration::ZERO,
             write_frame_bytes: None,
             fetch_default_rows: 1024,
+            fast: false,
         }
     }
 }
@@ -101,6 +109,8 @@ pub(crate) struct Inner {
     /// Bumped to drop every open connection while the server lives on (a network blip).
     drop_generation: watch::Sender<u64>,
     accept_task: Mutex<Option<JoinHandle<()>>>,
+    /// Fast mode: encoded `result` bodies of `blobs` batches, by (rows, row bytes, hasMoreRows).
+    prepared: Mutex<HashMap<(u64, usize, bool), Arc<Vec<u8>>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -111,6 +121,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Inner {
     fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
+    }
+
+    /// Fast mode: the prepared body for a batch shape, built by `build` the first time.
+    fn prepared(&self, key: (u64, usize, bool), build: impl FnOnce() -> Vec<u8>) -> Arc<Vec<u8>> {
+        if let Some(body) = lock(&self.prepared).get(&key) {
+            return body.clone();
+        }
+        // Built outside the lock (it is the costly part); a concurrent duplicate build is harmless.
+        let body = Arc::new(build());
+        lock(&self.prepared).insert(key, body.clone());
+        body
     }
 
     fn delay(&self) -> Duration {
@@ -154,6 +175,7 @@ impl MockImpalad {
             stop,
             drop_generation: watch::channel(0).0,
             accept_task: Mutex::new(None),
+            prepared: Mutex::new(HashMap::new()),
         });
         let task = tokio::spawn(server::accept_loop(listener, inner.clone(), stopped));
         *lock(&inner.accept_task) = Some(task);

@@ -1,5 +1,5 @@
 //! The mock's answers to operation-level calls: status, fetch, metadata, cancel, close, and Impala's
-//! GetLog, GetExecSummary, GetRuntimeProfile and CloseImpalaOperation.
+//! GetLog, GetExecSummary, GetRuntimeProfile and CloseImpalaOperation (with DML row counts).
 //!
 //! An operation handle is valid when its guid is a live query and its secret is the session's secret; on
 //! an authenticated connection the session must also belong to the connection's user. No socket I/O; a
@@ -7,32 +7,37 @@
 //! are ready.
 
 use super::calls::{failure, handle_at, ok, Outcome};
+use super::plan::{exec_summary, Plan};
+use super::profile;
 use super::rowset::{empty_log_rowset, no_rows_rowset};
-use super::state::{OpState, Operation, Session};
-use super::{Inner, MOCK_VERSION};
+use super::sql::Statement;
+use super::state::{OpState, Operation};
+use super::Inner;
 use crate::hs2::reply::APP_UNKNOWN_METHOD;
 use crate::hs2client::wire::op_state;
-use crate::thrift::value::{Struct, Value};
+use crate::thrift::value::{encode_struct_bytes, Struct, Value};
 use crate::thrift::TType;
 
 /// `TFetchOrientation.FETCH_FIRST`: start the result set over.
 const FETCH_FIRST: i64 = 4;
 /// `TFetchResultsReq.fetchType` asking for the operation log instead of rows.
 const FETCH_TYPE_LOG: i64 = 1;
+/// `TRuntimeProfileFormat.STRING`, the only profile format the mock writes.
+const PROFILE_FORMAT_STRING: i64 = 0;
 /// Impala's text for a fetch from a cancelled query.
 const CANCELLED: &str = "Cancelled";
 
 pub(super) async fn dispatch(inner: &Inner, user: Option<&str>, method: &str, req: &Struct) -> Outcome {
     match method {
         "GetOperationStatus" => status(inner, user, req),
-        "CancelOperation" => with_op(inner, user, method, req, |op, _| {
+        "CancelOperation" => with_op(inner, user, method, req, |op| {
             if !matches!(op.state(), OpState::Failed(_)) {
                 op.state = OpState::Canceled;
             }
             Struct::new().with(1, ok())
         }),
         "CloseOperation" | "CloseImpalaOperation" => close(inner, user, method, req),
-        "GetResultSetMetadata" => with_op(inner, user, method, req, |op, _| {
+        "GetResultSetMetadata" => with_op(inner, user, method, req, |op| {
             let schema = match &op.results {
                 Some(r) => r.schema(),
                 None => Struct::new().with(1, Value::List(TType::Struct, vec![])).into_value(),
@@ -40,31 +45,51 @@ pub(super) async fn dispatch(inner: &Inner, user: Option<&str>, method: &str, re
             Struct::new().with(1, ok()).with(2, schema)
         }),
         "FetchResults" => fetch(inner, user, req).await,
-        "GetLog" => with_op(inner, user, method, req, |op, _| {
+        "GetLog" => with_op(inner, user, method, req, |op| {
             let log = match op.state() {
                 OpState::Failed(e) => e.clone(),
                 _ => String::new(),
             };
             Struct::new().with(1, ok()).with(2, Value::string(&log))
         }),
-        // The real TExecSummary has required fields our IDL does not declare: leave the optional out.
-        "GetExecSummary" => with_op(inner, user, method, req, |_, _| Struct::new().with(1, ok())),
-        "GetRuntimeProfile" => with_op(inner, user, method, req, |op, session| {
-            let text = profile(op, session, &inner.cfg.name);
-            Struct::new().with(1, ok()).with(2, Value::string(&text))
+        "GetExecSummary" => with_query(inner, user, method, req, |op| {
+            let plan = op.parsed.as_ref().and_then(Plan::for_statement);
+            let summary = exec_summary(plan.as_ref(), op.state());
+            Ok(Struct::new().with(1, ok()).with(2, summary))
+        }),
+        "GetRuntimeProfile" => with_query(inner, user, method, req, |op| {
+            if req.get_i64(3).is_some_and(|f| f != PROFILE_FORMAT_STRING) {
+                return Err("mock impalad: only the STRING profile format is supported".to_string());
+            }
+            Ok(Struct::new().with(1, ok()).with(2, Value::string(&profile::text(op, &inner.cfg.name))))
         }),
         _ => Outcome::Exception { kind: APP_UNKNOWN_METHOD, message: format!("Invalid method name: '{method}'") },
     }
 }
 
-/// Validates the operation in `req.1` (and the session in `req.2`, which Impala's GetExecSummary and
-/// GetRuntimeProfile accept too), then answers with what `answer` builds.
+/// Validates the operation in `req.1`, then answers with what `answer` builds.
 fn with_op(
     inner: &Inner,
     user: Option<&str>,
     method: &str,
     req: &Struct,
-    answer: impl FnOnce(&mut Operation, Option<&Session>) -> Struct,
+    answer: impl FnOnce(&mut Operation) -> Struct,
+) -> Outcome {
+    match inner.state().operation_mut(handle_at(req, 1), user) {
+        Ok(op) => Outcome::Reply(answer(op)),
+        Err(text) => failure(method, &text),
+    }
+}
+
+/// GetExecSummary and GetRuntimeProfile: validates the session in `req.2` (impala-shell and Hue send it),
+/// then finds the query in `req.1` among the running ones or in the query log, as Impala does: `summary`
+/// and `profile` come after the query was closed.
+fn with_query(
+    inner: &Inner,
+    user: Option<&str>,
+    method: &str,
+    req: &Struct,
+    answer: impl FnOnce(&mut Operation) -> Result<Struct, String>,
 ) -> Outcome {
     let mut st = inner.state();
     if let Some(session) = handle_at(req, 2) {
@@ -72,21 +97,14 @@ fn with_op(
             return failure(method, &text);
         }
     }
-    let session_guid = match st.operation_mut(handle_at(req, 1), user) {
-        Ok(op) => op.session,
-        Err(text) => return failure(method, &text),
-    };
-    // Split borrows: the answer may read the session while it changes the operation.
-    let state = &mut *st;
-    let session = state.sessions.get(&session_guid);
-    match handle_at(req, 1).and_then(|h| state.ops.get_mut(&h.guid)) {
-        Some(op) => Outcome::Reply(answer(op, session)),
-        None => failure(method, "internal error: operation vanished"),
+    match st.query_mut(handle_at(req, 1), user).and_then(answer) {
+        Ok(resp) => Outcome::Reply(resp),
+        Err(text) => failure(method, &text),
     }
 }
 
 fn status(inner: &Inner, user: Option<&str>, req: &Struct) -> Outcome {
-    with_op(inner, user, "GetOperationStatus", req, |op, _| {
+    with_op(inner, user, "GetOperationStatus", req, |op| {
         let has_result_set = op.results.is_some();
         let resp = Struct::new().with(1, ok());
         let resp = match op.state() {
@@ -106,14 +124,26 @@ fn status(inner: &Inner, user: Option<&str>, req: &Struct) -> Outcome {
 fn close(inner: &Inner, user: Option<&str>, method: &str, req: &Struct) -> Outcome {
     let mut st = inner.state();
     let guid = match st.operation_mut(handle_at(req, 1), user) {
-        Ok(_) => handle_at(req, 1).map(|h| h.guid),
+        Ok(op) => op.id,
         Err(text) => return failure(method, &text),
     };
-    if let Some(g) = guid {
-        st.ops.remove(&g);
+    let dml_rows = match st.close_operation(&guid).and_then(|op| op.parsed.as_ref()) {
+        Some(Statement::Dml { rows }) => Some(*rows),
+        _ => None,
+    };
+    let resp = Struct::new().with(1, ok());
+    match dml_rows {
+        // impala-shell fails a DML statement whose close lacks `dml_result` ("did not return DML statistics").
+        // TDmlResult {1: map<string, i64> rows_modified}, per partition ("" when unpartitioned); the optional
+        // row errors (Kudu only) are left out, so the shell prints "Modified N row(s)" as for an HDFS table.
+        Some(rows) if method == "CloseImpalaOperation" => {
+            let rows = i64::try_from(rows).unwrap_or(i64::MAX);
+            let modified = Value::Map(TType::String, TType::I64, vec![(Value::string(""), Value::I64(rows))]);
+            let dml = Struct::new().with(1, modified);
+            Outcome::Reply(resp.with(2, dml.into_value()))
+        }
+        _ => Outcome::Reply(resp),
     }
-    // CloseImpalaOperation's dml_result is optional: a query without DML leaves it out, as here.
-    Outcome::Reply(Struct::new().with(1, ok()))
 }
 
 async fn fetch(inner: &Inner, user: Option<&str>, req: &Struct) -> Outcome {
@@ -150,8 +180,16 @@ async fn fetch(inner: &Inner, user: Option<&str>, req: &Struct) -> Outcome {
             results.rewind();
         }
         let (batch, has_more) = results.take_batch(asked.max(1) as u64);
+        op.rows_fetched += batch.rows();
         (batch, has_more, crash)
     };
+    if let (true, Some(size)) = (inner.cfg.fast, batch.blob_size()) {
+        let body = inner.prepared((batch.rows(), size, has_more), || {
+            let resp = rows_reply(has_more, batch.encode_uniform());
+            encode_struct_bytes(&Struct::new().with(0, resp.into_value()))
+        });
+        return Outcome::Prepared(body);
+    }
     // Encoding is the costly part: it runs after the lock is released.
     let resp = rows_reply(has_more, batch.encode());
     if crash {
@@ -163,23 +201,4 @@ async fn fetch(inner: &Inner, user: Option<&str>, req: &Struct) -> Outcome {
 
 fn rows_reply(has_more: bool, rowset: Value) -> Struct {
     Struct::new().with(1, ok()).with(2, Value::Bool(has_more)).with(3, rowset)
-}
-
-/// A short text profile in the shape of Impala's (the first line is what tools parse for the query id).
-fn profile(op: &mut Operation, session: Option<&Session>, host: &str) -> String {
-    let state = match op.state() {
-        OpState::Running { .. } => "RUNNING",
-        OpState::Finished => "FINISHED",
-        OpState::Canceled => "CANCELLED",
-        OpState::Failed(_) => "EXCEPTION",
-    };
-    let (user, db) = session.map(|s| (s.user.as_str(), s.database.as_str())).unwrap_or(("", "default"));
-    let query_id = op.id.impala_id();
-    format!(
-        "Query (id={query_id}):\n  Summary:\n    Session ID: {}\n    Session Type: HIVESERVER2\n    \
-         Query Type: QUERY\n    Query State: {state}\n    Impala Version: impalad version {MOCK_VERSION} RELEASE\n    \
-         User: {user}\n    Default Db: {db}\n    Sql Statement: {}\n    Coordinator: {host}:27000\n",
-        op.session.impala_id(),
-        op.statement,
-    )
 }

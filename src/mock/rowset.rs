@@ -20,17 +20,29 @@ pub const MAX_BATCH_BYTES: u64 = 256 << 20;
 /// Rows `select crash()` would return, were its first fetch to complete.
 pub const CRASH_ROWS: u64 = 1000;
 
-/// Query options listed by `set`: name, default, level (as Impala 4 shows them).
+/// Query options listed by `set`: name, default, level (a sample of Impala 4's, with their levels). impala-shell
+/// accepts `set k=v` only for a name listed here, and sets CLIENT_IDENTIFIER itself when it is listed.
 const DEFAULT_OPTIONS: &[(&str, &str, &str)] = &[
+    ("ABORT_ON_ERROR", "false", "REGULAR"),
+    ("APPX_COUNT_DISTINCT", "false", "ADVANCED"),
+    ("BATCH_SIZE", "0", "DEVELOPMENT"),
+    ("BUFFER_POOL_LIMIT", "", "ADVANCED"),
+    ("CLIENT_IDENTIFIER", "", "ADVANCED"),
+    ("COMPRESSION_CODEC", "", "REGULAR"),
+    ("DEFAULT_FILE_FORMAT", "TEXT", "REGULAR"),
+    ("DISABLE_CODEGEN", "false", "REGULAR"),
     ("EXEC_TIME_LIMIT_S", "0", "REGULAR"),
     ("EXPLAIN_LEVEL", "STANDARD", "REGULAR"),
     ("IDLE_SESSION_TIMEOUT", "0", "REGULAR"),
+    ("MAX_ERRORS", "100", "ADVANCED"),
     ("MEM_LIMIT", "0", "REGULAR"),
     ("MT_DOP", "", "ADVANCED"),
+    ("NUM_NODES", "0", "DEVELOPMENT"),
     ("QUERY_TIMEOUT_S", "0", "REGULAR"),
     ("REQUEST_POOL", "", "REGULAR"),
+    ("SCHEDULE_RANDOM_REPLICA", "false", "DEPRECATED"),
     ("SYNC_DDL", "false", "REGULAR"),
-    ("BATCH_SIZE", "0", "DEVELOPMENT"),
+    ("DISABLE_CACHED_READS", "false", "REMOVED"),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,7 +171,7 @@ impl ResultSet {
                     vec![s("default"), s("Default Hive database")],
                 ],
             ),
-            Statement::SetOption { .. } | Statement::Use(_) | Statement::Ddl => return None,
+            Statement::SetOption { .. } | Statement::Use(_) | Statement::Ddl | Statement::Dml { .. } => return None,
         })
     }
 
@@ -242,6 +254,20 @@ impl ResultSet {
 impl Batch {
     pub fn rows(&self) -> u64 {
         self.end - self.start
+    }
+
+    /// The row size of a `blobs` batch.
+    pub fn blob_size(&self) -> Option<usize> {
+        match self.rows {
+            Rows::Blobs { size, .. } => Some(size),
+            _ => None,
+        }
+    }
+
+    /// Fast mode's `TRowSet`: the rows of the first batch, offset 0, so that equal shapes encode equally.
+    pub fn encode_uniform(&self) -> Value {
+        let uniform = Batch { columns: self.columns.clone(), rows: self.rows.clone(), start: 0, end: self.rows() };
+        uniform.encode()
     }
 
     /// The `TRowSet`.

@@ -149,6 +149,13 @@ async fn respond(inner: &Inner, user: Option<&str>, request: &[u8]) -> Option<(V
         Outcome::Exception { kind, message } => {
             (reply::application_exception(method, header.seqid, kind, &message), true)
         }
+        Outcome::Prepared(body) => {
+            let mut bytes =
+                encode_message(&MessageHeader::new(method, MessageKind::Reply, header.seqid), &Struct::new());
+            bytes.pop(); // The empty body's STOP byte: the prepared body follows instead.
+            bytes.extend_from_slice(&body);
+            (bytes, true)
+        }
         Outcome::Crash(resp) => {
             let mut bytes = reply(resp);
             bytes.truncate(bytes.len() / 2);

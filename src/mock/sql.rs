@@ -29,15 +29,18 @@ pub enum Statement {
     SetOption { key: String, value: String },
     /// `use db`.
     Use(String),
-    /// `create`, `drop`, `insert`, `invalidate`, `refresh`: succeed, no result set.
+    /// `create`, `drop`, `invalidate`, `refresh`: succeed, no result set.
     Ddl,
+    /// `insert`, `upsert`, `update`, `delete`: no result set; CloseImpalaOperation reports `rows` modified
+    /// (the tuples after `values`, or N of a `range(N)`; else 0).
+    Dml { rows: u64 },
     /// `show databases`.
     ShowDatabases,
 }
 
 impl Statement {
     pub fn has_result_set(&self) -> bool {
-        !matches!(self, Statement::SetOption { .. } | Statement::Use(_) | Statement::Ddl)
+        !matches!(self, Statement::SetOption { .. } | Statement::Use(_) | Statement::Ddl | Statement::Dml { .. })
     }
 }
 
@@ -47,8 +50,11 @@ pub fn parse(text: &str) -> Result<Statement, String> {
     let words = compact(text);
     let lower = words.to_ascii_lowercase();
     let first = lower.split(' ').next().unwrap_or_default();
-    if matches!(first, "create" | "drop" | "insert" | "invalidate" | "refresh") {
+    if matches!(first, "create" | "drop" | "invalidate" | "refresh") {
         return Ok(Statement::Ddl);
+    }
+    if matches!(first, "insert" | "upsert" | "update" | "delete") {
+        return Ok(Statement::Dml { rows: dml_rows(&lower) });
     }
     if lower == "set" || lower == "set all" {
         return Ok(Statement::ShowOptions);
@@ -96,6 +102,29 @@ fn select(words: &str, lower: &str) -> Option<Statement> {
         "fail()" => Some(Statement::Fail),
         _ => None,
     }
+}
+
+/// Rows a DML statement modifies: its `values` tuples, or the N of a `range(N)` it selects from.
+fn dml_rows(lower: &str) -> u64 {
+    if let Some((_, values)) = lower.split_once(" values") {
+        // Only top-level parentheses open a tuple: `(1, f(2))` is one row.
+        let mut depth = 0u32;
+        let mut tuples = 0;
+        for c in values.chars() {
+            match c {
+                '(' if depth == 0 => {
+                    tuples += 1;
+                    depth = 1;
+                }
+                '(' => depth += 1,
+                ')' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        return tuples;
+    }
+    let Some((_, after)) = lower.split_once("range(") else { return 0 };
+    after.split(')').next().and_then(|n| n.trim().parse().ok()).unwrap_or(0)
 }
 
 /// The arguments of `name(a, b)` when `text` is exactly that call.
@@ -151,10 +180,14 @@ mod tests {
         let set = Statement::SetOption { key: "MEM_LIMIT".into(), value: "2g".into() };
         assert_eq!(parse("set mem_limit = '2g'"), Ok(set));
         assert_eq!(parse("use Sales"), Ok(Statement::Use("Sales".into())));
-        assert_eq!(parse("INSERT into t values (1)"), Ok(Statement::Ddl));
+        assert_eq!(parse("INSERT into t values (1)"), Ok(Statement::Dml { rows: 1 }));
+        assert_eq!(parse("insert into t values (1, f(2)), (3, 4);"), Ok(Statement::Dml { rows: 2 }));
+        assert_eq!(parse("insert into t select id from range(7)"), Ok(Statement::Dml { rows: 7 }));
+        assert_eq!(parse("delete from t where x = 1"), Ok(Statement::Dml { rows: 0 }));
         assert_eq!(parse("invalidate metadata"), Ok(Statement::Ddl));
         assert_eq!(parse("show databases"), Ok(Statement::ShowDatabases));
         assert!(!Statement::Ddl.has_result_set() && Statement::Crash.has_result_set());
+        assert!(!Statement::Dml { rows: 1 }.has_result_set());
     }
 
     #[test]

@@ -177,6 +177,13 @@ pub fn encode_message(header: &MessageHeader, body: &Struct) -> Vec<u8> {
     out
 }
 
+/// Encodes a struct alone (no message header): a body that can be prepared once and sent many times.
+pub fn encode_struct_bytes(s: &Struct) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_struct(s, &mut out);
+    out
+}
+
 fn encode_struct(s: &Struct, out: &mut Vec<u8>) {
     for (id, v) in &s.fields {
         out.push(v.ttype() as u8);
