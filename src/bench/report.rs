@@ -123,7 +123,7 @@ pub fn render(lines: &str, machine: &str, command: &str) -> String {
         );
     }
 
-    out.push_str("\n## Bulk FetchResults (1 MiB rows, 16 MiB replies)\n\n| target | MiB/s | ratio to direct | target peak RSS MiB | errors |\n|---|---|---|---|---|\n");
+    out.push_str("\n## Bulk FetchResults (1 MiB rows, 16 MiB replies)\n\nPeak RSS is the proxy's (HAProxy's, hs2-proxy's) whole-life peak; a direct connection has no proxy.\n\n| target | MiB/s | ratio to direct | proxy peak RSS MiB | errors |\n|---|---|---|---|---|\n");
     let direct_bulk = t.m("bulk", None, "direct", "mib_per_sec");
     for target in targets {
         let v = t.m("bulk", None, target, "mib_per_sec");
@@ -132,7 +132,7 @@ pub fn render(lines: &str, machine: &str, command: &str) -> String {
             "| {target} | {} | {} | {} | {} |",
             fmt(v),
             fmt(v.zip(direct_bulk).map(|(a, b)| a / b)),
-            fmt(t.m("bulk", None, target, "peak_rss_mib")),
+            if target == "direct" { "–".to_string() } else { fmt(t.m("bulk", None, target, "peak_rss_mib")) },
             fmt(t.m("bulk", None, target, "errors"))
         );
     }
