@@ -65,7 +65,7 @@ for p in "${MOCKS[@]}"; do
     "$BIN/mock-impalad" --listen "127.0.0.1:$p" --fast >"$WORK/mock-$p.log" 2>&1 &
     PIDS+=($!)
 done
-"$BIN/hs2-proxy" --listen "127.0.0.1:$PROXY" --backend "127.0.0.1:${MOCKS[0]}" --backend "127.0.0.1:${MOCKS[1]}" \
+"$BIN/hs2-proxy" --listen "127.0.0.1:$PROXY" --admin-listen 127.0.0.1:0 --backend "127.0.0.1:${MOCKS[0]}" --backend "127.0.0.1:${MOCKS[1]}" \
     --backend "127.0.0.1:${MOCKS[2]}" >"$WORK/proxy.log" 2>&1 &
 PROXY_PID=$!; PIDS+=($PROXY_PID)
 cat >"$WORK/haproxy.cfg" <<EOF

@@ -14,6 +14,8 @@ cargo test --all-targets
 step "installing real peers"
 scripts/setup-python.sh
 scripts/setup-spark.sh
+scripts/setup-browser.sh
+scripts/setup-haproxy.sh
 
 step "real-peer tests: cargo test -- --ignored"
 cargo test --all-targets -- --ignored --test-threads=1

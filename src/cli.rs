@@ -24,6 +24,9 @@ pub struct Cli {
     /// File whose first line is that user's password.
     #[arg(long)]
     pub backend_password_file: Option<PathBuf>,
+    /// Admin HTTP listener (API, status page, /metrics) as ip:port, or "off" (default 127.0.0.1:25100).
+    #[arg(long, value_name = "IP:PORT", global = true)]
+    pub admin_listen: Option<String>,
     /// TOML configuration file; flags override its keys.
     #[arg(long, env = "HS2_PROXY_CONFIG")]
     pub config: Option<PathBuf>,
@@ -38,6 +41,71 @@ pub struct Cli {
 pub enum Command {
     /// Run three built-in mock impalads behind the proxy and print how to connect.
     Demo,
+    /// List backends: state, weight, load, upstream connections, last probe (admin API client).
+    Backends {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List sessions, optionally of one backend or one user (admin API client).
+    Sessions {
+        /// Only sessions on this backend (host:port as configured).
+        #[arg(long, value_name = "HOST:PORT")]
+        backend: Option<String>,
+        /// Only sessions of this user.
+        #[arg(long)]
+        user: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Stop sending new sessions to a backend; its sessions keep working.
+    Drain {
+        #[arg(value_name = "HOST:PORT")]
+        backend: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Let a drained (or maintenance) backend take new sessions again.
+    Undrain {
+        #[arg(value_name = "HOST:PORT")]
+        backend: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Like drain, shown as maintenance.
+    Maintenance {
+        #[arg(value_name = "HOST:PORT")]
+        backend: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Close a session on its impalad (CloseSession) and forget it.
+    CloseSession {
+        /// The session id as impalad shows it (hi:lo).
+        id: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Cancel an operation (query) on its impalad (CancelOperation).
+    CancelOperation {
+        /// The operation (query) id, hi:lo.
+        id: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// Where the admin subcommands find the proxy's admin API.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AdminArgs {
+    /// The proxy's admin address (default: admin.listen from --config, else 127.0.0.1:25100).
+    #[arg(long, value_name = "HOST:PORT", env = "HS2_PROXY_ADMIN")]
+    pub admin: Option<String>,
+    /// File whose first line is the admin bearer token (default: admin.token_file from --config).
+    #[arg(long, value_name = "FILE", env = "HS2_PROXY_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -59,6 +127,7 @@ impl Cli {
             backend_transport: self.backend_transport,
             backend_user: self.backend_user.clone(),
             backend_password_file: self.backend_password_file.clone(),
+            admin_listen: self.admin_listen.clone(),
         });
         Ok(file)
     }

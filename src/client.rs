@@ -14,11 +14,12 @@ use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::admin::metrics::{method_label, ErrorKind};
 use crate::backend::health::Evidence;
 use crate::backend::pool::{Credentials, PoolError};
 use crate::backend::{probe, Backend};
 use crate::conn::{ConnError, RelayError, ThriftConn};
-use crate::hs2::call::{reply_scanner, reply_summary, ReplySummary, Request};
+use crate::hs2::call::{reply_scanner, reply_summary, status, ReplySummary, Request};
 use crate::hs2::handle::Guid;
 use crate::hs2::reply;
 use crate::routing::{Reject, Route};
@@ -68,6 +69,7 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr) {
     let now = Instant::now();
     for s in &client.used {
         client.proxy.routes.detach(s, now);
+        client.proxy.routes.drop_client(s, peer);
     }
 }
 
@@ -147,7 +149,14 @@ impl Client {
     async fn handle(&mut self, req: Request) -> Result<(), End> {
         let route = match self.proxy.routes.route(&req, self.user.as_deref()) {
             Route::Reject(unknown @ (Reject::UnknownSession(_) | Reject::UnknownOperation(_))) => {
-                recover(&self.proxy, &req, &self.creds, self.user.as_deref()).await.unwrap_or(Route::Reject(unknown))
+                let found = recover(&self.proxy, &req, &self.creds, self.user.as_deref()).await;
+                if let Some(Route::Pinned { session: Some(s), .. }) = &found {
+                    // Learning the session attached this connection already: do not count it twice.
+                    if self.used.insert(*s) {
+                        self.proxy.routes.note_client(s, self.peer);
+                    }
+                }
+                found.unwrap_or(Route::Reject(unknown))
             }
             route => route,
         };
@@ -156,18 +165,21 @@ impl Client {
             Route::Pinned { backend, session } => {
                 if !backend.serving() {
                     // Failover is under way: answer as the server would for a session it lost.
+                    self.proxy.metrics.rpc_error(method_label(&req), None, ErrorKind::Unroutable);
                     let g = session.or(req.operation.map(|o| o.guid)).unwrap_or(Guid([0; 16]));
                     return self.reply_error(&req, &reply::invalid_session_text(&g)).await;
                 }
                 if let Some(s) = session {
                     if self.used.insert(s) {
                         self.proxy.routes.attach(&s);
+                        self.proxy.routes.note_client(&s, self.peer);
                     }
                     self.proxy.routes.touch(&s, None);
                 }
                 self.forward(&backend, &req, session).await.map(|_| ())
             }
             Route::Reject(reject) => {
+                self.proxy.metrics.rpc_error(method_label(&req), None, ErrorKind::Unroutable);
                 if let Reject::WrongUser { session, owner, caller } = &reject {
                     tracing::warn!(client = %self.peer, session = %session, owner = ?owner, caller = ?caller,
                         method = req.name(), "session used by another user: refused");
@@ -181,6 +193,7 @@ impl Client {
     async fn open_anywhere(&mut self, req: Request) -> Result<(), End> {
         let candidates = self.proxy.backends.preference(self.proxy.next_rotor());
         if candidates.is_empty() {
+            self.proxy.metrics.rpc_error(method_label(&req), None, ErrorKind::NoBackend);
             return self.reply_error(&req, "hs2-proxy: no backend is available for a new session").await;
         }
         let mut last_error = String::new();
@@ -202,7 +215,13 @@ impl Client {
         req: &Request,
         session: Option<Guid>,
     ) -> Result<Forwarded, End> {
-        let mut up = match backend.pool.checkout(&self.creds).await {
+        let started = Instant::now();
+        let method = method_label(req);
+        let checkout = backend.pool.checkout(&self.creds).await;
+        if checkout.is_err() {
+            self.proxy.metrics.rpc_error(method, Some(&backend.addr), ErrorKind::NoConnection);
+        }
+        let mut up = match checkout {
             Ok(up) => up,
             Err(e) if e.is_connect_failure() && req.name() == "OpenSession" => {
                 self.proxy.apply_evidence(backend, Evidence::Unreachable(e.to_string()));
@@ -217,9 +236,21 @@ impl Client {
                 return Ok(Forwarded::Done);
             }
         };
+        tracing::debug!(client = %self.peer, method = req.name(), backend = %backend.addr,
+            session = ?session, conn = up.id, "forwarding");
         backend.inflight.fetch_add(1, Ordering::Relaxed);
         let outcome = self.exchange(backend, &mut up.conn, req).await;
         backend.inflight.fetch_sub(1, Ordering::Relaxed);
+        let metrics = &self.proxy.metrics;
+        let replied = outcome.as_ref().map_or(0, |s| s.bytes);
+        metrics.rpc(method, &backend.addr, started.elapsed(), req.bytes.len() as u64, replied);
+        match &outcome {
+            Ok(sum) if sum.is_exception || sum.status_code.is_some_and(|c| c >= status::ERROR) => {
+                metrics.rpc_error(method, Some(&backend.addr), ErrorKind::Status)
+            }
+            Ok(_) => {}
+            Err(_) => metrics.rpc_error(method, Some(&backend.addr), ErrorKind::Broken),
+        }
         match outcome {
             Ok(summary) => {
                 let conn_id = up.id;
@@ -299,6 +330,8 @@ impl Client {
             "OpenSession" => {
                 if let Some(s) = sum.new_session {
                     routes.learn_session(s, backend.clone(), self.user.clone(), conn_id);
+                    routes.note_client(&s.guid, self.peer);
+                    self.proxy.metrics.session_opened(&backend.addr);
                     self.used.insert(s.guid);
                     tracing::info!(session = %s.guid, backend = %backend.addr, user = ?self.user, client = %self.peer,
                         "session opened");
@@ -308,7 +341,8 @@ impl Client {
                 if let Some(g) = session {
                     routes.forget_session(&g);
                     self.used.remove(&g);
-                    tracing::info!(session = %g, backend = %backend.addr, "session closed");
+                    tracing::info!(session = %g, backend = %backend.addr, user = ?self.user, client = %self.peer,
+                        "session closed");
                 }
             }
             "CloseOperation" | "CloseImpalaOperation" => {
@@ -319,7 +353,7 @@ impl Client {
             _ => {}
         }
         if let (Some(op), Some(s)) = (sum.new_operation, session) {
-            routes.learn_operation(op.guid, s);
+            routes.learn_operation_handle(op, s, req.statement.as_deref());
         }
     }
 

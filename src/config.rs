@@ -48,6 +48,39 @@ pub struct FileConfig {
     pub sessions: FileSessions,
     pub timeouts: FileTimeouts,
     pub health: FileHealth,
+    pub admin: FileAdmin,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileAdmin {
+    /// Admin HTTP listener (API, status page, metrics): `ip:port`, or `"off"`. Default `127.0.0.1:25100`.
+    pub listen: Option<String>,
+    /// A file whose first line is the bearer token the admin API requires. Default: no token.
+    pub token_file: Option<PathBuf>,
+}
+
+/// The default admin listener: loopback only, next to impalad's own web ports (25000, 25010, 25020).
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:25100";
+
+/// A bearer token; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(pub String);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+/// The admin HTTP listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// `None` when turned off (`listen = "off"`). Default `127.0.0.1:25100`: loopback, so that only
+    /// this machine reaches it unless the operator says otherwise.
+    pub listen: Option<SocketAddr>,
+    /// Required as `Authorization: Bearer <token>` on `/api/*`, `/metrics` and the status page's data.
+    pub token: Option<AdminToken>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,8 +205,9 @@ impl std::fmt::Debug for ServiceCredentials {
 /// Upstream connection pool settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolConfig {
-    /// Upstream connections per backend, all users together. Default 48: below impalad's
-    /// `--fe_service_threads` (64), so that clients going around the proxy still get a thread.
+    /// Upstream connections per backend, all users together. Default 32: half of impalad's default
+    /// `--fe_service_threads` (64), so that clients going around the proxy (impala-shell, a second proxy
+    /// instance) still get a thread. Calls beyond it wait up to `wait_timeout` for a free connection.
     pub max_per_backend: usize,
     /// How long a call waits for a free upstream connection before it gets an error. Default 10 s.
     pub wait_timeout: Duration,
@@ -210,6 +244,7 @@ pub struct Config {
     /// A backend that sends no reply byte for this long fails the call. Default 1 h.
     pub backend_reply_timeout: Duration,
     pub health: HealthConfig,
+    pub admin: AdminConfig,
 }
 
 /// Settings given on the command line; each overrides the file.
@@ -220,6 +255,7 @@ pub struct Overrides {
     pub backend_transport: Option<BackendTransport>,
     pub backend_user: Option<String>,
     pub backend_password_file: Option<PathBuf>,
+    pub admin_listen: Option<String>,
 }
 
 impl FileConfig {
@@ -262,6 +298,9 @@ impl FileConfig {
         if o.backend_password_file.is_some() {
             self.backend_auth.password_file = o.backend_password_file;
         }
+        if o.admin_listen.is_some() {
+            self.admin.listen = o.admin_listen;
+        }
     }
 
     pub fn validate(self) -> Result<Config, ConfigError> {
@@ -273,6 +312,7 @@ impl FileConfig {
             Some(p) => read_password(p)?,
         };
         let user = self.backend_auth.user.unwrap_or_else(|| "anonymous".into());
+        let admin = validate_admin(self.admin)?;
         let l = self.limits;
         let positive = |key: &str, v: Option<u64>, default: u64| match v {
             Some(0) => Err(bad(key, "must be greater than 0")),
@@ -292,7 +332,7 @@ impl FileConfig {
             max_container_len,
         };
         let pool = PoolConfig {
-            max_per_backend: positive("pool.max_per_backend", self.pool.max_per_backend.map(|v| v as u64), 48)?
+            max_per_backend: positive("pool.max_per_backend", self.pool.max_per_backend.map(|v| v as u64), 32)?
                 as usize,
             wait_timeout: duration("pool.wait_timeout", self.pool.wait_timeout, "10s")?,
             idle_timeout: duration("pool.idle_timeout", self.pool.idle_timeout, "5m")?,
@@ -323,6 +363,7 @@ impl FileConfig {
                 rise: positive("health.rise", self.health.rise.map(u64::from), 2)? as u32,
                 fall: positive("health.fall", self.health.fall.map(u64::from), 3)? as u32,
             },
+            admin,
         })
     }
 }
@@ -350,6 +391,27 @@ fn validate_backend(b: FileBackend) -> Result<BackendConfig, ConfigError> {
         return Err(bad("backends", format!("{addr}: weight must be at least 1")));
     }
     Ok(BackendConfig { addr, weight, kind, metrics_url })
+}
+
+fn validate_admin(a: FileAdmin) -> Result<AdminConfig, ConfigError> {
+    let text = a.listen.unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.into());
+    let listen = match text.as_str() {
+        "off" => None,
+        t => Some(t.parse().map_err(|_| bad("admin.listen", format!("{t:?} is not an ip:port or \"off\"")))?),
+    };
+    let token = match &a.token_file {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| bad("admin.token_file", format!("{}: {e}", path.display())))?;
+            let token = text.lines().next().unwrap_or("").trim().to_string();
+            if token.is_empty() {
+                return Err(bad("admin.token_file", format!("{}: the first line is empty", path.display())));
+            }
+            Some(AdminToken(token))
+        }
+    };
+    Ok(AdminConfig { listen, token })
 }
 
 fn read_password(path: &Path) -> Result<String, ConfigError> {
@@ -388,10 +450,32 @@ mod tests {
     fn defaults_are_sane() {
         let c = FileConfig::parse("").unwrap().validate().unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:21050");
-        assert_eq!(c.pool.max_per_backend, 48);
+        assert_eq!(c.pool.max_per_backend, 32);
         assert_eq!(c.disconnected_grace, Duration::from_secs(900));
         assert_eq!(c.backend_transport, BackendTransport::Nosasl);
         assert_eq!(c.request_limits.max_message_bytes, 64 << 20);
+        assert_eq!(c.admin.listen, Some(DEFAULT_ADMIN_LISTEN.parse().unwrap()));
+        assert_eq!(c.admin.token, None);
+    }
+
+    #[test]
+    fn the_documented_example_file_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docker/hs2-proxy.toml");
+        let c = FileConfig::load(&path).and_then(FileConfig::validate).unwrap();
+        assert_eq!(c.admin.listen, Some(DEFAULT_ADMIN_LISTEN.parse().unwrap()));
+    }
+
+    #[test]
+    fn the_admin_listener_can_be_turned_off_and_the_token_never_prints() {
+        let c = FileConfig::parse("[admin]\nlisten = \"off\"").unwrap().validate().unwrap();
+        assert_eq!(c.admin.listen, None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "s3cret-token\nignored\n").unwrap();
+        let text = format!("[admin]\ntoken_file = {:?}", path.display().to_string());
+        let c = FileConfig::parse(&text).unwrap().validate().unwrap();
+        assert_eq!(c.admin.token, Some(AdminToken("s3cret-token".into())));
+        assert!(!format!("{c:?}").contains("s3cret"));
     }
 
     #[test]
@@ -425,6 +509,8 @@ mod tests {
         assert!(err("backends = [\"nohost\"]").starts_with("backends: "));
         assert!(err("listen = \"x\"").starts_with("listen: "));
         assert!(err("[limits]\nmax_depth = 0").starts_with("limits.max_depth: "));
+        assert!(err("[admin]\nlisten = \"everywhere\"").starts_with("admin.listen: "));
+        assert!(err("[admin]\ntoken_file = \"/nonexistent/token\"").starts_with("admin.token_file: "));
         let unknown = err("[pool]\nmax_per_backnd = 3");
         assert!(unknown.contains("line 2") && unknown.contains("max_per_backnd"), "{unknown}");
         assert!(!unknown.contains('\n'));

@@ -63,6 +63,9 @@ pub struct ThriftConn {
     payload: BytesMut,
     /// Largest frame written; longer messages are split (real servers do this: Impala uses 128 KiB).
     max_write_frame: usize,
+    /// A write that failed while a reply was being relayed to this (client) connection: the relay goes
+    /// on reading the backend's reply, and this error is returned by the next read or write here.
+    failed: Option<(io::ErrorKind, String)>,
 }
 
 impl ThriftConn {
@@ -74,6 +77,7 @@ impl ThriftConn {
             payload: BytesMut::with_capacity(READ_CHUNK),
             // A frame length is a u32 on the wire.
             max_write_frame: u32::MAX as usize,
+            failed: None,
         }
     }
 
@@ -132,8 +136,17 @@ impl ThriftConn {
         }
     }
 
+    /// The error of a write that failed during a relay, again (the stream position is lost).
+    fn check_failed(&self) -> Result<(), ConnError> {
+        match &self.failed {
+            None => Ok(()),
+            Some((kind, text)) => Err(ConnError::Io(io::Error::new(*kind, format!("earlier write failed: {text}")))),
+        }
+    }
+
     /// Reads one whole message; `Ok(None)` when the peer closed cleanly between messages.
     pub async fn read_message(&mut self, limits: Limits) -> Result<Option<Bytes>, ConnError> {
+        self.check_failed()?;
         let mut scanner = Scanner::new(limits, &[]);
         let mut scanned = 0;
         loop {
@@ -167,6 +180,7 @@ impl ThriftConn {
 
     /// Writes part of a message: framed transports get it as frame(s) of its own.
     async fn write_chunk(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
+        self.check_failed()?;
         if self.deframer.framing() == Framing::Unframed {
             self.io.write_all(bytes).await?;
             return Ok(());
@@ -210,6 +224,12 @@ impl ThriftConn {
     ///
     /// `scanner` finds the end of the reply and captures what routing needs; the bytes are forwarded
     /// unchanged, re-framed for the client's transport.
+    ///
+    /// The backend's reply is always read to its end, even when the client fails midway (it closed, or
+    /// reset the connection): this connection then stays in step and reusable, which matters on
+    /// Hive/Spark, where closing the upstream connection that opened a session closes the session. The
+    /// client's failure is kept on `client` and returned by its next read or write; the result counts
+    /// the bytes that did reach the client. `Err` only for a backend failure.
     pub async fn relay_reply(&mut self, client: &mut ThriftConn, scanner: &mut Scanner) -> Result<u64, RelayError> {
         let mut forwarded = 0u64;
         let backend = |error: ConnError, forwarded| RelayError::Backend { error, forwarded };
@@ -218,11 +238,16 @@ impl ThriftConn {
                 let n = scanner.feed(&self.payload).map_err(|e| backend(e.into(), forwarded))?;
                 if n > 0 {
                     let chunk = self.payload.split_to(n);
-                    client.write_chunk(&chunk).await.map_err(RelayError::Client)?;
-                    forwarded += n as u64;
+                    if client.relay_write(&chunk).await {
+                        forwarded += n as u64;
+                    }
                 }
                 if scanner.is_done() {
-                    client.io.flush().await.map_err(|e| RelayError::Client(e.into()))?;
+                    if client.failed.is_none() {
+                        if let Err(e) = client.io.flush().await {
+                            client.failed = Some((e.kind(), e.to_string()));
+                        }
+                    }
                     if self.has_buffered_bytes() {
                         return Err(backend(ConnError::TrailingBytes, forwarded));
                     }
@@ -233,6 +258,24 @@ impl ThriftConn {
                 Ok(true) => {}
                 Ok(false) => return Err(backend(ConnError::Eof, forwarded)),
                 Err(e) => return Err(backend(e, forwarded)),
+            }
+        }
+    }
+
+    /// Writes part of a relayed reply unless an earlier part failed; false when it was not written.
+    async fn relay_write(&mut self, chunk: &[u8]) -> bool {
+        if self.failed.is_some() {
+            return false;
+        }
+        match self.write_chunk(chunk).await {
+            Ok(()) => true,
+            Err(e) => {
+                let (kind, text) = match e {
+                    ConnError::Io(e) => (e.kind(), e.to_string()),
+                    e => (io::ErrorKind::Other, e.to_string()),
+                };
+                self.failed = Some((kind, text));
+                false
             }
         }
     }
@@ -254,5 +297,34 @@ impl ThriftConn {
     /// Shuts the write side down (best effort).
     pub async fn shutdown(&mut self) {
         let _ = self.io.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::thrift::value::{encode_message, Struct, Value};
+    use crate::thrift::{MessageHeader, MessageKind};
+
+    /// A client that goes away mid-reply: the backend's reply is still read to its end (its connection
+    /// stays usable), and the client's failure comes back on the client's next read.
+    #[tokio::test]
+    async fn a_failed_client_does_not_break_the_backend_connection() {
+        let body = Struct::new().with(0, Value::Bytes(vec![7u8; 300 * 1024]));
+        let reply = encode_message(&MessageHeader::new("FetchResults", MessageKind::Reply, 1), &body);
+        let (up_io, mut server) = tokio::io::duplex(16 * 1024);
+        let (client_io, gone) = tokio::io::duplex(1024);
+        drop(gone);
+        let sent = reply.clone();
+        let writer = tokio::spawn(async move { server.write_all(&sent).await.map(|_| server) });
+        let mut up = ThriftConn::new(Box::new(up_io), Framing::Unframed, 1 << 20);
+        let mut client = ThriftConn::new(Box::new(client_io), Framing::Unframed, 1 << 20);
+        let mut scanner = Scanner::new(Limits::REPLY, &[]);
+        let forwarded = up.relay_reply(&mut client, &mut scanner).await.expect("the backend side completed");
+        assert_eq!(forwarded, 0, "nothing reached the client");
+        assert!(scanner.is_done() && !up.has_buffered_bytes(), "the whole reply was read, nothing more");
+        let _server = writer.await.expect("join").expect("the backend wrote its whole reply");
+        assert!(client.read_message(Limits::REPLY).await.is_err(), "the client's failure is reported");
+        assert!(client.write_message(b"x").await.is_err());
     }
 }

@@ -1,8 +1,10 @@
 //! hs2-proxy: a session-aware HiveServer2 proxy for Impala.
+pub mod admin;
 pub mod backend;
 pub mod balance;
 pub mod bench;
 pub mod cli;
+pub mod cli_admin;
 pub mod client;
 pub mod config;
 pub mod conn;

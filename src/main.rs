@@ -2,10 +2,13 @@
 
 use clap::Parser;
 use hs2_proxy::cli::{Cli, Command, LogFormat};
-use hs2_proxy::{demo, server};
+use hs2_proxy::{cli_admin, demo, server};
 
 fn main() {
     let cli = Cli::parse();
+    if let Some((call, admin)) = cli.command.as_ref().and_then(cli_admin::admin_call) {
+        std::process::exit(cli_admin::main(call, admin, cli.config.as_deref()));
+    }
     let config = match cli.file_config().and_then(|f| f.validate()) {
         Ok(c) => c,
         Err(e) => {
@@ -26,6 +29,9 @@ fn main() {
         let (handle, _mocks) = if demo_mode {
             let (handle, mocks) = demo::start(config).await?;
             println!("{}", demo::banner(&handle, &mocks));
+            if let Some(admin) = handle.admin_addr {
+                println!("Status page: http://{admin}/   (hs2-proxy backends | sessions | drain HOST:PORT ...)");
+            }
             (handle, mocks)
         } else {
             let handle = server::start(config).await?;

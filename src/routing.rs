@@ -10,9 +10,10 @@
 //! held across an `.await` (callers copy what they need out).
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use dashmap::DashMap;
 
@@ -22,7 +23,7 @@ use crate::hs2::handle::{Guid, HandleId, Secret};
 use crate::hs2::reply;
 
 /// Error texts that mean the server no longer has the session (Impala's, Hive's, Spark's).
-const SESSION_GONE: &[&str] = &[
+pub const SESSION_GONE: &[&str] = &[
     "Invalid session id",
     "Session is closed",
     "Client session expired",
@@ -31,6 +32,11 @@ const SESSION_GONE: &[&str] = &[
 ];
 /// Error texts that mean the server no longer has the operation.
 const OPERATION_GONE: &[&str] = &["Invalid or unknown query handle", "Invalid query handle", "Invalid OperationHandle"];
+/// A session's statement is kept to this many characters, for the operator view.
+pub const STATEMENT_CHARS: usize = 200;
+/// Client addresses remembered per session: a session used from more connections shows the first ones
+/// (and the count in `attached`).
+const MAX_CLIENT_ADDRS: usize = 16;
 
 pub struct SessionEntry {
     pub backend: Arc<Backend>,
@@ -48,6 +54,10 @@ pub struct SessionEntry {
     pub operations: HashSet<Guid>,
     /// The last statement run (truncated), for the operator view.
     pub last_statement: Option<String>,
+    /// The operation that statement opened: while it is open, the statement is running.
+    pub statement_op: Option<Guid>,
+    /// Addresses of the client connections attached now (at most [`MAX_CLIENT_ADDRS`]).
+    pub clients: Vec<SocketAddr>,
 }
 
 impl SessionEntry {
@@ -62,6 +72,35 @@ pub struct OperationEntry {
     /// `None` for an operation found by asking the backends, whose session the proxy does not know.
     pub session: Option<Guid>,
     pub backend: Arc<Backend>,
+    /// The operation's own secret when the proxy saw it (Hive gives operations their own; Impala's
+    /// equal their session's). Never logged.
+    secret: Option<Secret>,
+}
+
+/// What the operator view shows of a session: never its secret.
+#[derive(Clone, Debug)]
+pub struct SessionView {
+    pub id: Guid,
+    pub backend: String,
+    pub user: Option<String>,
+    pub clients: Vec<SocketAddr>,
+    pub attached: u32,
+    pub opened_at: SystemTime,
+    /// How long ago a call last used the session.
+    pub idle: Duration,
+    pub operations: Vec<Guid>,
+    pub last_statement: Option<String>,
+    /// True while the operation of `last_statement` is open.
+    pub statement_running: bool,
+}
+
+/// Where the proxy's own call on an operation goes (the operator's cancel).
+pub struct OperationTarget {
+    pub backend: Arc<Backend>,
+    /// The handle to send; `None` when the proxy knows neither its secret nor its session's.
+    pub handle: Option<HandleId>,
+    /// The user of its session (whose upstream connections may carry the call).
+    pub user: Option<String>,
 }
 
 /// Where a request goes.
@@ -166,6 +205,8 @@ impl Routes {
             detached_since: None,
             operations: HashSet::new(),
             last_statement: None,
+            statement_op: None,
+            clients: Vec::new(),
         };
         self.by_secret.insert(id.secret.0, id.guid);
         if let Some(old) = self.sessions.insert(id.guid, entry) {
@@ -183,13 +224,25 @@ impl Routes {
         let backend = entry.backend.clone();
         drop(entry);
         backend.operations.fetch_add(1, Ordering::Relaxed);
-        self.operations.insert(op, OperationEntry { session: Some(session), backend });
+        self.operations.insert(op, OperationEntry { session: Some(session), backend, secret: None });
+    }
+
+    /// Records an operation created in `session` with its secret, and the statement that created it.
+    pub fn learn_operation_handle(&self, op: HandleId, session: Guid, statement: Option<&str>) {
+        self.learn_operation(op.guid, session);
+        if let Some(mut o) = self.operations.get_mut(&op.guid) {
+            o.secret = Some(op.secret);
+        }
+        if let (Some(text), Some(mut e)) = (statement, self.sessions.get_mut(&session)) {
+            e.last_statement = Some(text.chars().take(STATEMENT_CHARS).collect());
+            e.statement_op = Some(op.guid);
+        }
     }
 
     /// Records an operation a backend said it holds, whose session the proxy does not know.
     pub fn learn_orphan_operation(&self, op: Guid, backend: Arc<Backend>) {
         backend.operations.fetch_add(1, Ordering::Relaxed);
-        if let Some(old) = self.operations.insert(op, OperationEntry { session: None, backend }) {
+        if let Some(old) = self.operations.insert(op, OperationEntry { session: None, backend, secret: None }) {
             old.backend.operations.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -218,11 +271,16 @@ impl Routes {
 
     /// Forgets every session and operation on backend `id` (it went down); returns the sessions dropped.
     pub fn forget_backend(&self, id: u64) -> usize {
+        self.forget_backend_sessions(id).len()
+    }
+
+    /// [`Routes::forget_backend`], returning each dropped session with its user (for the log).
+    pub fn forget_backend_sessions(&self, id: u64) -> Vec<(Guid, Option<String>)> {
         let doomed: Vec<Guid> = self.sessions.iter().filter(|e| e.backend.id == id).map(|e| *e.key()).collect();
         let orphans: Vec<Guid> =
             self.operations.iter().filter(|o| o.session.is_none() && o.backend.id == id).map(|o| *o.key()).collect();
         orphans.iter().for_each(|op| self.forget_operation(op));
-        doomed.iter().filter(|g| self.forget_session(g).is_some()).count()
+        doomed.iter().filter_map(|g| self.forget_session(g).map(|e| (*g, e.user))).collect()
     }
 
     /// Marks that a client connection uses `session` (once per connection).
@@ -239,6 +297,24 @@ impl Routes {
             e.attached = e.attached.saturating_sub(1);
             if e.attached == 0 {
                 e.detached_since = Some(now);
+            }
+        }
+    }
+
+    /// Remembers that a client connection from `peer` uses `session` (call once per connection).
+    pub fn note_client(&self, session: &Guid, peer: SocketAddr) {
+        if let Some(mut e) = self.sessions.get_mut(session) {
+            if e.clients.len() < MAX_CLIENT_ADDRS {
+                e.clients.push(peer);
+            }
+        }
+    }
+
+    /// The connection from `peer` that used `session` closed.
+    pub fn drop_client(&self, session: &Guid, peer: SocketAddr) {
+        if let Some(mut e) = self.sessions.get_mut(session) {
+            if let Some(i) = e.clients.iter().position(|c| *c == peer) {
+                e.clients.swap_remove(i);
             }
         }
     }
@@ -295,6 +371,42 @@ impl Routes {
     /// Runs `f` on a session entry (for the operator view and tests).
     pub fn with_session<T>(&self, guid: &Guid, f: impl FnOnce(&SessionEntry) -> T) -> Option<T> {
         self.sessions.get(guid).map(|e| f(&e))
+    }
+
+    /// Every session as the operator view shows it, oldest first.
+    pub fn snapshot(&self, now: Instant) -> Vec<SessionView> {
+        let mut out: Vec<SessionView> = self
+            .sessions
+            .iter()
+            .map(|e| {
+                let mut operations: Vec<Guid> = e.operations.iter().copied().collect();
+                operations.sort();
+                SessionView {
+                    id: *e.key(),
+                    backend: e.backend.addr.clone(),
+                    user: e.user.clone(),
+                    clients: e.clients.clone(),
+                    attached: e.attached,
+                    opened_at: e.opened_at,
+                    idle: now.saturating_duration_since(e.last_used),
+                    statement_running: e.statement_op.is_some_and(|op| e.operations.contains(&op)),
+                    last_statement: e.last_statement.clone(),
+                    operations,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.opened_at.cmp(&b.opened_at).then(a.id.cmp(&b.id)));
+        out
+    }
+
+    /// Where a call on operation `op` goes, and with which handle.
+    pub fn operation_target(&self, op: &Guid) -> Option<OperationTarget> {
+        let (session, backend, secret) = self.operations.get(op).map(|o| (o.session, o.backend.clone(), o.secret))?;
+        let owner = session.and_then(|g| self.sessions.get(&g).map(|e| (e.secret, e.user.clone())));
+        // Impala gives an operation its session's secret.
+        let secret = secret.or(owner.as_ref().map(|(s, _)| *s));
+        let handle = secret.map(|secret| HandleId { guid: *op, secret });
+        Some(OperationTarget { backend, handle, user: owner.and_then(|(_, u)| u) })
     }
 
     /// Guids of all sessions.

@@ -15,6 +15,7 @@ fn request(name: &str, session: Option<HandleId>, operation: Option<HandleId>) -
         method: idl::method(name),
         session,
         operation,
+        statement: None,
         bytes: Bytes::new(),
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Instant, SystemTime};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use crate::admin::metrics::Metrics;
 use crate::backend::health::{AdminState, Evidence, Observed, Thresholds};
 use crate::backend::pool::{Credentials, PoolError};
 use crate::backend::probe::{self, ProbeTarget};
@@ -29,6 +30,8 @@ pub struct Proxy {
     /// Turns ties between equally loaded backends.
     rotor: AtomicUsize,
     stop: watch::Sender<bool>,
+    /// Counted metrics (`/metrics`); the rest is read from the state at scrape time.
+    pub metrics: Metrics,
 }
 
 impl Proxy {
@@ -39,8 +42,18 @@ impl Proxy {
             negative: NegativeCache::default(),
             rotor: AtomicUsize::new(0),
             stop: watch::channel(false).0,
+            metrics: Metrics::new(),
             config,
         }
+    }
+
+    /// Flips to `true` when the proxy stops (for tasks outside this module, like the admin listener).
+    pub fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        *self.stop.borrow()
     }
 
     pub fn next_rotor(&self) -> usize {
@@ -85,9 +98,13 @@ impl Proxy {
         }
         tracing::warn!(backend = %backend.addr, from = %t.from, to = %t.to, reason = %t.reason, "backend state changed");
         if t.to == Observed::Down {
-            let dropped = self.routes.forget_backend(backend.id);
+            let dropped = self.routes.forget_backend_sessions(backend.id);
             backend.pool.close_all_idle();
-            tracing::warn!(backend = %backend.addr, sessions = dropped,
+            for (session, user) in &dropped {
+                tracing::info!(session = %session, backend = %backend.addr, user = ?user,
+                    "session forgotten: its backend is down");
+            }
+            tracing::warn!(backend = %backend.addr, sessions = dropped.len(),
                 "backend down: its sessions are forgotten; clients will reopen them elsewhere");
         }
     }
@@ -176,6 +193,8 @@ fn pooled_user<'a>(entry: &'a SessionEntry, config: &'a Config) -> Option<&'a st
 /// A running proxy: its address, its state, and the switch that stops it.
 pub struct ProxyHandle {
     pub local_addr: SocketAddr,
+    /// The admin HTTP listener (API, status page, metrics), unless turned off.
+    pub admin_addr: Option<SocketAddr>,
     pub proxy: Arc<Proxy>,
 }
 
@@ -191,18 +210,34 @@ impl ProxyHandle {
     }
 }
 
-/// Binds the listener and starts serving in the background.
-pub async fn start(config: Config) -> std::io::Result<ProxyHandle> {
+/// Binds the listeners (HS2, and admin unless turned off) and starts serving in the background.
+/// The config keeps the bound addresses, so that port 0 shows as the port actually used.
+pub async fn start(mut config: Config) -> std::io::Result<ProxyHandle> {
     let listener = TcpListener::bind(config.listen).await?;
     let local_addr = listener.local_addr()?;
+    config.listen = local_addr;
+    let admin = match config.admin.listen {
+        Some(addr) => {
+            let admin = TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("admin.listen {addr}: {e} (set another with --admin-listen)"))
+            })?;
+            config.admin.listen = Some(admin.local_addr()?);
+            Some(admin)
+        }
+        None => None,
+    };
+    let admin_addr = config.admin.listen;
     let proxy = Arc::new(Proxy::new(config));
     for b in proxy.backends.all() {
         spawn_health(&proxy, b);
     }
     tokio::spawn(accept_loop(listener, proxy.clone()));
     tokio::spawn(clean_up_loop(proxy.clone()));
-    tracing::info!(listen = %local_addr, backends = proxy.backends.all().len(), "hs2-proxy listening");
-    Ok(ProxyHandle { local_addr, proxy })
+    if let Some(admin) = admin {
+        crate::admin::serve(admin, proxy.clone());
+    }
+    tracing::info!(listen = %local_addr, admin = ?admin_addr, backends = proxy.backends.all().len(), "hs2-proxy listening");
+    Ok(ProxyHandle { local_addr, admin_addr, proxy })
 }
 
 async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>) {
@@ -223,13 +258,16 @@ async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>) {
             }
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
+            proxy.metrics.client_refused();
             tracing::warn!(client = %peer, limit = proxy.config.max_client_connections,
                 "connection limit reached: closing the new connection");
             continue;
         };
         let proxy = proxy.clone();
+        proxy.metrics.client_connected();
         tokio::spawn(async move {
-            crate::client::serve(proxy, stream, peer).await;
+            crate::client::serve(proxy.clone(), stream, peer).await;
+            proxy.metrics.client_disconnected();
             drop(permit);
         });
     }
@@ -284,11 +322,12 @@ async fn health_round(weak: &Weak<Proxy>, backend: &Arc<Backend>) -> bool {
         timeout: proxy.config.health.timeout,
     };
     let (evidence, latency) = probe::probe(&target).await;
-    let outcome = match &evidence {
-        Evidence::Alive => "alive".to_string(),
-        Evidence::ShuttingDown(t) => format!("shutting down: {t}"),
-        Evidence::Failed(t) | Evidence::Unreachable(t) => format!("failed: {t}"),
+    let (outcome, result) = match &evidence {
+        Evidence::Alive => ("alive".to_string(), "alive"),
+        Evidence::ShuttingDown(t) => (format!("shutting down: {t}"), "shutting_down"),
+        Evidence::Failed(t) | Evidence::Unreachable(t) => (format!("failed: {t}"), "failed"),
     };
+    proxy.metrics.probe(&backend.addr, result, latency);
     *backend.last_probe.lock().unwrap_or_else(|e| e.into_inner()) =
         Some(ProbeReport { at: SystemTime::now(), latency, outcome });
     proxy.apply_evidence(backend, evidence);

@@ -35,7 +35,7 @@ impl Drop for ProxyProcess {
 /// Starts the real binary and reads its listening address from its log.
 fn spawn_proxy(backend: &str) -> ProxyProcess {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hs2-proxy"))
-        .args(["--listen", "127.0.0.1:0", "--backend", backend])
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--backend", backend])
         .env("HS2_PROXY_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()

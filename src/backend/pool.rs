@@ -100,11 +100,38 @@ struct Inner {
 }
 
 /// Counts for the operator view.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct PoolStats {
+    /// Open connections (and ones being opened), idle and checked out.
     pub total: usize,
     pub idle: usize,
     pub pinned: usize,
+    /// The cap (`pool.max_per_backend`).
+    pub max: usize,
+    /// Checkouts that found no room and had to wait, since start.
+    pub waits: u64,
+    /// Total time those checkouts waited.
+    pub wait_seconds: f64,
+    /// Checkouts that gave up after `pool.wait_timeout`.
+    pub exhausted: u64,
+    /// Connections opened, since start.
+    pub opened: u64,
+}
+
+impl PoolStats {
+    /// Connections owned by a call right now.
+    pub fn busy(&self) -> usize {
+        self.total.saturating_sub(self.idle)
+    }
+}
+
+/// Cumulative wait counters; atomics because every checkout updates them outside the pool lock.
+#[derive(Default)]
+struct WaitCounters {
+    waits: AtomicU64,
+    wait_micros: AtomicU64,
+    exhausted: AtomicU64,
+    opened: AtomicU64,
 }
 
 pub struct Pool {
@@ -116,6 +143,7 @@ pub struct Pool {
     /// Signalled when a connection is returned or closed, for callers waiting for room.
     freed: Notify,
     next_id: AtomicU64,
+    counters: WaitCounters,
 }
 
 impl fmt::Debug for Pool {
@@ -134,6 +162,7 @@ impl Pool {
             inner: Mutex::new(Inner::default()),
             freed: Notify::new(),
             next_id: AtomicU64::new(1),
+            counters: WaitCounters::default(),
         }
     }
 
@@ -156,6 +185,7 @@ impl Pool {
         let key = self.key_for(creds);
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.cfg.wait_timeout;
+        let mut waited = false;
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
@@ -163,17 +193,30 @@ impl Pool {
             let reserved = {
                 let mut inner = self.lock();
                 if let Some(up) = take_idle(&mut inner, &key) {
+                    self.count_wait(waited, started);
                     return Ok(up);
                 }
                 reserve_room(&mut inner, &key, self.cfg.max_per_backend)
             };
             if reserved {
+                self.count_wait(waited, started);
                 return self.connect(key, creds).await.inspect_err(|_| self.forget_one());
             }
+            waited = true;
             if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                self.count_wait(waited, started);
+                self.counters.exhausted.fetch_add(1, Ordering::Relaxed);
                 let max = self.cfg.max_per_backend;
                 return Err(PoolError::Exhausted { addr: self.addr.clone(), max, waited: started.elapsed() });
             }
+        }
+    }
+
+    fn count_wait(&self, waited: bool, started: Instant) {
+        if waited {
+            self.counters.waits.fetch_add(1, Ordering::Relaxed);
+            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.counters.wait_micros.fetch_add(micros, Ordering::Relaxed);
         }
     }
 
@@ -214,6 +257,7 @@ impl Pool {
             .await
             .map_err(|_| PoolError::ConnectTimeout(self.addr.clone()))??;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.counters.opened.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(backend = %self.addr, conn = id, user = ?key.user, "upstream connection opened");
         Ok(Upstream { id, key, conn })
     }
@@ -281,8 +325,21 @@ impl Pool {
     }
 
     pub fn stats(&self) -> PoolStats {
-        let inner = self.lock();
-        PoolStats { total: inner.total, idle: inner.idle.len(), pinned: inner.pinned.len() }
+        let (total, idle, pinned) = {
+            let inner = self.lock();
+            (inner.total, inner.idle.len(), inner.pinned.len())
+        };
+        let c = &self.counters;
+        PoolStats {
+            total,
+            idle,
+            pinned,
+            max: self.cfg.max_per_backend,
+            waits: c.waits.load(Ordering::Relaxed),
+            wait_seconds: c.wait_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            exhausted: c.exhausted.load(Ordering::Relaxed),
+            opened: c.opened.load(Ordering::Relaxed),
+        }
     }
 }
 

@@ -183,7 +183,7 @@ pub fn render(lines: &str, machine: &str, command: &str) -> String {
     checks.push((
         "<= 32 upstream connections per backend for 500 pooled clients".into(),
         up.map(|v| v <= 32.0),
-        format!("{}", fmt(up)),
+        fmt(up),
     ));
 
     out.push_str("\n## Targets\n\n| target | result | measured |\n|---|---|---|\n");

@@ -17,7 +17,7 @@ const EXCEPTION_MESSAGE: FieldPath = &[1];
 
 /// The capture lists of one method, in fixed slots (see the `SLOT_` constants).
 struct Captures {
-    request: [FieldPath; 4],
+    request: [FieldPath; 5],
     reply: [FieldPath; 7],
 }
 
@@ -28,6 +28,18 @@ const SLOT_OP_SECRET: usize = 3;
 const SLOT_STATUS_CODE: usize = 4;
 const SLOT_ERROR_MESSAGE: usize = 5;
 const SLOT_EXCEPTION_MESSAGE: usize = 6;
+/// Request only: the statement text, for the operator view.
+const SLOT_STATEMENT: usize = 4;
+
+/// Where a method's request carries a statement (`TExecuteStatementReq.statement`), bounded like every
+/// capture by `MAX_CAPTURE_BYTES`.
+fn statement_path(method: &str) -> FieldPath {
+    match method {
+        "ExecuteStatement" => &[1, 2],
+        "ExecutePlannedStatement" => &[1, 1, 2],
+        _ => NOWHERE,
+    }
+}
 
 fn handle_paths(h: Option<HandlePaths>) -> [FieldPath; 2] {
     h.map(|h| [h.guid, h.secret]).unwrap_or([NOWHERE, NOWHERE])
@@ -44,7 +56,11 @@ fn captures(index: usize) -> &'static Captures {
                 let [rsg, rss] = handle_paths(m.reply_session);
                 let [rog, ros] = handle_paths(m.reply_operation);
                 let (code, msg) = m.reply_status.map(|s| (s.code, s.message)).unwrap_or((NOWHERE, NOWHERE));
-                Captures { request: [sg, ss, og, os], reply: [rsg, rss, rog, ros, code, msg, EXCEPTION_MESSAGE] }
+                let statement = statement_path(m.name);
+                Captures {
+                    request: [sg, ss, og, os, statement],
+                    reply: [rsg, rss, rog, ros, code, msg, EXCEPTION_MESSAGE],
+                }
             })
             .collect()
     });
@@ -59,6 +75,8 @@ pub struct Request {
     pub method: Option<&'static MethodSpec>,
     pub session: Option<HandleId>,
     pub operation: Option<HandleId>,
+    /// ExecuteStatement's statement (its first `MAX_CAPTURE_BYTES`), for the operator view.
+    pub statement: Option<String>,
     /// The original bytes, forwarded unchanged.
     pub bytes: Bytes,
 }
@@ -70,7 +88,7 @@ impl Request {
         scanner.feed(&bytes)?;
         let header = scanner.header().cloned().ok_or(ProtocolError::Truncated)?;
         let index = idl::method_index(&header.name);
-        let (mut session, mut operation) = (None, None);
+        let (mut session, mut operation, mut statement) = (None, None, None);
         if let Some(i) = index {
             let mut scanner = Scanner::new(limits, &captures(i).request);
             let used = scanner.feed(&bytes)?;
@@ -79,8 +97,12 @@ impl Request {
             }
             session = HandleId::from_captures(scanner.found(SLOT_SESSION_GUID), scanner.found(SLOT_SESSION_SECRET));
             operation = HandleId::from_captures(scanner.found(SLOT_OP_GUID), scanner.found(SLOT_OP_SECRET));
+            statement = scanner
+                .found(SLOT_STATEMENT)
+                .and_then(|s| s.as_bytes())
+                .map(|b| String::from_utf8_lossy(b).into_owned());
         }
-        Ok(Request { header, method: index.map(|i| &idl::METHODS[i]), session, operation, bytes })
+        Ok(Request { header, method: index.map(|i| &idl::METHODS[i]), session, operation, statement, bytes })
     }
 
     pub fn name(&self) -> &str {
@@ -166,6 +188,27 @@ mod tests {
     }
 
     #[test]
+    fn execute_statement_text_is_captured_and_bounded() {
+        let s = HandleId { guid: Guid([1; 16]), secret: Secret([2; 16]) };
+        let parse = |name: &str, req: Struct| {
+            let bytes = encode_message(
+                &MessageHeader::new(name, MessageKind::Call, 1),
+                &Struct::new().with(1, req.into_value()),
+            );
+            Request::parse(Bytes::from(bytes), Limits::REQUEST).unwrap()
+        };
+        let exec = |text: &str| Struct::new().with(1, handle_struct(&s)).with(2, Value::string(text));
+        let r = parse("ExecuteStatement", exec("select 1"));
+        assert_eq!((r.session, r.statement.as_deref()), (Some(s), Some("select 1")));
+        let long = "x".repeat(crate::thrift::MAX_CAPTURE_BYTES * 3);
+        let r = parse("ExecuteStatement", exec(&long));
+        assert_eq!(r.statement.map(|t| t.len()), Some(crate::thrift::MAX_CAPTURE_BYTES));
+        let planned = Struct::new().with(1, exec("select 2").into_value()).with(2, Struct::new().into_value());
+        assert_eq!(parse("ExecutePlannedStatement", planned).statement.as_deref(), Some("select 2"));
+        assert_eq!(parse("GetInfo", Struct::new().with(1, handle_struct(&s))).statement, None);
+    }
+
+    #[test]
     fn unknown_methods_parse_without_handles() {
         let body = Struct::new().with(1, Struct::new().into_value());
         let bytes = encode_message(&MessageHeader::new("Frobnicate", MessageKind::Call, 1), &body);
@@ -187,6 +230,7 @@ mod tests {
             method: idl::method("OpenSession"),
             session: None,
             operation: None,
+            statement: None,
             bytes: Bytes::new(),
         };
         let mut sc = reply_scanner(&req, Limits::REPLY);

@@ -1,4 +1,4 @@
-//! Requests the proxy makes itself (closing abandoned sessions, health probes). No I/O.
+//! Requests the proxy makes itself (closing abandoned sessions, health probes, operator actions). No I/O.
 
 use super::handle::HandleId;
 use crate::thrift::value::{encode_message, Struct, Value};
@@ -25,6 +25,11 @@ pub fn call(method: &str, seqid: i32, req: Struct) -> Vec<u8> {
 /// `CloseSession(TCloseSessionReq { 1: sessionHandle })`.
 pub fn close_session(id: &HandleId, seqid: i32) -> Vec<u8> {
     call("CloseSession", seqid, Struct::new().with(1, session_handle(id)))
+}
+
+/// `CancelOperation(TCancelOperationReq { 1: operationHandle })`.
+pub fn cancel_operation(id: &HandleId, seqid: i32) -> Vec<u8> {
+    call("CancelOperation", seqid, Struct::new().with(1, operation_handle(id)))
 }
 
 /// `GetInfo(TGetInfoReq { 1: sessionHandle, 2: infoType })`.

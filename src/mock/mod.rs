@@ -94,6 +94,9 @@ pub struct MockImpalad {
 }
 
 /// State shared by the handle, the accept loop and the connection tasks.
+/// A `blobs` batch's shape: rows, bytes per row, `hasMoreRows`.
+type BatchShape = (u64, usize, bool);
+
 pub(crate) struct Inner {
     cfg: MockConfig,
     local_addr: SocketAddr,
@@ -110,7 +113,7 @@ pub(crate) struct Inner {
     drop_generation: watch::Sender<u64>,
     accept_task: Mutex<Option<JoinHandle<()>>>,
     /// Fast mode: encoded `result` bodies of `blobs` batches, by (rows, row bytes, hasMoreRows).
-    prepared: Mutex<HashMap<(u64, usize, bool), Arc<Vec<u8>>>>,
+    prepared: Mutex<HashMap<BatchShape, Arc<Vec<u8>>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -124,7 +127,7 @@ impl Inner {
     }
 
     /// Fast mode: the prepared body for a batch shape, built by `build` the first time.
-    fn prepared(&self, key: (u64, usize, bool), build: impl FnOnce() -> Vec<u8>) -> Arc<Vec<u8>> {
+    fn prepared(&self, key: BatchShape, build: impl FnOnce() -> Vec<u8>) -> Arc<Vec<u8>> {
         if let Some(body) = lock(&self.prepared).get(&key) {
             return body.clone();
         }

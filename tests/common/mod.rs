@@ -12,6 +12,7 @@ use hs2_proxy::server::{self, ProxyHandle};
 pub fn base_config() -> Config {
     let mut c = FileConfig::parse("").and_then(FileConfig::validate).expect("defaults validate");
     c.listen = "127.0.0.1:0".parse().expect("loopback");
+    c.admin.listen = Some("127.0.0.1:0".parse().expect("loopback"));
     c
 }
 

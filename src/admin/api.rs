@@ -1,0 +1,261 @@
+//! The JSON API: views of backends and sessions, and the operator's actions. The view types are shared
+//! with the CLI (`cli_admin`), which reads them back.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::extract::{Path, Query, State};
+use axum::http::header::CACHE_CONTROL;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::actions::{self, ActionError};
+use super::metrics::state_name;
+use super::{rfc3339, Authorized};
+use crate::backend::health::AdminState;
+use crate::backend::Backend;
+use crate::hs2::handle::Guid;
+use crate::routing::SessionView;
+use crate::server::Proxy;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BackendsJson {
+    pub backends: Vec<BackendJson>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BackendJson {
+    /// `host:port` as configured.
+    pub address: String,
+    /// `up`, `draining` (the server shuts down), `drain`, `maintenance` (operator), or `down`.
+    pub state: String,
+    /// What probes and traffic see: `up`, `down`, `draining`.
+    pub observed: String,
+    /// What the operator set: `active`, `drain`, `maintenance`.
+    pub admin: String,
+    /// Why the backend is in its observed state.
+    pub reason: String,
+    /// True when it takes new sessions.
+    pub eligible: bool,
+    pub weight: u32,
+    /// Live sessions pinned to it through the proxy.
+    pub sessions: u64,
+    /// Open operations of those sessions.
+    pub operations: u64,
+    /// Calls being relayed now.
+    pub inflight: u64,
+    /// The impalad's own count of open HS2 sessions (`metrics_url`), when known.
+    pub impalad_sessions: Option<u64>,
+    /// Left the configuration: drained, removed once its sessions are gone.
+    pub removing: bool,
+    pub upstream: UpstreamJson,
+    pub last_probe: Option<ProbeJson>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UpstreamJson {
+    pub busy: usize,
+    pub idle: usize,
+    pub pinned: usize,
+    pub max: usize,
+    pub waits: u64,
+    pub wait_seconds: f64,
+    pub exhausted: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProbeJson {
+    pub at: String,
+    /// `alive`, `shutting down: ...` or `failed: ...`.
+    pub result: String,
+    pub latency_ms: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionsJson {
+    pub sessions: Vec<SessionJson>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionJson {
+    /// As impalad shows it: `hi:lo`.
+    pub id: String,
+    pub backend: String,
+    /// The SASL user; `null` for unauthenticated clients.
+    pub user: Option<String>,
+    /// Client connections using the session now (`ip:port`; the first 16).
+    pub clients: Vec<String>,
+    /// How many client connections use the session now.
+    pub connections: u32,
+    pub opened_at: String,
+    pub last_used: String,
+    pub idle_seconds: f64,
+    pub open_operations: usize,
+    /// Ids (`hi:lo`, the query ids) of its open operations.
+    pub operations: Vec<String>,
+    /// The statement whose operation is still open (truncated).
+    pub running_statement: Option<String>,
+    /// The last statement the session ran (truncated).
+    pub last_statement: Option<String>,
+}
+
+/// The answer to an action.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ActionJson {
+    pub ok: bool,
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SessionFilter {
+    pub backend: Option<String>,
+    pub user: Option<String>,
+}
+
+pub fn backend_view(b: &Backend) -> BackendJson {
+    let (observed, admin, reason) = {
+        let h = b.health();
+        (h.observed, h.admin, h.reason.clone())
+    };
+    let p = b.pool.stats();
+    let probe = b.last_probe.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    BackendJson {
+        address: b.addr.clone(),
+        state: state_name(observed, admin).to_string(),
+        observed: observed.to_string(),
+        admin: admin.to_string(),
+        reason,
+        eligible: b.candidate().eligible,
+        weight: b.weight.load(Ordering::Relaxed),
+        sessions: b.sessions.load(Ordering::Relaxed),
+        operations: b.operations.load(Ordering::Relaxed),
+        inflight: b.inflight.load(Ordering::Relaxed),
+        impalad_sessions: b.external_sessions(),
+        removing: b.removing.load(Ordering::Relaxed),
+        upstream: UpstreamJson {
+            busy: p.busy(),
+            idle: p.idle,
+            pinned: p.pinned,
+            max: p.max,
+            waits: p.waits,
+            wait_seconds: p.wait_seconds,
+            exhausted: p.exhausted,
+        },
+        last_probe: probe.map(|r| ProbeJson {
+            at: rfc3339(r.at),
+            result: r.outcome,
+            latency_ms: r.latency.as_secs_f64() * 1e3,
+        }),
+    }
+}
+
+pub fn session_view(s: &SessionView, now: SystemTime) -> SessionJson {
+    let ids = |v: &[Guid]| v.iter().map(Guid::impala_id).collect::<Vec<_>>();
+    SessionJson {
+        id: s.id.impala_id(),
+        backend: s.backend.clone(),
+        user: s.user.clone(),
+        clients: s.clients.iter().map(|c| c.to_string()).collect(),
+        connections: s.attached,
+        opened_at: rfc3339(s.opened_at),
+        last_used: rfc3339(now.checked_sub(s.idle).unwrap_or(now)),
+        idle_seconds: round_ms(s.idle),
+        open_operations: s.operations.len(),
+        operations: ids(&s.operations),
+        running_statement: s.last_statement.clone().filter(|_| s.statement_running),
+        last_statement: s.last_statement.clone(),
+    }
+}
+
+fn round_ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e3).round() / 1e3
+}
+
+/// Every backend, in configuration order.
+pub fn all_backends(proxy: &Proxy) -> BackendsJson {
+    BackendsJson { backends: proxy.backends.all().iter().map(|b| backend_view(b)).collect() }
+}
+
+/// Every session matching the filter, oldest first.
+pub fn filtered_sessions(proxy: &Proxy, filter: &SessionFilter) -> SessionsJson {
+    let now = SystemTime::now();
+    let sessions = proxy
+        .routes
+        .snapshot(Instant::now())
+        .iter()
+        .filter(|s| filter.backend.as_ref().is_none_or(|b| *b == s.backend))
+        .filter(|s| filter.user.as_ref().is_none_or(|u| Some(u) == s.user.as_ref()))
+        .map(|s| session_view(s, now))
+        .collect();
+    SessionsJson { sessions }
+}
+
+pub async fn backends(_: Authorized, State(proxy): State<Arc<Proxy>>) -> Response {
+    json(StatusCode::OK, &all_backends(&proxy))
+}
+
+pub async fn sessions(_: Authorized, State(proxy): State<Arc<Proxy>>, Query(filter): Query<SessionFilter>) -> Response {
+    json(StatusCode::OK, &filtered_sessions(&proxy, &filter))
+}
+
+pub async fn backend_action(
+    _: Authorized,
+    State(proxy): State<Arc<Proxy>>,
+    Path((addr, action)): Path<(String, String)>,
+) -> Response {
+    let state = match action.as_str() {
+        "drain" => AdminState::Drain,
+        "undrain" => AdminState::Active,
+        "maintenance" => AdminState::Maintenance,
+        _ => return error(StatusCode::NOT_FOUND, &format!("unknown action {action:?}: drain, undrain or maintenance")),
+    };
+    if !proxy.set_admin(&addr, state) {
+        return error(StatusCode::NOT_FOUND, &format!("no backend {addr:?}"));
+    }
+    let message = match state {
+        AdminState::Active => format!("{addr} takes new sessions again"),
+        AdminState::Drain => format!("{addr} drains: no new sessions, existing ones keep working"),
+        AdminState::Maintenance => format!("{addr} is in maintenance: no new sessions, existing ones keep working"),
+    };
+    json(StatusCode::OK, &ActionJson { ok: true, message })
+}
+
+pub async fn close_session(_: Authorized, State(proxy): State<Arc<Proxy>>, Path(id): Path<String>) -> Response {
+    let Some(guid) = Guid::parse_impala_id(&id) else {
+        return error(StatusCode::BAD_REQUEST, &format!("{id:?} is not a session id (hi:lo)"));
+    };
+    action_reply(actions::close_session(&proxy, guid).await)
+}
+
+pub async fn cancel_operation(_: Authorized, State(proxy): State<Arc<Proxy>>, Path(id): Path<String>) -> Response {
+    let Some(guid) = Guid::parse_impala_id(&id) else {
+        return error(StatusCode::BAD_REQUEST, &format!("{id:?} is not an operation id (hi:lo)"));
+    };
+    action_reply(actions::cancel_operation(&proxy, guid).await)
+}
+
+fn action_reply(result: Result<String, ActionError>) -> Response {
+    match result {
+        Ok(message) => json(StatusCode::OK, &ActionJson { ok: true, message }),
+        Err(e) => {
+            let status = match e {
+                ActionError::NotFound(_) => StatusCode::NOT_FOUND,
+                ActionError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                ActionError::Backend(_) => StatusCode::BAD_GATEWAY,
+            };
+            error(status, &e.to_string())
+        }
+    }
+}
+
+pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    (status, [(CACHE_CONTROL, "no-store")], Json(body)).into_response()
+}
+
+/// An error as `{"error": "..."}`.
+pub fn error(status: StatusCode, text: &str) -> Response {
+    json(status, &serde_json::json!({ "error": text }))
+}

@@ -1,0 +1,428 @@
+//! Every metric the proxy exports, in one place: names, help texts, labels, and the Prometheus text for
+//! `GET /metrics`. No I/O.
+//!
+//! Two kinds of metric:
+//! - counted as things happen ([`Metrics`]: RPCs, errors, latency, bytes, probes, connections), held in
+//!   a `prometheus-client` registry owned by the proxy (not a global: tests run many proxies at once);
+//! - read from the proxy's state at scrape time (sessions, operations, in-flight calls, pool usage,
+//!   backend state), so that they can never drift from what the routing tables hold.
+//!
+//! Labels are bounded: `backend` is a configured address, `method` an IDL method name (or `unknown`),
+//! `kind`, `result` and `state` come from fixed lists here. No session or query id is ever a label.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use prometheus_client::encoding::{text, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::backend::health::{AdminState, Observed};
+use crate::backend::Backend;
+use crate::hs2::call::Request;
+use crate::server::Proxy;
+
+/// Every name below is exported with this prefix (`hs2_proxy_rpcs_total`); counters get `_total`.
+pub const PREFIX: &str = "hs2_proxy";
+
+// Counted as they happen.
+/// Client calls by method and by where they went (a backend address, or `none`: answered by the proxy).
+pub const RPCS: &str = "rpcs";
+/// Failed calls by method, backend and [`ErrorKind`].
+pub const RPC_ERRORS: &str = "rpc_errors";
+/// Time from taking the call to the end of the relayed reply (upstream pool wait included).
+pub const RPC_DURATION: &str = "rpc_duration_seconds";
+/// Request bytes read from clients and forwarded to a backend.
+pub const BYTES_IN: &str = "bytes_in";
+/// Reply bytes relayed from a backend to clients.
+pub const BYTES_OUT: &str = "bytes_out";
+/// Health probes by backend and result (`alive`, `shutting_down`, `failed`).
+pub const PROBES: &str = "health_probes";
+/// Health probe round-trip time.
+pub const PROBE_DURATION: &str = "health_probe_duration_seconds";
+/// Sessions opened through the proxy, by backend.
+pub const SESSIONS_OPENED: &str = "sessions_opened";
+/// Client connections accepted / refused at the connection limit / open now.
+pub const CLIENT_CONNECTIONS_ACCEPTED: &str = "client_connections_accepted";
+pub const CLIENT_CONNECTIONS_REFUSED: &str = "client_connections_refused";
+pub const CLIENT_CONNECTIONS: &str = "client_connections";
+
+// Read from the proxy's state at scrape time.
+pub const SESSIONS: &str = "sessions";
+pub const OPERATIONS: &str = "operations";
+pub const BACKEND_SESSIONS: &str = "backend_sessions";
+pub const BACKEND_OPERATIONS: &str = "backend_operations";
+pub const BACKEND_INFLIGHT: &str = "backend_inflight_rpcs";
+pub const BACKEND_WEIGHT: &str = "backend_weight";
+/// 1 for the backend's current [`state_name`], 0 for the others.
+pub const BACKEND_STATE: &str = "backend_state";
+/// The impalad's own count of open HS2 sessions, when `metrics_url` is set.
+pub const BACKEND_IMPALAD_SESSIONS: &str = "backend_impalad_sessions";
+/// Upstream connections by `state` (`busy`, `idle`).
+pub const UPSTREAM_CONNECTIONS: &str = "upstream_connections";
+pub const UPSTREAM_CONNECTIONS_MAX: &str = "upstream_connections_max";
+pub const UPSTREAM_PINNED: &str = "upstream_pinned_connections";
+pub const UPSTREAM_OPENED: &str = "upstream_connections_opened";
+/// Checkouts that found the pool full and waited; their total wait; those that gave up.
+pub const UPSTREAM_WAITS: &str = "upstream_waits";
+pub const UPSTREAM_WAIT_SECONDS: &str = "upstream_wait_seconds";
+pub const UPSTREAM_EXHAUSTED: &str = "upstream_exhausted";
+pub const START_TIME: &str = "start_time_seconds";
+
+/// The backend label of a call the proxy answered itself.
+pub const NO_BACKEND: &str = "none";
+/// Every value of the `state` label of [`BACKEND_STATE`].
+pub const STATES: [&str; 5] = ["up", "draining", "drain", "maintenance", "down"];
+
+/// RPC latency buckets (seconds): sub-millisecond GetOperationStatus polls to five-minute fetches.
+const RPC_BUCKETS: [f64; 16] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0];
+/// Probe latency buckets (seconds).
+const PROBE_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.0];
+
+/// What went wrong with a call, as a metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The backend answered with an error status or an exception.
+    Status,
+    /// The exchange broke or timed out.
+    Broken,
+    /// No upstream connection (refused, timed out, pool exhausted, credentials refused).
+    NoConnection,
+    /// The proxy could not route the handle (unknown, another user's, or its backend is down).
+    Unroutable,
+    /// No backend takes new sessions.
+    NoBackend,
+}
+
+impl ErrorKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::Status => "status",
+            ErrorKind::Broken => "broken",
+            ErrorKind::NoConnection => "no_connection",
+            ErrorKind::Unroutable => "unroutable",
+            ErrorKind::NoBackend => "no_backend",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabels {
+    method: &'static str,
+    backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    method: &'static str,
+    backend: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendStateLabels {
+    backend: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeLabels {
+    backend: String,
+    result: &'static str,
+}
+
+type HistogramFamily<S> = Family<S, Histogram, fn() -> Histogram>;
+
+fn rpc_histogram() -> Histogram {
+    Histogram::new(RPC_BUCKETS)
+}
+
+fn probe_histogram() -> Histogram {
+    Histogram::new(PROBE_BUCKETS)
+}
+
+/// The event-counted metrics of one proxy. Families are cheap clones of shared state: the registry
+/// holds one handle, this struct the other.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    rpcs: Family<RpcLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    latency: HistogramFamily<RpcLabels>,
+    bytes_in: Family<BackendLabels, Counter>,
+    bytes_out: Family<BackendLabels, Counter>,
+    probes: Family<ProbeLabels, Counter>,
+    probe_latency: HistogramFamily<BackendLabels>,
+    sessions_opened: Family<BackendLabels, Counter>,
+    accepted: Counter,
+    refused: Counter,
+    connections: Gauge,
+    start_time: Gauge<f64, AtomicU64>,
+    started: Instant,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut m = Metrics {
+            registry: Registry::with_prefix(PREFIX),
+            rpcs: Family::default(),
+            errors: Family::default(),
+            latency: Family::new_with_constructor(rpc_histogram),
+            bytes_in: Family::default(),
+            bytes_out: Family::default(),
+            probes: Family::default(),
+            probe_latency: Family::new_with_constructor(probe_histogram),
+            sessions_opened: Family::default(),
+            accepted: Counter::default(),
+            refused: Counter::default(),
+            connections: Gauge::default(),
+            start_time: Gauge::default(),
+            started: Instant::now(),
+        };
+        let secs = std::time::SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        m.start_time.set(secs);
+        let r = &mut m.registry;
+        r.register(
+            RPCS,
+            "Client calls, by method and the backend they went to (none: answered by the proxy)",
+            m.rpcs.clone(),
+        );
+        r.register(RPC_ERRORS, "Failed client calls, by method, backend and kind", m.errors.clone());
+        r.register(RPC_DURATION, "Call latency through the proxy, upstream pool wait included", m.latency.clone());
+        r.register(BYTES_IN, "Request bytes read from clients and forwarded to the backend", m.bytes_in.clone());
+        r.register(BYTES_OUT, "Reply bytes relayed from the backend to clients", m.bytes_out.clone());
+        r.register(PROBES, "Health probes, by backend and result", m.probes.clone());
+        r.register(PROBE_DURATION, "Health probe round-trip time", m.probe_latency.clone());
+        r.register(SESSIONS_OPENED, "Sessions opened through the proxy", m.sessions_opened.clone());
+        r.register(CLIENT_CONNECTIONS_ACCEPTED, "Client connections accepted", m.accepted.clone());
+        r.register(CLIENT_CONNECTIONS_REFUSED, "Client connections closed at the connection limit", m.refused.clone());
+        r.register(CLIENT_CONNECTIONS, "Client connections open now", m.connections.clone());
+        r.register(START_TIME, "When the proxy started, in seconds since the Unix epoch", m.start_time.clone());
+        m
+    }
+
+    /// A call relayed by `backend`, with its latency and sizes.
+    pub fn rpc(&self, method: &'static str, backend: &str, elapsed: Duration, bytes_in: u64, bytes_out: u64) {
+        let labels = RpcLabels { method, backend: backend.to_string() };
+        self.rpcs.get_or_create(&labels).inc();
+        self.latency.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        let b = BackendLabels { backend: labels.backend };
+        self.bytes_in.get_or_create(&b).inc_by(bytes_in);
+        self.bytes_out.get_or_create(&b).inc_by(bytes_out);
+    }
+
+    /// A call that failed; `backend` is `None` when the proxy answered it itself. A call that never
+    /// reached an exchange counts as a call here too ([`Metrics::rpc`] never saw it), so that errors
+    /// are always a subset of calls.
+    pub fn rpc_error(&self, method: &'static str, backend: Option<&str>, kind: ErrorKind) {
+        let backend = backend.unwrap_or(NO_BACKEND).to_string();
+        if !matches!(kind, ErrorKind::Status | ErrorKind::Broken) {
+            self.rpcs.get_or_create(&RpcLabels { method, backend: backend.clone() }).inc();
+        }
+        self.errors.get_or_create(&ErrorLabels { method, backend, kind: kind.label() }).inc();
+    }
+
+    pub fn probe(&self, backend: &str, result: &'static str, elapsed: Duration) {
+        self.probes.get_or_create(&ProbeLabels { backend: backend.to_string(), result }).inc();
+        self.probe_latency
+            .get_or_create(&BackendLabels { backend: backend.to_string() })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn session_opened(&self, backend: &str) {
+        self.sessions_opened.get_or_create(&BackendLabels { backend: backend.to_string() }).inc();
+    }
+
+    pub fn client_connected(&self) {
+        self.accepted.inc();
+        self.connections.inc();
+    }
+
+    pub fn client_disconnected(&self) {
+        self.connections.dec();
+    }
+
+    pub fn client_refused(&self) {
+        self.refused.inc();
+    }
+
+    /// Client connections open now.
+    pub fn client_connections(&self) -> i64 {
+        self.connections.get()
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The Prometheus (OpenMetrics) text: the counted metrics, then the state read now.
+    pub fn encode(&self, proxy: &Proxy) -> Result<String, std::fmt::Error> {
+        let mut out = String::with_capacity(16 * 1024);
+        text::encode_registry(&mut out, &self.registry)?;
+        text::encode_registry(&mut out, &state_registry(proxy))?;
+        text::encode_eof(&mut out)?;
+        Ok(out)
+    }
+}
+
+/// The `method` label of a request: its IDL name, or `unknown` (a peer must not invent label values).
+pub fn method_label(req: &Request) -> &'static str {
+    req.method.map_or("unknown", |m| m.name)
+}
+
+/// The one word the operator view uses for a backend's state: what matters most first (down beats an
+/// operator state, an operator state beats the server's own draining).
+pub fn state_name(observed: Observed, admin: AdminState) -> &'static str {
+    match (observed, admin) {
+        (Observed::Down, _) => "down",
+        (_, AdminState::Maintenance) => "maintenance",
+        (_, AdminState::Drain) => "drain",
+        (Observed::Draining, _) => "draining",
+        (Observed::Up, AdminState::Active) => "up",
+    }
+}
+
+/// A registry built for one scrape from the proxy's state.
+fn state_registry(proxy: &Proxy) -> Registry {
+    let mut r = Registry::with_prefix(PREFIX);
+    let gauge = |v: i64| {
+        let g: Gauge = Gauge::default();
+        g.set(v);
+        g
+    };
+    r.register(SESSIONS, "Sessions the proxy routes", gauge(proxy.routes.session_count() as i64));
+    r.register(OPERATIONS, "Open operations the proxy routes", gauge(proxy.routes.operation_count() as i64));
+    let per_backend = BackendGauges::default();
+    for b in proxy.backends.all() {
+        per_backend.add(&b);
+    }
+    per_backend.register(&mut r);
+    r
+}
+
+/// Per-backend families filled from the state; `register` moves them into a registry.
+#[derive(Default)]
+struct BackendGauges {
+    sessions: Family<BackendLabels, Gauge>,
+    operations: Family<BackendLabels, Gauge>,
+    inflight: Family<BackendLabels, Gauge>,
+    weight: Family<BackendLabels, Gauge>,
+    state: Family<BackendStateLabels, Gauge>,
+    impalad_sessions: Family<BackendLabels, Gauge>,
+    connections: Family<BackendStateLabels, Gauge>,
+    max: Family<BackendLabels, Gauge>,
+    pinned: Family<BackendLabels, Gauge>,
+    opened: Family<BackendLabels, Counter>,
+    waits: Family<BackendLabels, Counter>,
+    wait_seconds: Family<BackendLabels, Counter<f64, AtomicU64>>,
+    exhausted: Family<BackendLabels, Counter>,
+}
+
+impl BackendGauges {
+    fn add(&self, b: &Arc<Backend>) {
+        let l = BackendLabels { backend: b.addr.clone() };
+        let with_state = |state| BackendStateLabels { backend: b.addr.clone(), state };
+        let load = |v: &AtomicU64| v.load(Ordering::Relaxed) as i64;
+        self.sessions.get_or_create(&l).set(load(&b.sessions));
+        self.operations.get_or_create(&l).set(load(&b.operations));
+        self.inflight.get_or_create(&l).set(load(&b.inflight));
+        self.weight.get_or_create(&l).set(i64::from(b.weight.load(Ordering::Relaxed)));
+        let current = {
+            let h = b.health();
+            state_name(h.observed, h.admin)
+        };
+        for s in STATES {
+            self.state.get_or_create(&with_state(s)).set(i64::from(s == current));
+        }
+        if let Some(n) = b.external_sessions() {
+            self.impalad_sessions.get_or_create(&l).set(n as i64);
+        }
+        let p = b.pool.stats();
+        self.connections.get_or_create(&with_state("busy")).set(p.busy() as i64);
+        self.connections.get_or_create(&with_state("idle")).set(p.idle as i64);
+        self.max.get_or_create(&l).set(p.max as i64);
+        self.pinned.get_or_create(&l).set(p.pinned as i64);
+        self.opened.get_or_create(&l).inc_by(p.opened);
+        self.waits.get_or_create(&l).inc_by(p.waits);
+        self.wait_seconds.get_or_create(&l).inc_by(p.wait_seconds);
+        self.exhausted.get_or_create(&l).inc_by(p.exhausted);
+    }
+
+    fn register(self, r: &mut Registry) {
+        r.register(BACKEND_SESSIONS, "Live sessions pinned to the backend through the proxy", self.sessions);
+        r.register(BACKEND_OPERATIONS, "Open operations of those sessions", self.operations);
+        r.register(BACKEND_INFLIGHT, "Calls being relayed to the backend now", self.inflight);
+        r.register(BACKEND_WEIGHT, "Balancing weight", self.weight);
+        r.register(BACKEND_STATE, "1 for the backend's state (up, draining, drain, maintenance, down)", self.state);
+        r.register(BACKEND_IMPALAD_SESSIONS, "Open HS2 sessions the impalad itself reports", self.impalad_sessions);
+        r.register(UPSTREAM_CONNECTIONS, "Upstream connections, busy (owned by a call) or idle", self.connections);
+        r.register(UPSTREAM_CONNECTIONS_MAX, "Upstream connection cap (pool.max_per_backend)", self.max);
+        r.register(UPSTREAM_PINNED, "Upstream connections kept open for the sessions they opened", self.pinned);
+        r.register(UPSTREAM_OPENED, "Upstream connections opened", self.opened);
+        r.register(UPSTREAM_WAITS, "Calls that found the upstream pool full and waited", self.waits);
+        r.register(UPSTREAM_WAIT_SECONDS, "Time calls waited for an upstream connection", self.wait_seconds);
+        r.register(UPSTREAM_EXHAUSTED, "Calls that gave up waiting for an upstream connection", self.exhausted);
+    }
+}
+
+/// Reads one sample's value from Prometheus text: `name{labels}` exactly as written (for tests and
+/// the CLI; labels in the order they are exported).
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// `hs2_proxy_<name>{backend="addr"}`: how a per-backend series is written (`name` with any `_total`).
+pub fn backend_series(name: &str, backend: &str) -> String {
+    let mut s = String::new();
+    let _ = write!(s, "{PREFIX}_{name}{{backend=\"{backend}\"}}");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_put_what_matters_first() {
+        use AdminState::*;
+        use Observed::*;
+        assert_eq!(state_name(Up, Active), "up");
+        assert_eq!(state_name(Down, Maintenance), "down");
+        assert_eq!(state_name(Draining, Drain), "drain");
+        assert_eq!(state_name(Up, Maintenance), "maintenance");
+        assert_eq!(state_name(Draining, Active), "draining");
+        assert!(STATES.contains(&state_name(Up, Drain)));
+    }
+
+    #[test]
+    fn counted_metrics_are_encoded_with_their_labels() {
+        let m = Metrics::new();
+        m.rpc("ExecuteStatement", "h:1", Duration::from_millis(3), 100, 40);
+        m.rpc_error("GetInfo", None, ErrorKind::Unroutable);
+        let mut out = String::new();
+        text::encode(&mut out, &m.registry).unwrap();
+        assert_eq!(sample(&out, r#"hs2_proxy_rpcs_total{method="ExecuteStatement",backend="h:1"}"#), Some(1.0));
+        assert_eq!(sample(&out, r#"hs2_proxy_rpcs_total{method="GetInfo",backend="none"}"#), Some(1.0));
+        let err = r#"hs2_proxy_rpc_errors_total{method="GetInfo",backend="none",kind="unroutable"}"#;
+        assert_eq!(sample(&out, err), Some(1.0));
+        assert_eq!(sample(&out, &backend_series("bytes_in_total", "h:1")), Some(100.0));
+        assert!(out.contains(r#"hs2_proxy_rpc_duration_seconds_bucket{le="0.005",method="ExecuteStatement""#), "{out}");
+    }
+}

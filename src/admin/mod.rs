@@ -1,0 +1,175 @@
+//! The operator's view: an HTTP listener of its own (loopback by default) with the JSON API, the status
+//! page, Prometheus metrics and the proxy's own health checks.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /` | status page (backends, sessions per impalad), refreshed by `fetch()` polling `/fragment` |
+//! | `GET /api/backends` | every backend: state, weight, load, upstream pool, last probe |
+//! | `POST /api/backends/{addr}/drain`, `/undrain`, `/maintenance` | operator state of a backend |
+//! | `GET /api/sessions?backend=&user=` | every session (never its secret) |
+//! | `POST /api/sessions/{id}/close` | CloseSession upstream, then forget it |
+//! | `POST /api/operations/{id}/cancel` | CancelOperation upstream |
+//! | `GET /metrics` | Prometheus text ([`metrics`] holds every name) |
+//! | `GET /healthz`, `GET /readyz` | the proxy is alive / takes new sessions |
+//!
+//! With `admin.token_file` set, everything but `/healthz`, `/readyz` and the page's empty shell needs
+//! `Authorization: Bearer <token>`, compared in constant time; the token is never logged.
+//! Handlers only read the proxy's state and call its methods; upstream calls live in [`actions`].
+
+pub mod actions;
+pub mod api;
+pub mod metrics;
+pub mod page;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::FromRequestParts;
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::server::Proxy;
+
+/// Serves the admin API on `listener` until the proxy stops.
+pub fn serve(listener: TcpListener, proxy: Arc<Proxy>) {
+    let mut stop = proxy.stop_signal();
+    let app = router(proxy);
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            tracing::error!(error = %e, "admin listener failed");
+        }
+    });
+}
+
+pub fn router(proxy: Arc<Proxy>) -> Router {
+    Router::new()
+        .route("/", get(page::index))
+        .route("/fragment", get(page::fragment))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/api/backends", get(api::backends))
+        .route("/api/backends/{addr}/{action}", post(api::backend_action))
+        .route("/api/sessions", get(api::sessions))
+        .route("/api/sessions/{id}/close", post(api::close_session))
+        .route("/api/operations/{id}/cancel", post(api::cancel_operation))
+        .fallback(|| async { api::error(StatusCode::NOT_FOUND, "no such route; see GET /api/backends, /api/sessions") })
+        .with_state(proxy)
+}
+
+/// Proof that a request carried the admin token (or that none is configured).
+pub struct Authorized;
+
+impl FromRequestParts<Arc<Proxy>> for Authorized {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, proxy: &Arc<Proxy>) -> Result<Authorized, Response> {
+        if authorized(proxy, &parts.headers) {
+            return Ok(Authorized);
+        }
+        let mut resp = api::error(StatusCode::UNAUTHORIZED, "this route needs Authorization: Bearer <admin token>");
+        resp.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"hs2-proxy\""));
+        Err(resp)
+    }
+}
+
+/// True when no token is configured, or the request's bearer token equals it.
+pub fn authorized(proxy: &Proxy, headers: &HeaderMap) -> bool {
+    let Some(token) = &proxy.config.admin.token else { return true };
+    let given = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    given.is_some_and(|g| constant_time_eq(g.trim().as_bytes(), token.0.as_bytes()))
+}
+
+/// Compares without stopping at the first difference, so that timing does not reveal how much of a
+/// guessed token is right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> Response {
+    plain(StatusCode::OK, "ok\n")
+}
+
+/// Readiness: the client listener runs and at least one backend takes new sessions.
+async fn readyz(axum::extract::State(proxy): axum::extract::State<Arc<Proxy>>) -> Response {
+    if proxy.is_stopping() {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "not ready: shutting down\n");
+    }
+    if !proxy.backends.all().iter().any(|b| b.candidate().eligible) {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "not ready: no backend takes new sessions\n");
+    }
+    plain(StatusCode::OK, "ready\n")
+}
+
+async fn metrics_text(_: Authorized, axum::extract::State(proxy): axum::extract::State<Arc<Proxy>>) -> Response {
+    match proxy.metrics.encode(&proxy) {
+        Ok(text) => {
+            let ct = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+            ([(CONTENT_TYPE, ct), (CACHE_CONTROL, "no-store")], text).into_response()
+        }
+        Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "metrics could not be encoded\n"),
+    }
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response {
+    (status, [(CONTENT_TYPE, "text/plain; charset=utf-8"), (CACHE_CONTROL, "no-store")], text).into_response()
+}
+
+/// `2026-11-05T14:03:07.123Z`: RFC 3339 in UTC, without a date library.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, day) = civil_from_days(days as i64);
+    let (hh, mm, ss) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    format!("{y:04}-{m:02}-{day:02}T{hh:02}:{mm:02}:{ss:02}.{:03}Z", d.subsec_millis())
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar (H. Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_709_210_096_789);
+        assert_eq!(rfc3339(t), "2024-02-29T12:34:56.789Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+    }
+}

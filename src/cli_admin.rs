@@ -1,0 +1,378 @@
+//! The admin subcommands (`hs2-proxy backends`, `sessions`, `drain`, `undrain`, `maintenance`,
+//! `close-session`, `cancel-operation`): thin clients of a running proxy's admin API. Each sends one
+//! HTTP/1.1 request over a plain `TcpStream` and prints a table, or the API's JSON with `--json`.
+//!
+//! The address and token come from the flags, else from the `[admin]` section of `--config`, else the
+//! default `127.0.0.1:25100`. The token is sent, never printed.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::admin::api::{ActionJson, BackendsJson, SessionsJson};
+use crate::cli::{AdminArgs, Command};
+use crate::config::{FileConfig, DEFAULT_ADMIN_LISTEN};
+
+/// A request gets no more time than this.
+const TIMEOUT: Duration = Duration::from_secs(15);
+/// A response larger than this is refused (a session list of ~500k sessions).
+const MAX_RESPONSE_BYTES: u64 = 256 << 20;
+/// Statements are cut to this many characters in tables (`--json` has the API's text).
+const STATEMENT_COLUMN: usize = 60;
+
+/// What a subcommand asks the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminCall {
+    Backends,
+    Sessions {
+        backend: Option<String>,
+        user: Option<String>,
+    },
+    /// `drain`, `undrain` or `maintenance`.
+    SetState {
+        backend: String,
+        action: &'static str,
+    },
+    CloseSession(String),
+    CancelOperation(String),
+}
+
+/// The admin call of a subcommand and its flags; `None` for commands that run the proxy.
+pub fn admin_call(command: &Command) -> Option<(AdminCall, &AdminArgs)> {
+    let state = |backend: &String, action| AdminCall::SetState { backend: backend.clone(), action };
+    Some(match command {
+        Command::Demo => return None,
+        Command::Backends { admin } => (AdminCall::Backends, admin),
+        Command::Sessions { backend, user, admin } => {
+            (AdminCall::Sessions { backend: backend.clone(), user: user.clone() }, admin)
+        }
+        Command::Drain { backend, admin } => (state(backend, "drain"), admin),
+        Command::Undrain { backend, admin } => (state(backend, "undrain"), admin),
+        Command::Maintenance { backend, admin } => (state(backend, "maintenance"), admin),
+        Command::CloseSession { id, admin } => (AdminCall::CloseSession(id.clone()), admin),
+        Command::CancelOperation { id, admin } => (AdminCall::CancelOperation(id.clone()), admin),
+    })
+}
+
+/// Runs an admin subcommand; prints its output and returns the exit code (0 ok, 1 failed).
+pub fn main(call: AdminCall, args: &AdminArgs, config: Option<&Path>) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hs2-proxy: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(run(&call, args, config)) {
+        Ok(text) => {
+            print!("{text}");
+            0
+        }
+        Err(e) => {
+            eprintln!("hs2-proxy: {e}");
+            1
+        }
+    }
+}
+
+/// Runs `call` against the admin API; returns what to print.
+pub async fn run(call: &AdminCall, args: &AdminArgs, config: Option<&Path>) -> Result<String, String> {
+    let target = Target::resolve(args, config)?;
+    let (method, path) = request_line(call);
+    let body = target.request(method, &path).await?;
+    let parse_err = |e: serde_json::Error| format!("unexpected answer from the admin API: {e}");
+    if args.json {
+        let value: serde_json::Value = serde_json::from_str(&body).map_err(parse_err)?;
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&value).unwrap_or(body)));
+    }
+    match call {
+        AdminCall::Backends => Ok(backends_table(&serde_json::from_str(&body).map_err(parse_err)?)),
+        AdminCall::Sessions { .. } => Ok(sessions_table(&serde_json::from_str(&body).map_err(parse_err)?)),
+        _ => {
+            let answer: ActionJson = serde_json::from_str(&body).map_err(parse_err)?;
+            Ok(format!("{}\n", answer.message))
+        }
+    }
+}
+
+/// The method and path (with query) of a call.
+pub fn request_line(call: &AdminCall) -> (&'static str, String) {
+    match call {
+        AdminCall::Backends => ("GET", "/api/backends".into()),
+        AdminCall::Sessions { backend, user } => {
+            let mut query = Vec::new();
+            if let Some(b) = backend {
+                query.push(format!("backend={}", encode(b)));
+            }
+            if let Some(u) = user {
+                query.push(format!("user={}", encode(u)));
+            }
+            let q = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
+            ("GET", format!("/api/sessions{q}"))
+        }
+        AdminCall::SetState { backend, action } => ("POST", format!("/api/backends/{}/{action}", encode(backend))),
+        AdminCall::CloseSession(id) => ("POST", format!("/api/sessions/{}/close", encode(id))),
+        AdminCall::CancelOperation(id) => ("POST", format!("/api/operations/{}/cancel", encode(id))),
+    }
+}
+
+/// Percent-encodes a path segment or query value (all but unreserved characters and `:`).
+fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// Where the admin API is, and the token to show it.
+struct Target {
+    addr: String,
+    token: Option<String>,
+}
+
+impl Target {
+    fn resolve(args: &AdminArgs, config: Option<&Path>) -> Result<Target, String> {
+        let file = match config {
+            Some(path) => Some(FileConfig::load(path).map_err(|e| format!("configuration error: {e}"))?.admin),
+            None => None,
+        };
+        let listen = args.admin.clone().or_else(|| file.as_ref().and_then(|a| a.listen.clone()));
+        let listen = listen.unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_string());
+        if listen == "off" {
+            return Err("the admin listener is turned off in the configuration (admin.listen = \"off\")".into());
+        }
+        let token_file = args.admin_token_file.clone().or_else(|| file.and_then(|a| a.token_file));
+        let token = match token_file {
+            None => None,
+            Some(p) => {
+                let text = std::fs::read_to_string(&p).map_err(|e| format!("admin token file {}: {e}", p.display()))?;
+                Some(text.lines().next().unwrap_or("").trim().to_string())
+            }
+        };
+        Ok(Target { addr: connectable(&listen), token })
+    }
+
+    /// One request; the body of a 2xx answer, else the API's error text.
+    async fn request(&self, method: &str, path: &str) -> Result<String, String> {
+        let (status, body) = http(&self.addr, method, path, self.token.as_deref()).await?;
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        let text = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+            .unwrap_or(body);
+        Err(format!("admin API: {status}: {text}"))
+    }
+}
+
+/// One HTTP/1.1 request without a body to `addr`; returns the status and the body.
+pub async fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> Result<(u16, String), String> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let mut head =
+            format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n");
+        if let Some(t) = token {
+            let _ = write!(head, "Authorization: Bearer {t}\r\n");
+        }
+        if method == "POST" {
+            head.push_str("Content-Length: 0\r\n");
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
+        let mut raw = Vec::new();
+        stream.take(MAX_RESPONSE_BYTES).read_to_end(&mut raw).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(raw)
+    };
+    let raw = tokio::time::timeout(TIMEOUT, exchange)
+        .await
+        .map_err(|_| format!("the admin API at {addr} did not answer within {TIMEOUT:?}"))?
+        .map_err(|e| format!("cannot reach the admin API at {addr}: {e}"))?;
+    parse_response(&raw).ok_or_else(|| format!("{addr} did not answer HTTP"))
+}
+
+/// A listen address turned into one to connect to: the unspecified address means this machine.
+fn connectable(listen: &str) -> String {
+    if let Some(port) = listen.strip_prefix("0.0.0.0:") {
+        return format!("127.0.0.1:{port}");
+    }
+    if let Some(port) = listen.strip_prefix("[::]:") {
+        return format!("[::1]:{port}");
+    }
+    listen.to_string()
+}
+
+/// Status code and body of an HTTP/1.x response (Content-Length, chunked, or read to the end).
+fn parse_response(raw: &[u8]) -> Option<(u16, String)> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.strip_prefix("HTTP/1.")?.get(2..)?.split(' ').next()?.parse().ok()?;
+    let chunked = lines.any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let rest = &raw[end + 4..];
+    let body = if chunked { dechunk(rest)? } else { rest.to_vec() };
+    Some((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&rest[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(rest.get(..size)?);
+        rest = rest.get(size + 2..)?;
+    }
+}
+
+fn backends_table(b: &BackendsJson) -> String {
+    let header = ["ADDRESS", "STATE", "WEIGHT", "SESSIONS", "OPS", "INFLIGHT", "BUSY", "IDLE", "PROBE", "LATENCY"];
+    let rows = b.backends.iter().map(|b| {
+        let (probe, latency) = match &b.last_probe {
+            Some(p) => (cut(&p.result, 40), format!("{:.1}ms", p.latency_ms)),
+            None => ("-".into(), "-".into()),
+        };
+        vec![
+            b.address.clone(),
+            b.state.clone(),
+            b.weight.to_string(),
+            b.sessions.to_string(),
+            b.operations.to_string(),
+            b.inflight.to_string(),
+            b.upstream.busy.to_string(),
+            b.upstream.idle.to_string(),
+            probe,
+            latency,
+        ]
+    });
+    table(&header, rows.collect())
+}
+
+fn sessions_table(s: &SessionsJson) -> String {
+    let header = ["ID", "BACKEND", "USER", "CLIENTS", "OPENED", "IDLE", "OPS", "STATEMENT"];
+    let rows = s.sessions.iter().map(|s| {
+        let statement = match (&s.running_statement, &s.last_statement) {
+            (Some(r), _) => format!("[running] {}", cut(r, STATEMENT_COLUMN)),
+            (None, Some(l)) => cut(l, STATEMENT_COLUMN),
+            _ => "-".into(),
+        };
+        vec![
+            s.id.clone(),
+            s.backend.clone(),
+            s.user.clone().unwrap_or_else(|| "-".into()),
+            if s.clients.is_empty() { "-".into() } else { s.clients.join(",") },
+            s.opened_at.clone(),
+            format!("{:.0}s", s.idle_seconds),
+            s.open_operations.to_string(),
+            statement,
+        ]
+    });
+    let mut out = table(&header, rows.collect());
+    let _ = writeln!(out, "{} session{}", s.sessions.len(), if s.sessions.len() == 1 { "" } else { "s" });
+    out
+}
+
+/// One line, at most `n` characters.
+fn cut(text: &str, n: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= n {
+        return flat;
+    }
+    let mut s: String = flat.chars().take(n.saturating_sub(1)).collect();
+    s.push('…');
+    s
+}
+
+/// Left-aligned columns separated by two spaces.
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(cell);
+            } else {
+                let _ = write!(l, "{cell:<w$}  ");
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    use crate::cli::Cli;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn subcommands_map_to_api_requests() {
+        let call = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let (call, admin) = admin_call(cli.command.as_ref().unwrap()).unwrap();
+            (request_line(&call), admin.clone())
+        };
+        let ((m, p), admin) = call(&["hs2-proxy", "sessions", "--backend", "h:1", "--user", "a b", "--json"]);
+        assert_eq!((m, p.as_str()), ("GET", "/api/sessions?backend=h:1&user=a%20b"));
+        assert!(admin.json);
+        let ((m, p), _) = call(&["hs2-proxy", "drain", "[::1]:21050", "--admin", "127.0.0.1:9"]);
+        assert_eq!((m, p.as_str()), ("POST", "/api/backends/%5B::1%5D:21050/drain"));
+        assert_eq!(call(&["hs2-proxy", "close-session", "ab:cd"]).0 .1, "/api/sessions/ab:cd/close");
+        assert_eq!(call(&["hs2-proxy", "cancel-operation", "ab:cd"]).0 .1, "/api/operations/ab:cd/cancel");
+        assert_eq!(call(&["hs2-proxy", "undrain", "h:1"]).0 .1, "/api/backends/h:1/undrain");
+        assert_eq!(call(&["hs2-proxy", "maintenance", "h:1"]).0 .1, "/api/backends/h:1/maintenance");
+        let cli = Cli::try_parse_from(["hs2-proxy", "demo"]).unwrap();
+        assert!(admin_call(cli.command.as_ref().unwrap()).is_none());
+    }
+
+    #[test]
+    fn responses_are_read_with_either_framing() {
+        let plain = b"HTTP/1.1 404 Not Found\r\ncontent-length: 5\r\n\r\nnope!";
+        assert_eq!(parse_response(plain), Some((404, "nope!".into())));
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        assert_eq!(parse_response(chunked), Some((200, "abcde".into())));
+        assert_eq!(parse_response(b"garbage"), None);
+        assert_eq!(connectable("0.0.0.0:25100"), "127.0.0.1:25100");
+    }
+
+    #[test]
+    fn tables_align_and_cut() {
+        let t = table(&["A", "BB"], vec![vec!["xxx".into(), "y".into()]]);
+        assert_eq!(t, "A    BB\nxxx  y\n");
+        assert_eq!(cut("select\n  1", 20), "select 1");
+        assert_eq!(cut("abcdef", 4), "abc…");
+    }
+}
