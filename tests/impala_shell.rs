@@ -338,3 +338,44 @@ async fn many_shells_at_once_land_on_different_impalads() {
 async fn many_shells_at_once_land_on_different_impalads_sasl_plain() {
     many_shells(Auth::Plain).await;
 }
+
+/// The proxy's own log names every method it forwards, Impala's included (`HS2_PROXY_LOG=debug`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "real peer (impala-shell): run by scripts/test.sh"]
+async fn the_proxy_log_names_the_impala_methods() {
+    let mocks = mocks(3, MockAuth::NoSasl).await;
+    let mut args = vec!["--listen".to_string(), "127.0.0.1:0".into(), "--admin-listen".into(), "127.0.0.1:0".into()];
+    for m in &mocks {
+        args.extend(["--backend".to_string(), m.local_addr().to_string()]);
+    }
+    let mut proxy = Command::new(env!("CARGO_BIN_EXE_hs2-proxy"))
+        .args(&args)
+        .env("HS2_PROXY_LOG", "hs2_proxy=debug")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the hs2-proxy binary runs");
+    let stderr = proxy.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+        while let Some(Ok(line)) = lines.next() {
+            if line.contains("hs2-proxy listening") {
+                let _ = tx.send(line.clone());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let listening = rx.recv_timeout(Duration::from_secs(30)).expect("the proxy logs its address");
+    let addr = listening.split("listen=").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or_default();
+    let port: u16 = addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port in the log");
+    shell(port, Auth::None, &[], SCRIPT).await;
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    let log = reader.join().expect("log reader");
+    for method in IMPALA_METHODS.iter().chain(&["OpenSession", "ExecuteStatement", "FetchResults", "CloseSession"]) {
+        assert!(log.contains(&format!("method=\"{method}\"")), "the proxy log never names {method}:\n{log}");
+    }
+}
