@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::handle::HandleId;
 use super::idl::{self, HandlePaths, MethodSpec};
-use crate::thrift::scanner::{FieldPath, Scanner};
+use crate::thrift::scanner::{parse_header, FieldPath, Scanner};
 use crate::thrift::{Limits, MessageHeader, MessageKind, ProtocolError};
 
 /// A path that matches no field: stands in for a handle a method does not carry.
@@ -82,13 +82,19 @@ pub struct Request {
 }
 
 impl Request {
-    /// Reads the handles out of one complete request message.
+    /// Reads the handles out of one complete request message: the header straight from the bytes, then
+    /// one scan that captures this method's fields and checks that the message ends where `bytes` does.
     pub fn parse(bytes: Bytes, limits: Limits) -> Result<Request, ProtocolError> {
-        let mut scanner = Scanner::new(limits, &[]);
-        scanner.feed(&bytes)?;
-        let header = scanner.header().cloned().ok_or(ProtocolError::Truncated)?;
+        let (header, _) = parse_header(&bytes)?.ok_or(ProtocolError::Truncated)?;
         let index = idl::method_index(&header.name);
         let (mut session, mut operation, mut statement) = (None, None, None);
+        if index.is_none() {
+            // An unknown method: its handles cannot be found, but the message must still be whole.
+            let mut scanner = Scanner::new(limits, &[]);
+            if scanner.feed(&bytes)? != bytes.len() || !scanner.is_done() {
+                return Err(ProtocolError::Truncated);
+            }
+        }
         if let Some(i) = index {
             let mut scanner = Scanner::new(limits, &captures(i).request);
             let used = scanner.feed(&bytes)?;

@@ -75,7 +75,8 @@ enum Step {
 #[derive(Debug)]
 pub struct Scanner {
     limits: Limits,
-    captures: Vec<FieldPath>,
+    /// Static: capture lists come from the generated method table, so a scanner never copies them.
+    captures: &'static [FieldPath],
     found: Vec<Option<Scalar>>,
     header: Option<MessageHeader>,
     stack: Vec<Frame>,
@@ -86,23 +87,23 @@ pub struct Scanner {
 
 impl Scanner {
     /// A scanner that records the scalar values found at `captures`.
-    pub fn new(limits: Limits, captures: &[FieldPath]) -> Scanner {
+    pub fn new(limits: Limits, captures: &'static [FieldPath]) -> Scanner {
         Scanner {
             limits,
-            captures: captures.to_vec(),
+            captures,
             found: vec![None; captures.len()],
             header: None,
-            stack: Vec::new(),
-            path: Vec::new(),
+            // HS2 messages nest a few levels: one allocation each covers them.
+            stack: Vec::with_capacity(8),
+            path: Vec::with_capacity(8),
             step: Step::Header,
             consumed: 0,
         }
     }
 
     /// Starts over for the next message with other captures, keeping the allocations.
-    pub fn reset(&mut self, captures: &[FieldPath]) {
-        self.captures.clear();
-        self.captures.extend_from_slice(captures);
+    pub fn reset(&mut self, captures: &'static [FieldPath]) {
+        self.captures = captures;
         self.found.clear();
         self.found.resize(captures.len(), None);
         self.header = None;
@@ -163,24 +164,8 @@ impl Scanner {
 
     /// Every step returns `Some(bytes used)` or `None` when it needs more input than `avail`.
     fn header_step(&mut self, avail: &[u8]) -> Result<Option<usize>, ProtocolError> {
-        if avail.len() < 8 {
-            return Ok(None);
-        }
-        if avail[0] != 0x80 || avail[1] != 0x01 {
-            return Err(ProtocolError::BadVersion(avail[0], avail[1]));
-        }
-        let kind = MessageKind::from_u8(avail[3]).ok_or(ProtocolError::BadMessageKind(avail[3]))?;
-        let name_len = be_i32(&avail[4..8]);
-        if name_len < 0 || name_len as usize > MAX_METHOD_NAME_BYTES {
-            return Err(ProtocolError::NameTooLong(name_len as i64));
-        }
-        let total = 8 + name_len as usize + 4;
-        if avail.len() < total {
-            return Ok(None);
-        }
-        let name = std::str::from_utf8(&avail[8..8 + name_len as usize]).map_err(|_| ProtocolError::NameNotUtf8)?;
-        let seqid = be_i32(&avail[total - 4..total]);
-        self.header = Some(MessageHeader { name: name.to_string(), kind, seqid });
+        let Some((header, total)) = parse_header(avail)? else { return Ok(None) };
+        self.header = Some(header);
         self.step = Step::Value(TType::Struct);
         Ok(Some(total))
     }
@@ -378,6 +363,29 @@ impl Scanner {
         }
         Ok(count as u32)
     }
+}
+
+/// Reads a strict message header from the front of `avail`; `Ok(None)` until it is all there.
+/// Returns the header and its length in bytes.
+pub fn parse_header(avail: &[u8]) -> Result<Option<(MessageHeader, usize)>, ProtocolError> {
+    if avail.len() < 8 {
+        return Ok(None);
+    }
+    if avail[0] != 0x80 || avail[1] != 0x01 {
+        return Err(ProtocolError::BadVersion(avail[0], avail[1]));
+    }
+    let kind = MessageKind::from_u8(avail[3]).ok_or(ProtocolError::BadMessageKind(avail[3]))?;
+    let name_len = be_i32(&avail[4..8]);
+    if name_len < 0 || name_len as usize > MAX_METHOD_NAME_BYTES {
+        return Err(ProtocolError::NameTooLong(name_len as i64));
+    }
+    let total = 8 + name_len as usize + 4;
+    if avail.len() < total {
+        return Ok(None);
+    }
+    let name = std::str::from_utf8(&avail[8..8 + name_len as usize]).map_err(|_| ProtocolError::NameNotUtf8)?;
+    let seqid = be_i32(&avail[total - 4..total]);
+    Ok(Some((MessageHeader { name: name.to_string(), kind, seqid }, total)))
 }
 
 fn be_i32(b: &[u8]) -> i32 {
