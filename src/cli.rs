@@ -27,6 +27,15 @@ pub struct Cli {
     /// Admin HTTP listener (API, status page, /metrics) as ip:port, or "off" (default 127.0.0.1:25100).
     #[arg(long, value_name = "IP:PORT", global = true)]
     pub admin_listen: Option<String>,
+    /// PEM certificate chain for TLS on every listener (tls.cert_file); needs --tls-key.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of that certificate (tls.key_file).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// An extra listener, like impalad's HS2-over-HTTP port 28000 (http.listen); serves every transport.
+    #[arg(long, value_name = "IP:PORT")]
+    pub http_listen: Option<String>,
     /// TOML configuration file; flags override its keys.
     #[arg(long, env = "HS2_PROXY_CONFIG")]
     pub config: Option<PathBuf>,
@@ -128,6 +137,9 @@ impl Cli {
             backend_user: self.backend_user.clone(),
             backend_password_file: self.backend_password_file.clone(),
             admin_listen: self.admin_listen.clone(),
+            tls_cert_file: self.tls_cert.clone(),
+            tls_key_file: self.tls_key.clone(),
+            http_listen: self.http_listen.clone(),
         });
         Ok(file)
     }

@@ -11,20 +11,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
 use crate::admin::metrics::{method_label, ErrorKind};
 use crate::backend::health::Evidence;
 use crate::backend::pool::{Credentials, PoolError};
 use crate::backend::{probe, Backend};
-use crate::conn::{ConnError, RelayError, ThriftConn};
+use crate::conn::{ConnError, Io, RelayError, ThriftConn};
 use crate::hs2::call::{reply_scanner, reply_summary, status, ReplySummary, Request};
 use crate::hs2::handle::Guid;
 use crate::hs2::reply;
 use crate::routing::{Reject, Route};
 use crate::server::Proxy;
-use crate::thrift::framing::{sniff, Framing, Sniffed, SNIFF_BYTES};
+use crate::thrift::framing::{Framing, Sniffed};
 use crate::{recover, sasl};
 
 /// Why a connection ended early.
@@ -40,7 +37,7 @@ enum End {
     Refused(String),
 }
 
-struct Client {
+pub(crate) struct Client {
     proxy: Arc<Proxy>,
     conn: ThriftConn,
     peer: SocketAddr,
@@ -50,12 +47,13 @@ struct Client {
     creds: Credentials,
     /// Sessions this connection has used: detached when it closes.
     used: HashSet<Guid>,
+    /// `X-Forwarded-For` for HTTP backends: what the client's own request said, then its address.
+    forwarded_for: String,
 }
 
-/// Serves one accepted connection until it closes.
-pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr) {
-    let _ = stream.set_nodelay(true);
-    let mut client = match handshake(proxy, stream, peer).await {
+/// Serves one binary-protocol connection (sniffed by `frontend`, which read `first`) until it closes.
+pub async fn serve_binary(proxy: Arc<Proxy>, io: Box<dyn Io>, first: Vec<u8>, kind: Sniffed, peer: SocketAddr) {
+    let mut client = match handshake(proxy, io, &first, kind, peer).await {
         Ok(c) => c,
         Err(e) => {
             tracing::info!(client = %peer, error = %e, "client connection refused");
@@ -66,46 +64,24 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr) {
         Ok(()) => tracing::debug!(client = %peer, "client closed the connection"),
         Err(e) => tracing::info!(client = %peer, error = %e, "client connection closed"),
     }
-    let now = Instant::now();
-    for s in &client.used {
-        client.proxy.routes.detach(s, now);
-        client.proxy.routes.drop_client(s, peer);
-    }
+    client.close();
 }
 
-async fn handshake(proxy: Arc<Proxy>, mut stream: TcpStream, peer: SocketAddr) -> Result<Client, End> {
+async fn handshake(
+    proxy: Arc<Proxy>,
+    io: Box<dyn Io>,
+    first: &[u8],
+    kind: Sniffed,
+    peer: SocketAddr,
+) -> Result<Client, End> {
     let timeout = proxy.config.handshake_timeout;
-    let mut first = Vec::with_capacity(SNIFF_BYTES);
-    let kind = tokio::time::timeout(timeout, async {
-        loop {
-            if let Some(kind) = sniff(&first) {
-                return Ok(kind);
-            }
-            let mut byte = [0u8; SNIFF_BYTES];
-            let n = stream.read(&mut byte[..SNIFF_BYTES - first.len()]).await?;
-            if n == 0 {
-                return Err(ConnError::Eof);
-            }
-            first.extend_from_slice(&byte[..n]);
-        }
-    })
-    .await
-    .map_err(|_| End::Idle(timeout))??;
     let max_frame = proxy.config.max_frame_bytes;
     let framing = match kind {
         Sniffed::Unframed | Sniffed::Sasl => Framing::Unframed,
         Sniffed::Framed => Framing::Framed,
-        Sniffed::Http => {
-            let body = "hs2-proxy: this port speaks the HS2 binary protocol; HS2 over HTTP is not served here\n";
-            let head =
-                format!("HTTP/1.1 400 Bad Request\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-            let _ = stream.write_all(format!("{head}{body}").as_bytes()).await;
-            return Err(End::Refused("an HTTP request on the binary port".into()));
-        }
-        Sniffed::Tls => return Err(End::Refused("a TLS handshake; TLS is not enabled on this listener".into())),
-        Sniffed::Unknown => return Err(End::Refused(format!("unrecognized first bytes {first:02x?}"))),
+        other => return Err(End::Refused(format!("{other:?} is not the binary protocol"))),
     };
-    let mut conn = ThriftConn::new(Box::new(stream), framing, max_frame).with_initial_bytes(&first);
+    let mut conn = ThriftConn::new(io, framing, max_frame).with_initial_bytes(first);
     let (user, creds) = if kind == Sniffed::Sasl {
         let creds = tokio::time::timeout(timeout, sasl::server_read_credentials(&mut conn))
             .await
@@ -122,7 +98,8 @@ async fn handshake(proxy: Arc<Proxy>, mut stream: TcpStream, peer: SocketAddr) -
         (None, Credentials { user: c.user.clone(), password: c.password.clone() })
     };
     tracing::debug!(client = %peer, transport = ?kind, user = ?user, "client connected");
-    Ok(Client { proxy, conn, peer, user, creds, used: HashSet::new() })
+    let forwarded_for = peer.ip().to_string();
+    Ok(Client { proxy, conn, peer, user, creds, used: HashSet::new(), forwarded_for })
 }
 
 impl Client {
@@ -236,6 +213,7 @@ impl Client {
                 return Ok(Forwarded::Done);
             }
         };
+        up.set_forwarded_for(&self.forwarded_for);
         tracing::debug!(client = %self.peer, method = req.name(), backend = %backend.addr,
             session = ?session, conn = up.id, "forwarding");
         backend.inflight.fetch_add(1, Ordering::Relaxed);
@@ -388,4 +366,54 @@ struct Failure {
     reached_client: bool,
     /// The backend side failed (not the client): evidence about the backend's health.
     backend_fault: bool,
+}
+
+/// Who makes an HTTP call: Basic auth or the proxy's cookie say it per request, not per connection.
+pub(crate) struct HttpCaller {
+    pub user: Option<String>,
+    pub creds: Credentials,
+    pub forwarded_for: String,
+}
+
+/// HS2 calls that arrive as HTTP request bodies (`http::server`): one `Client` per HTTP connection, each
+/// call routed, forwarded and relayed by the same code as a binary call. Only where the reply goes and
+/// who the caller is change per call.
+impl Client {
+    pub(crate) fn for_http(proxy: Arc<Proxy>, peer: SocketAddr) -> Client {
+        let creds = proxy.service_credentials();
+        let conn = no_reply_conn();
+        Client { proxy, conn, peer, user: None, creds, used: HashSet::new(), forwarded_for: peer.ip().to_string() }
+    }
+
+    /// Serves one call, its reply written to `reply` (the response body), which is dropped at the end so
+    /// that the body ends. `Err` when the response cannot be completed and must be aborted.
+    pub(crate) async fn call_http(
+        &mut self,
+        req: Request,
+        reply: ThriftConn,
+        caller: HttpCaller,
+    ) -> Result<(), String> {
+        self.conn = reply;
+        self.user = caller.user;
+        self.creds = caller.creds;
+        self.forwarded_for = caller.forwarded_for;
+        let outcome = self.handle(req).await.map_err(|e| e.to_string());
+        self.conn = no_reply_conn();
+        outcome
+    }
+
+    /// Detaches the sessions this connection used: their clean-up clock starts.
+    pub(crate) fn close(&mut self) {
+        let now = Instant::now();
+        for s in &self.used {
+            self.proxy.routes.detach(s, now);
+            self.proxy.routes.drop_client(s, self.peer);
+        }
+        self.used.clear();
+    }
+}
+
+/// Stands in for an HTTP connection's reply stream between calls.
+fn no_reply_conn() -> ThriftConn {
+    ThriftConn::new(Box::new(tokio::io::empty()), Framing::Unframed, 0)
 }

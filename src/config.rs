@@ -12,6 +12,9 @@ use serde::Deserialize;
 
 use crate::thrift::Limits;
 
+mod transport;
+pub use transport::*;
+
 /// A configuration error: one line naming the key and the reason.
 #[derive(Debug, thiserror::Error)]
 #[error("{key}: {reason}")]
@@ -49,6 +52,8 @@ pub struct FileConfig {
     pub timeouts: FileTimeouts,
     pub health: FileHealth,
     pub admin: FileAdmin,
+    pub tls: FileTls,
+    pub http: FileHttp,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -87,7 +92,15 @@ pub struct AdminConfig {
 #[serde(untagged)]
 pub enum FileBackend {
     Addr(String),
-    Table { addr: String, weight: Option<u32>, kind: Option<BackendKind>, metrics_url: Option<String> },
+    Table {
+        addr: String,
+        weight: Option<u32>,
+        kind: Option<BackendKind>,
+        metrics_url: Option<String>,
+        /// `transport`, `http_path`, `tls`, `ca_file`, `cert_file`, `key_file`, `tls_server_name`, `tls_verify`.
+        #[serde(flatten)]
+        upstream: FileUpstream,
+    },
 }
 
 /// What kind of HS2 server a backend is: it decides how the proxy asks whether the server holds a
@@ -181,11 +194,19 @@ pub struct BackendConfig {
     /// impalad's `/jsonmetrics` URL (`http://host:25000/jsonmetrics`): when set, the impalad's own count of
     /// open HS2 sessions joins the balancing, so sessions opened around the proxy count too. Off by default.
     pub metrics_url: Option<String>,
+    /// Binary or HTTP, with or without TLS. Default binary without TLS.
+    pub upstream: UpstreamConfig,
 }
 
 impl BackendConfig {
     pub fn new(addr: &str) -> BackendConfig {
-        BackendConfig { addr: addr.to_string(), weight: 1, kind: BackendKind::Impala, metrics_url: None }
+        BackendConfig {
+            addr: addr.to_string(),
+            weight: 1,
+            kind: BackendKind::Impala,
+            metrics_url: None,
+            upstream: UpstreamConfig::default(),
+        }
     }
 }
 
@@ -245,6 +266,9 @@ pub struct Config {
     pub backend_reply_timeout: Duration,
     pub health: HealthConfig,
     pub admin: AdminConfig,
+    /// TLS on the listeners (`[tls]`); `None` without a certificate.
+    pub tls: Option<TlsListenConfig>,
+    pub http: HttpConfig,
 }
 
 /// Settings given on the command line; each overrides the file.
@@ -256,6 +280,9 @@ pub struct Overrides {
     pub backend_user: Option<String>,
     pub backend_password_file: Option<PathBuf>,
     pub admin_listen: Option<String>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub http_listen: Option<String>,
 }
 
 impl FileConfig {
@@ -301,6 +328,15 @@ impl FileConfig {
         if o.admin_listen.is_some() {
             self.admin.listen = o.admin_listen;
         }
+        if o.tls_cert_file.is_some() {
+            self.tls.cert_file = o.tls_cert_file;
+        }
+        if o.tls_key_file.is_some() {
+            self.tls.key_file = o.tls_key_file;
+        }
+        if o.http_listen.is_some() {
+            self.http.listen = o.http_listen;
+        }
     }
 
     pub fn validate(self) -> Result<Config, ConfigError> {
@@ -313,6 +349,8 @@ impl FileConfig {
         };
         let user = self.backend_auth.user.unwrap_or_else(|| "anonymous".into());
         let admin = validate_admin(self.admin)?;
+        let tls = validate_tls(self.tls)?;
+        let http = validate_http(self.http)?;
         let l = self.limits;
         let positive = |key: &str, v: Option<u64>, default: u64| match v {
             Some(0) => Err(bad(key, "must be greater than 0")),
@@ -364,15 +402,17 @@ impl FileConfig {
                 fall: positive("health.fall", self.health.fall.map(u64::from), 3)? as u32,
             },
             admin,
+            tls,
+            http,
         })
     }
 }
 
 fn validate_backend(b: FileBackend) -> Result<BackendConfig, ConfigError> {
-    let (addr, weight, kind, metrics_url) = match b {
-        FileBackend::Addr(a) => (a, 1, BackendKind::Impala, None),
-        FileBackend::Table { addr, weight, kind, metrics_url } => {
-            (addr, weight.unwrap_or(1), kind.unwrap_or_default(), metrics_url)
+    let (addr, weight, kind, metrics_url, upstream) = match b {
+        FileBackend::Addr(a) => (a, 1, BackendKind::Impala, None, FileUpstream::default()),
+        FileBackend::Table { addr, weight, kind, metrics_url, upstream } => {
+            (addr, weight.unwrap_or(1), kind.unwrap_or_default(), metrics_url, upstream)
         }
     };
     if let Some(url) = &metrics_url {
@@ -390,7 +430,8 @@ fn validate_backend(b: FileBackend) -> Result<BackendConfig, ConfigError> {
     if weight == 0 {
         return Err(bad("backends", format!("{addr}: weight must be at least 1")));
     }
-    Ok(BackendConfig { addr, weight, kind, metrics_url })
+    let upstream = validate_upstream(&addr, upstream)?;
+    Ok(BackendConfig { addr, weight, kind, metrics_url, upstream })
 }
 
 fn validate_admin(a: FileAdmin) -> Result<AdminConfig, ConfigError> {

@@ -7,7 +7,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::task::Context;
+use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -288,10 +288,19 @@ impl ThriftConn {
             return false;
         }
         let mut probe = [0u8; 1];
-        let mut buf = ReadBuf::new(&mut probe);
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        // Ready means EOF, an error, or unsolicited bytes: none is safe to reuse.
-        Pin::new(&mut self.io).poll_read(&mut cx, &mut buf).is_pending()
+        // Ready means EOF, an error, or unsolicited bytes: none is safe to reuse. Except that over HTTP
+        // (`http::upstream`) a zero-byte read may be the end of the previous reply's body: ask twice; a
+        // stream that really ended says so again.
+        for _ in 0..2 {
+            let mut buf = ReadBuf::new(&mut probe);
+            match Pin::new(&mut self.io).poll_read(&mut cx, &mut buf) {
+                Poll::Pending => return true,
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => continue,
+                Poll::Ready(_) => return false,
+            }
+        }
+        false
     }
 
     /// Shuts the write side down (best effort).

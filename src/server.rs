@@ -32,6 +32,8 @@ pub struct Proxy {
     stop: watch::Sender<bool>,
     /// Counted metrics (`/metrics`); the rest is read from the state at scrape time.
     pub metrics: Metrics,
+    /// The listeners' TLS and HTTP state (`frontend`).
+    pub front: crate::frontend::Front,
 }
 
 impl Proxy {
@@ -43,6 +45,7 @@ impl Proxy {
             rotor: AtomicUsize::new(0),
             stop: watch::channel(false).0,
             metrics: Metrics::new(),
+            front: crate::frontend::Front::new(&config),
             config,
         }
     }
@@ -195,6 +198,8 @@ pub struct ProxyHandle {
     pub local_addr: SocketAddr,
     /// The admin HTTP listener (API, status page, metrics), unless turned off.
     pub admin_addr: Option<SocketAddr>,
+    /// The extra listener of `http.listen`, if set.
+    pub http_addr: Option<SocketAddr>,
     pub proxy: Arc<Proxy>,
 }
 
@@ -227,21 +232,36 @@ pub async fn start(mut config: Config) -> std::io::Result<ProxyHandle> {
         None => None,
     };
     let admin_addr = config.admin.listen;
+    let http = match config.http.listen {
+        Some(addr) => {
+            let l = TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("http.listen {addr}: {e} (set another with --http-listen)"))
+            })?;
+            config.http.listen = Some(l.local_addr()?);
+            Some(l)
+        }
+        None => None,
+    };
+    let http_addr = config.http.listen;
     let proxy = Arc::new(Proxy::new(config));
     for b in proxy.backends.all() {
         spawn_health(&proxy, b);
     }
-    tokio::spawn(accept_loop(listener, proxy.clone()));
+    // One connection limit for all listeners.
+    let permits = Arc::new(Semaphore::new(proxy.config.max_client_connections));
+    tokio::spawn(accept_loop(listener, proxy.clone(), permits.clone()));
+    if let Some(http) = http {
+        tokio::spawn(accept_loop(http, proxy.clone(), permits));
+    }
     tokio::spawn(clean_up_loop(proxy.clone()));
     if let Some(admin) = admin {
         crate::admin::serve(admin, proxy.clone());
     }
     tracing::info!(listen = %local_addr, admin = ?admin_addr, backends = proxy.backends.all().len(), "hs2-proxy listening");
-    Ok(ProxyHandle { local_addr, admin_addr, proxy })
+    Ok(ProxyHandle { local_addr, admin_addr, http_addr, proxy })
 }
 
-async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>) {
-    let permits = Arc::new(Semaphore::new(proxy.config.max_client_connections));
+async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, permits: Arc<Semaphore>) {
     let mut stop = proxy.stop.subscribe();
     loop {
         let accepted = tokio::select! {
@@ -266,7 +286,7 @@ async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>) {
         let proxy = proxy.clone();
         proxy.metrics.client_connected();
         tokio::spawn(async move {
-            crate::client::serve(proxy.clone(), stream, peer).await;
+            crate::frontend::serve(proxy.clone(), stream, peer).await;
             proxy.metrics.client_disconnected();
             drop(permit);
         });
@@ -315,12 +335,7 @@ fn spawn_health(proxy: &Arc<Proxy>, backend: Arc<Backend>) {
 async fn health_round(weak: &Weak<Proxy>, backend: &Arc<Backend>) -> bool {
     let Some(proxy) = weak.upgrade() else { return false };
     let creds = proxy.service_credentials();
-    let target = ProbeTarget {
-        addr: &backend.addr,
-        transport: proxy.config.backend_transport,
-        creds: &creds,
-        timeout: proxy.config.health.timeout,
-    };
+    let target = ProbeTarget { endpoint: backend.pool.endpoint(), creds: &creds, timeout: proxy.config.health.timeout };
     let (evidence, latency) = probe::probe(&target).await;
     let (outcome, result) = match &evidence {
         Evidence::Alive => ("alive".to_string(), "alive"),

@@ -5,6 +5,7 @@
 //! behind a lock that is only held to copy the list, never across an `.await`. Sessions hold their
 //! backend's `Arc`, so a removed backend lives on until its last session is gone.
 
+pub mod connect;
 pub mod health;
 pub mod metrics;
 pub mod pool;
@@ -73,7 +74,13 @@ impl Backend {
             last_probe: Mutex::new(None),
             removing: AtomicBool::new(false),
             probe_now: tokio::sync::Notify::new(),
-            pool: Pool::new(cfg.addr.clone(), config.backend_transport, config.pool.clone(), config.max_frame_bytes),
+            pool: Pool::new(
+                cfg.addr.clone(),
+                config.backend_transport,
+                cfg.upstream.clone(),
+                config.pool.clone(),
+                config.max_frame_bytes,
+            ),
         }
     }
 

@@ -15,13 +15,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-use crate::config::{BackendTransport, PoolConfig};
+use super::connect::{self, Endpoint, OpenError};
+use crate::config::{BackendTransport, PoolConfig, UpstreamConfig};
 use crate::conn::ThriftConn;
-use crate::sasl::{self, SaslError};
-use crate::thrift::framing::Framing;
+use crate::http::upstream::CallHeaders;
+use crate::sasl::SaslError;
 
 /// Who a connection authenticates as.
 #[derive(Clone, PartialEq, Eq)]
@@ -67,6 +67,8 @@ pub enum PoolError {
     AuthRefused { addr: String, user: String, message: String },
     #[error("SASL handshake with backend {addr} failed: {error}")]
     Handshake { addr: String, error: SaslError },
+    #[error("HTTP connection to backend {addr} failed: {error}")]
+    Http { addr: String, error: String },
     #[error("all {max} upstream connections to backend {addr} are busy; waited {waited:?}")]
     Exhausted { addr: String, max: usize, waited: Duration },
 }
@@ -83,6 +85,17 @@ pub struct Upstream {
     pub id: u64,
     pub key: CredKey,
     pub conn: ThriftConn,
+    /// Per-call headers of an HTTP backend connection.
+    pub headers: Option<CallHeaders>,
+}
+
+impl Upstream {
+    /// `X-Forwarded-For` of the next call (HTTP backends; binary ones have nowhere to put it).
+    pub fn set_forwarded_for(&self, value: &str) {
+        if let Some(h) = &self.headers {
+            h.set_forwarded_for(value);
+        }
+    }
 }
 
 struct Idle {
@@ -137,6 +150,7 @@ struct WaitCounters {
 pub struct Pool {
     addr: String,
     transport: BackendTransport,
+    upstream: UpstreamConfig,
     cfg: PoolConfig,
     max_frame: u64,
     inner: Mutex<Inner>,
@@ -153,10 +167,17 @@ impl fmt::Debug for Pool {
 }
 
 impl Pool {
-    pub fn new(addr: String, transport: BackendTransport, cfg: PoolConfig, max_frame: u64) -> Pool {
+    pub fn new(
+        addr: String,
+        transport: BackendTransport,
+        upstream: UpstreamConfig,
+        cfg: PoolConfig,
+        max_frame: u64,
+    ) -> Pool {
         Pool {
             addr,
             transport,
+            upstream,
             cfg,
             max_frame,
             inner: Mutex::new(Inner::default()),
@@ -235,31 +256,25 @@ impl Pool {
 
     async fn connect(&self, key: CredKey, creds: &Credentials) -> Result<Upstream, PoolError> {
         let addr = self.addr.clone();
-        let work = async {
-            let stream = TcpStream::connect(&self.addr)
-                .await
-                .map_err(|error| PoolError::Connect { addr: addr.clone(), error })?;
-            let _ = stream.set_nodelay(true);
-            let mut conn = ThriftConn::new(Box::new(stream), Framing::Unframed, self.max_frame);
-            if self.transport == BackendTransport::Sasl {
-                sasl::client_handshake(&mut conn, &creds.user, &creds.password, self.max_frame).await.map_err(
-                    |error| match error {
-                        SaslError::Refused(message) => {
-                            PoolError::AuthRefused { addr: addr.clone(), user: creds.user.clone(), message }
-                        }
-                        error => PoolError::Handshake { addr: addr.clone(), error },
-                    },
-                )?;
-            }
-            Ok(conn)
-        };
-        let conn = tokio::time::timeout(self.cfg.connect_timeout, work)
+        let ep = self.endpoint();
+        let opened = tokio::time::timeout(self.cfg.connect_timeout, connect::open(&ep, creds, true))
             .await
-            .map_err(|_| PoolError::ConnectTimeout(self.addr.clone()))??;
+            .map_err(|_| PoolError::ConnectTimeout(self.addr.clone()))?
+            .map_err(|e| match e {
+                OpenError::Connect(error) => PoolError::Connect { addr, error },
+                OpenError::AuthRefused(message) => PoolError::AuthRefused { addr, user: creds.user.clone(), message },
+                OpenError::Sasl(error) => PoolError::Handshake { addr, error },
+                OpenError::Http(error) => PoolError::Http { addr, error },
+            })?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.counters.opened.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(backend = %self.addr, conn = id, user = ?key.user, "upstream connection opened");
-        Ok(Upstream { id, key, conn })
+        Ok(Upstream { id, key, conn: opened.conn, headers: opened.headers })
+    }
+
+    /// How this pool's connections are opened (the health probe opens its own the same way).
+    pub fn endpoint(&self) -> Endpoint<'_> {
+        Endpoint { addr: &self.addr, auth: self.transport, upstream: &self.upstream, max_frame: self.max_frame }
     }
 
     /// Returns a connection after a complete call.

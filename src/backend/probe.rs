@@ -3,16 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpStream;
-
+use super::connect::{self, Endpoint, OpenError};
 use super::health::Evidence;
 use super::pool::{Credentials, Upstream};
-use crate::config::{BackendKind, BackendTransport};
+use crate::config::BackendKind;
 use crate::conn::{ConnError, ThriftConn};
 use crate::hs2::handle::{Guid, HandleId, Secret};
 use crate::hs2::requests;
-use crate::sasl::{self, SaslError};
-use crate::thrift::framing::Framing;
 use crate::thrift::value::{decode_message, Struct};
 use crate::thrift::{Limits, MessageKind};
 
@@ -26,8 +23,8 @@ const PROBE_LIMITS: Limits = Limits { max_message_bytes: 1 << 20, max_depth: 32,
 
 /// What a probe needs to know.
 pub struct ProbeTarget<'a> {
-    pub addr: &'a str,
-    pub transport: BackendTransport,
+    /// Opened like the pool's connections (TCP or TLS, binary or HTTP), but never pooled.
+    pub endpoint: Endpoint<'a>,
     pub creds: &'a Credentials,
     pub timeout: Duration,
 }
@@ -44,21 +41,14 @@ pub async fn probe(t: &ProbeTarget<'_>) -> (Evidence, Duration) {
 }
 
 async fn probe_exchange(t: &ProbeTarget<'_>) -> Evidence {
-    let stream = match TcpStream::connect(t.addr).await {
-        Ok(s) => s,
-        Err(e) => return Evidence::Failed(format!("connect: {e}")),
+    let mut conn = match connect::open(&t.endpoint, t.creds, false).await {
+        Ok(opened) => opened.conn,
+        // The server answered at the protocol level: it is alive, the probe's credentials are not.
+        Err(OpenError::AuthRefused(_)) => return Evidence::Alive,
+        Err(OpenError::Connect(e)) => return Evidence::Failed(format!("connect: {e}")),
+        Err(OpenError::Sasl(e)) => return Evidence::Failed(format!("SASL: {e}")),
+        Err(e) => return Evidence::Failed(e.to_string()),
     };
-    let _ = stream.set_nodelay(true);
-    let mut conn = ThriftConn::new(Box::new(stream), Framing::Unframed, PROBE_LIMITS.max_message_bytes);
-    if t.transport == BackendTransport::Sasl {
-        match sasl::client_handshake(&mut conn, &t.creds.user, &t.creds.password, PROBE_LIMITS.max_message_bytes).await
-        {
-            Ok(()) => {}
-            // The server answered at the protocol level: it is alive, the probe's credentials are not.
-            Err(SaslError::Refused(_)) => return Evidence::Alive,
-            Err(e) => return Evidence::Failed(format!("SASL: {e}")),
-        }
-    }
     let zero = HandleId { guid: Guid([0; 16]), secret: Secret([0; 16]) };
     match call(&mut conn, &requests::get_info(&zero, CLI_SERVER_NAME, 1)).await {
         Err(e) => Evidence::Failed(e),
@@ -82,7 +72,12 @@ async fn call(conn: &mut ThriftConn, bytes: &[u8]) -> Result<Reply, String> {
         conn.write_message(bytes).await?;
         conn.read_message(PROBE_LIMITS).await?.ok_or(ConnError::Eof)
     };
-    let reply = io.await.map_err(|e| e.to_string())?;
+    let reply = match io.await {
+        Ok(reply) => reply,
+        // An HTTP backend refused the credentials: it is there, it just refused the call.
+        Err(ConnError::Io(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(Reply::Exception),
+        Err(e) => return Err(e.to_string()),
+    };
     let (header, body, _) = decode_message(&reply, &PROBE_LIMITS).map_err(|e| format!("bad reply: {e}"))?;
     if header.kind == MessageKind::Exception {
         return Ok(Reply::Exception);

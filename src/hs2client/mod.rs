@@ -99,6 +99,11 @@ impl Hs2Client {
         Ok(Hs2Client { conn, seqid: 0, timeout: None, broken: false })
     }
 
+    /// A client over a connection opened elsewhere (TLS, HTTP), its authentication already done.
+    pub fn over(conn: ThriftConn) -> Hs2Client {
+        Hs2Client { conn, seqid: 0, timeout: None, broken: false }
+    }
+
     /// Bounds every later call (write and reply); a call that times out leaves the client [`Broken`].
     ///
     /// [`Broken`]: ClientError::Broken

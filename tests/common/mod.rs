@@ -1,6 +1,8 @@
 //! Shared test setup: mock impalads and a proxy in front of them, all on loopback port 0.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::time::Duration;
 
 use hs2_proxy::config::{BackendConfig, BackendTransport, Config, FileConfig};

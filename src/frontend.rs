@@ -1,0 +1,185 @@
+//! The first moments of a client connection: which transport it speaks, TLS, then hand-off.
+//!
+//! Every listener serves every transport: the first bytes say binary (unframed, framed, SASL), HTTP or
+//! TLS (`thrift::framing::sniff`). TLS is terminated here and the decrypted stream sniffed again, so
+//! binary and HTTP both work over it. Binary connections go to `client` (the per-connection task),
+//! HTTP ones to `http::server`; both route and forward through the same code.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::conn::Io;
+use crate::server::Proxy;
+use crate::thrift::framing::{sniff, Sniffed, SNIFF_BYTES};
+use crate::tls::ServerTls;
+
+/// Front-end state shared by all connections: the listeners' TLS and the HTTP cookie keys.
+#[derive(Debug)]
+pub struct Front {
+    pub tls: Option<ServerTls>,
+    pub http: crate::http::server::HttpState,
+}
+
+impl Front {
+    pub fn new(config: &crate::config::Config) -> Front {
+        Front {
+            tls: config.tls.as_ref().map(|t| ServerTls::new(&t.cert_file, &t.key_file)),
+            http: crate::http::server::HttpState::new(&config.http),
+        }
+    }
+}
+
+/// A connection whose transport is known; the sniffed bytes are put back in front of the stream.
+struct Detected {
+    io: Box<dyn Io>,
+    kind: Sniffed,
+    first: Vec<u8>,
+    tls: bool,
+}
+
+/// Serves one accepted connection until it closes.
+pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let timeout = proxy.config.handshake_timeout;
+    let detected = match tokio::time::timeout(timeout, detect(&proxy, Box::new(stream))).await {
+        Ok(Ok(d)) => d,
+        Ok(Err(e)) => {
+            tracing::info!(client = %peer, error = %e, "client connection refused");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(client = %peer, "client connection refused: no transport handshake within {timeout:?}");
+            return;
+        }
+    };
+    let Detected { io, kind, first, tls } = detected;
+    match kind {
+        Sniffed::Http if proxy.config.http.enabled => {
+            crate::http::server::serve(proxy, Box::new(Prefixed::new(first, io)), peer, tls).await
+        }
+        Sniffed::Http => {
+            let mut io = io;
+            let body = "hs2-proxy: HS2 over HTTP is turned off (http.enabled = false); use the binary protocol\n";
+            let head =
+                format!("HTTP/1.1 400 Bad Request\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let _ = io.write_all(format!("{head}{body}").as_bytes()).await;
+            let _ = io.shutdown().await;
+            tracing::info!(client = %peer, "client connection refused: an HTTP request while http.enabled is false");
+        }
+        kind => crate::client::serve_binary(proxy, io, first, kind, peer).await,
+    }
+}
+
+/// Reads the first bytes and terminates TLS.
+async fn detect(proxy: &Proxy, mut io: Box<dyn Io>) -> Result<Detected, String> {
+    let (kind, first) = sniff_io(&mut io).await?;
+    if kind != Sniffed::Tls {
+        if proxy.config.tls.as_ref().is_some_and(|t| !t.allow_plaintext) {
+            return Err("a connection without TLS (tls.allow_plaintext is false)".into());
+        }
+        return Ok(Detected { io, kind, first, tls: false });
+    }
+    let Some(acceptor) = proxy.front.tls.as_ref().and_then(ServerTls::acceptor) else {
+        return Err("a TLS handshake, but TLS is not configured (tls.cert_file, tls.key_file)".into());
+    };
+    let stream = acceptor.accept(Prefixed::new(first, io)).await.map_err(|e| format!("TLS handshake: {e}"))?;
+    let mut io: Box<dyn Io> = Box::new(stream);
+    let (kind, first) = sniff_io(&mut io).await?;
+    if kind == Sniffed::Tls {
+        return Err("TLS inside TLS".into());
+    }
+    Ok(Detected { io, kind, first, tls: true })
+}
+
+/// Reads until the transport is known; returns it with the bytes read.
+async fn sniff_io(io: &mut Box<dyn Io>) -> Result<(Sniffed, Vec<u8>), String> {
+    let mut first = Vec::with_capacity(SNIFF_BYTES);
+    loop {
+        if let Some(kind) = sniff(&first) {
+            if kind == Sniffed::Unknown {
+                return Err(format!("unrecognized first bytes {first:02x?}"));
+            }
+            return Ok((kind, first));
+        }
+        let mut buf = [0u8; SNIFF_BYTES];
+        let n = io.read(&mut buf[..SNIFF_BYTES - first.len()]).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("closed before saying anything".into());
+        }
+        first.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// A stream with bytes already read put back in front of it.
+pub struct Prefixed<S> {
+    prefix: Vec<u8>,
+    at: usize,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    pub fn new(prefix: Vec<u8>, inner: S) -> Prefixed<S> {
+        Prefixed { prefix, at: 0, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.at < this.prefix.len() {
+            let n = (this.prefix.len() - this.at).min(buf.remaining());
+            buf.put_slice(&this.prefix[this.at..this.at + n]);
+            this.at += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn prefixed_bytes_come_first_then_the_stream() {
+        let (mut a, b) = tokio::io::duplex(64);
+        a.write_all(b"world").await.unwrap();
+        drop(a);
+        let mut p = Prefixed::new(b"hello ".to_vec(), b);
+        let mut out = String::new();
+        p.read_to_string(&mut out).await.unwrap();
+        assert_eq!(out, "hello world");
+    }
+}
