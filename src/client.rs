@@ -236,13 +236,11 @@ impl Client {
                 self.learn(req, &summary, backend, conn_id, session);
                 Ok(Forwarded::Done)
             }
-            Err(Failure { error, reached_client, backend_fault }) => {
+            Err(Failure { error, reached_client }) => {
                 backend.pool.discard(up);
-                if backend_fault {
-                    // One broken exchange is not proof; it counts, and the probe looks at once.
-                    self.proxy.apply_evidence(backend, Evidence::Failed(error.clone()));
-                    backend.probe_now.notify_one();
-                }
+                // One broken exchange is not proof; it counts, and the probe looks at once.
+                self.proxy.apply_evidence(backend, Evidence::Failed(error.clone()));
+                backend.probe_now.notify_one();
                 tracing::warn!(backend = %backend.addr, client = %self.peer, method = req.name(), error = %error,
                     "call failed");
                 if reached_client {
@@ -262,22 +260,18 @@ impl Client {
         up: &mut ThriftConn,
         req: &Request,
     ) -> Result<ReplySummary, Failure> {
-        let unsent = |error: String| Failure { error, reached_client: false, backend_fault: true };
+        let unsent = |error: String| Failure { error, reached_client: false };
         up.write_message(&req.bytes).await.map_err(|e| unsent(e.to_string()))?;
         let mut scanner = reply_scanner(req, self.proxy.config.reply_limits);
         let timeout = self.proxy.config.backend_reply_timeout;
         match tokio::time::timeout(timeout, up.relay_reply(&mut self.conn, &mut scanner)).await {
             Ok(Ok(_)) => Ok(reply_summary(&scanner)),
-            Ok(Err(RelayError::Backend { error, forwarded })) => {
-                Err(Failure { error: error.to_string(), reached_client: forwarded > 0, backend_fault: true })
-            }
-            Ok(Err(RelayError::Client(e))) => {
-                Err(Failure { error: format!("client: {e}"), reached_client: true, backend_fault: false })
+            Ok(Err(RelayError { error, forwarded })) => {
+                Err(Failure { error: error.to_string(), reached_client: forwarded > 0 })
             }
             Err(_) => Err(Failure {
                 error: format!("no reply from {} within {timeout:?}", backend.addr),
                 reached_client: scanner.consumed() > 0,
-                backend_fault: true,
             }),
         }
     }
@@ -360,12 +354,11 @@ enum Forwarded {
     NotSent(PoolError),
 }
 
+/// A failed exchange: always the backend's side (a client's failure surfaces on its own connection).
 struct Failure {
     error: String,
     /// Part of the reply was already written to the client: the connection cannot be saved.
     reached_client: bool,
-    /// The backend side failed (not the client): evidence about the backend's health.
-    backend_fault: bool,
 }
 
 /// Who makes an HTTP call: Basic auth or the proxy's cookie say it per request, not per connection.

@@ -45,13 +45,13 @@ pub enum ConnError {
     BadMessage { name: String, seqid: i32, error: ProtocolError },
 }
 
-/// Where a relay failed: a reply that broke after bytes reached the client cannot be replaced.
+/// A relay that failed on the backend side (a client's failure is kept on the client connection, see
+/// [`ThriftConn::relay_reply`]). A reply that broke after bytes reached the client cannot be replaced.
 #[derive(Debug, thiserror::Error)]
-pub enum RelayError {
-    #[error("backend: {error} (after {forwarded} bytes reached the client)")]
-    Backend { error: ConnError, forwarded: u64 },
-    #[error("client: {0}")]
-    Client(ConnError),
+#[error("backend: {error} (after {forwarded} bytes reached the client)")]
+pub struct RelayError {
+    pub error: ConnError,
+    pub forwarded: u64,
 }
 
 pub struct ThriftConn {
@@ -232,7 +232,7 @@ impl ThriftConn {
     /// the bytes that did reach the client. `Err` only for a backend failure.
     pub async fn relay_reply(&mut self, client: &mut ThriftConn, scanner: &mut Scanner) -> Result<u64, RelayError> {
         let mut forwarded = 0u64;
-        let backend = |error: ConnError, forwarded| RelayError::Backend { error, forwarded };
+        let backend = |error: ConnError, forwarded| RelayError { error, forwarded };
         loop {
             if !self.payload.is_empty() {
                 let n = scanner.feed(&self.payload).map_err(|e| backend(e.into(), forwarded))?;

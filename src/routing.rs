@@ -269,12 +269,8 @@ impl Routes {
         }
     }
 
-    /// Forgets every session and operation on backend `id` (it went down); returns the sessions dropped.
-    pub fn forget_backend(&self, id: u64) -> usize {
-        self.forget_backend_sessions(id).len()
-    }
-
-    /// [`Routes::forget_backend`], returning each dropped session with its user (for the log).
+    /// Forgets every session and operation on backend `id` (it went down); returns each dropped session
+    /// with its user (for the log).
     pub fn forget_backend_sessions(&self, id: u64) -> Vec<(Guid, Option<String>)> {
         let doomed: Vec<Guid> = self.sessions.iter().filter(|e| e.backend.id == id).map(|e| *e.key()).collect();
         let orphans: Vec<Guid> =

@@ -132,7 +132,7 @@ fn a_backend_going_down_forgets_only_its_sessions_and_counts() {
     routes.learn_operation(Guid::random(), s1.guid);
     routes.learn_orphan_operation(Guid::random(), b0.clone());
     assert_eq!(b0.operations.load(Ordering::Relaxed), 2);
-    assert_eq!(routes.forget_backend(b0.id), 1);
+    assert_eq!(routes.forget_backend_sessions(b0.id).len(), 1);
     assert_eq!((routes.session_count(), routes.operation_count()), (1, 1));
     assert_eq!((b0.sessions.load(Ordering::Relaxed), b0.operations.load(Ordering::Relaxed)), (0, 0));
     assert_eq!((b1.sessions.load(Ordering::Relaxed), b1.operations.load(Ordering::Relaxed)), (1, 1));

@@ -93,7 +93,7 @@ async fn impala_calls_and_replies_decode() {
 
     let op = c.execute(&session, "select 42").await.unwrap();
     assert_eq!(c.fetch_all_i64(&op).await.unwrap(), vec![42]);
-    let both = op_req(&op).with(2, wire::session_handle_value(&session));
+    let both = op_req(&op).with(2, hs2_proxy::hs2::requests::session_handle(&session));
     c.call_ok("GetExecSummary", both.clone()).await.unwrap();
     let profile = c.call_ok("GetRuntimeProfile", both).await.unwrap();
     let text = profile.get_str(2).unwrap();

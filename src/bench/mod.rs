@@ -28,23 +28,39 @@ pub enum Scenario {
     Pooled,
 }
 
-/// Settings of one run.
-#[derive(Clone, Debug)]
+/// Settings of one run; also `hs2-bench run`'s flags.
+#[derive(Clone, Debug, clap::Args)]
 pub struct Settings {
+    /// host:port of the target (impalad, HAProxy or hs2-proxy).
+    #[arg(long)]
     pub target: String,
+    #[arg(long, value_enum)]
     pub scenario: Scenario,
+    #[arg(long, default_value_t = 1)]
     pub clients: usize,
+    #[arg(long, default_value = "5s", value_parser = duration_arg)]
     pub duration: Duration,
+    #[arg(long, default_value_t = 1 << 30)]
     pub bulk_bytes: u64,
+    #[arg(long, default_value_t = 16 << 20)]
     pub reply_bytes: u64,
+    #[arg(long, default_value_t = 10_000)]
     pub connections: usize,
+    #[arg(long, default_value_t = 100_000)]
     pub sessions: usize,
-    /// The process whose memory or upstream connections are measured (idle, pooled).
+    /// The process whose memory (idle, bulk) or upstream connections (pooled) are measured.
+    #[arg(long)]
     pub pid: Option<u32>,
-    /// Backend ports whose connections from `pid` are counted (pooled).
+    /// Backend ports whose connections from --pid are counted (pooled).
+    #[arg(long, value_delimiter = ',')]
     pub upstream_ports: Vec<u16>,
-    /// How often each pooled client makes a call.
+    /// Time between a pooled client's calls.
+    #[arg(long, default_value = "1s", value_parser = duration_arg)]
     pub think: Duration,
+}
+
+fn duration_arg(s: &str) -> Result<Duration, String> {
+    crate::config::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration (e.g. 500ms, 5s)"))
 }
 
 /// The result of one run.

@@ -4,17 +4,20 @@ use super::handle::HandleId;
 use crate::thrift::value::{encode_message, Struct, Value};
 use crate::thrift::{MessageHeader, MessageKind};
 
-/// `TSessionHandle { 1: THandleIdentifier { 1: guid, 2: secret } }`.
+/// `THandleIdentifier { 1: guid, 2: secret }`.
+pub fn handle_identifier(id: &HandleId) -> Value {
+    Struct::new().with(1, Value::Bytes(id.guid.0.to_vec())).with(2, Value::Bytes(id.secret.0.to_vec())).into_value()
+}
+
+/// `TSessionHandle { 1: THandleIdentifier }`.
 pub fn session_handle(id: &HandleId) -> Value {
-    let hid = Struct::new().with(1, Value::Bytes(id.guid.0.to_vec())).with(2, Value::Bytes(id.secret.0.to_vec()));
-    Struct::new().with(1, hid.into_value()).into_value()
+    Struct::new().with(1, handle_identifier(id)).into_value()
 }
 
 /// `TOperationHandle { 1: THandleIdentifier, 2: operationType, 3: hasResultSet }` for a handle whose type
 /// the proxy does not know: servers look operations up by identifier only.
 pub fn operation_handle(id: &HandleId) -> Value {
-    let hid = Struct::new().with(1, Value::Bytes(id.guid.0.to_vec())).with(2, Value::Bytes(id.secret.0.to_vec()));
-    Struct::new().with(1, hid.into_value()).with(2, Value::I32(0)).with(3, Value::Bool(false)).into_value()
+    Struct::new().with(1, handle_identifier(id)).with(2, Value::I32(0)).with(3, Value::Bool(false)).into_value()
 }
 
 /// A call message: `args { 1: req }`.

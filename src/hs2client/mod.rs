@@ -16,6 +16,7 @@ use tokio::net::{TcpStream, ToSocketAddrs};
 
 use crate::conn::{ConnError, ThriftConn};
 use crate::hs2::handle::HandleId;
+use crate::hs2::requests;
 use crate::sasl::{self, SaslError};
 use crate::thrift::framing::Framing;
 use crate::thrift::value::{decode_message, encode_message, Struct, Value};
@@ -271,7 +272,7 @@ pub fn open_session_req(user: Option<&str>, config: &[(&str, &str)]) -> Struct {
 
 /// A request whose field 1 is a session handle.
 pub fn session_req(session: &HandleId) -> Struct {
-    Struct::new().with(1, wire::session_handle_value(session))
+    Struct::new().with(1, requests::session_handle(session))
 }
 
 /// A request whose field 1 is an operation handle.

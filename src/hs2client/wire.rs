@@ -5,6 +5,7 @@
 //! the two cannot drift apart.
 
 use crate::hs2::handle::{Guid, HandleId, Secret, ID_BYTES};
+use crate::hs2::requests;
 use crate::thrift::value::{Struct, Value};
 use crate::thrift::TType;
 
@@ -83,20 +84,11 @@ impl Status {
     }
 }
 
-/// A `THandleIdentifier {1: guid, 2: secret}`.
-pub fn handle_id_value(id: &HandleId) -> Value {
-    Struct::new().with(1, Value::Bytes(id.guid.0.to_vec())).with(2, Value::Bytes(id.secret.0.to_vec())).into_value()
-}
-
-/// A `TSessionHandle {1: sessionId}`.
-pub fn session_handle_value(id: &HandleId) -> Value {
-    Struct::new().with(1, handle_id_value(id)).into_value()
-}
-
-/// A `TOperationHandle {1: operationId, 2: operationType, 3: hasResultSet}`.
+/// A `TOperationHandle {1: operationId, 2: operationType, 3: hasResultSet}` with the type the client knows.
+/// (Session handles: [`requests::session_handle`].)
 pub fn operation_handle_value(op: &OpHandle) -> Value {
     Struct::new()
-        .with(1, handle_id_value(&op.id))
+        .with(1, requests::handle_identifier(&op.id))
         .with(2, Value::I32(op.op_type))
         .with(3, Value::Bool(op.has_result_set))
         .into_value()
@@ -280,7 +272,7 @@ mod tests {
         let op = OpHandle { id: HandleId::random(), has_result_set: true, op_type: op_type::GET_TABLES };
         let Value::Struct(s) = operation_handle_value(&op) else { panic!("not a struct") };
         assert_eq!(read_op_handle(&s), Some(op));
-        let Value::Struct(s) = session_handle_value(&op.id) else { panic!("not a struct") };
+        let Value::Struct(s) = requests::session_handle(&op.id) else { panic!("not a struct") };
         assert_eq!(read_handle(&s), Some(op.id));
         let short = Struct::new().with(1, Struct::new().with(1, Value::Bytes(vec![1; 15])).into_value());
         assert_eq!(read_handle(&short), None);

@@ -12,7 +12,7 @@ use super::sql::{self, Statement};
 use super::state::{OpState, Operation, Session, State};
 use super::{Inner, MOCK_VERSION};
 use crate::hs2::handle::HandleId;
-use crate::hs2::{idl, reply};
+use crate::hs2::{idl, reply, requests};
 use crate::hs2client::wire::{self, info_type, op_type, OpHandle, PROTOCOL_V6};
 use crate::thrift::value::{Struct, Value};
 use crate::thrift::TType;
@@ -119,7 +119,7 @@ fn open_session(inner: &Inner, user: Option<&str>, req: &Struct) -> Outcome {
         Struct::new()
             .with(1, ok())
             .with(2, Value::I32(client_protocol.min(PROTOCOL_V6)))
-            .with(3, wire::session_handle_value(&id))
+            .with(3, requests::session_handle(&id))
             .with(4, config),
     )
 }
