@@ -4,12 +4,18 @@
 //! and where the reply returns a new one, and it writes the schema of every struct so that the proxy can
 //! synthesize replies that fill each required field. Output: `$OUT_DIR/idl.rs`, included by `src/hs2/idl.rs`.
 //! The grammar is the subset documented in `idl/README.md`; anything else is a build error.
+//! It also writes names for every method, field id and enum value (`names`, `fields`, `enums`), and each
+//! method's effect on the proxy's tables, so that the glue never types an HS2 number or method name.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-const IDL_FILES: &[&str] = &["idl/hs2.thrift", "idl/impala.thrift"];
+const IDL_FILES: &[&str] = &["idl/thrift.thrift", "idl/hs2.thrift", "idl/impala.thrift"];
+/// The one method annotation the grammar knows: what a successful call does to the proxy's tables beyond
+/// what the handles in its reply already say (a new session or operation handle is found by type).
+const EFFECT_ANNOTATION: &str = "hs2proxy.effect";
+const EFFECTS: &[(&str, &str)] = &[("closes_session", "ClosesSession"), ("closes_operation", "ClosesOperation")];
 const SESSION_HANDLE: &str = "TSessionHandle";
 const OPERATION_HANDLE: &str = "TOperationHandle";
 const HANDLE_ID: &str = "THandleIdentifier";
@@ -46,6 +52,8 @@ struct Method {
     name: String,
     resp: String,
     req: String,
+    /// `(hs2proxy.effect = "...")` after the method, if any.
+    effect: Option<String>,
 }
 
 #[derive(Default)]
@@ -312,10 +320,39 @@ impl Parser<'_> {
             };
             self.next();
             self.expect(")");
+            let effect = self.method_annotations(&name);
             self.skip_separator();
-            idl.methods.push(Method { service: service.clone(), name, resp, req });
+            idl.methods.push(Method { service: service.clone(), name, resp, req, effect });
         }
         self.expect("}");
+    }
+}
+
+impl Parser<'_> {
+    /// `(key = "value", ...)` after a method: only [`EFFECT_ANNOTATION`] is known; anything else is an error,
+    /// so that a misspelt annotation cannot silently drop an effect.
+    fn method_annotations(&mut self, method: &str) -> Option<String> {
+        if self.peek() != "(" {
+            return None;
+        }
+        self.i += 1;
+        let mut effect = None;
+        while self.peek() != ")" {
+            let key = self.next();
+            self.expect("=");
+            let value = self.next();
+            let value = value.trim_matches('"').to_string();
+            if key != EFFECT_ANNOTATION {
+                self.fail(&format!("{method}: unknown annotation `{key}`"));
+            }
+            if !EFFECTS.iter().any(|(k, _)| *k == value) {
+                self.fail(&format!("{method}: unknown effect `{value}`"));
+            }
+            effect = Some(value);
+            self.skip_separator();
+        }
+        self.expect(")");
+        effect
     }
 }
 
@@ -393,6 +430,12 @@ fn generate(idl: &Idl) -> String {
         let reply_session = in_result(idl.find_path(&m.resp, SESSION_HANDLE, 1));
         let reply_op = in_result(idl.find_path(&m.resp, OPERATION_HANDLE, 1));
         let status = idl.find_path(&m.resp, STATUS, 1).map(|p| p[0]);
+        let effect = match (&m.effect, &reply_session, &reply_op) {
+            (Some(e), _, _) => EFFECTS.iter().find(|(k, _)| k == e).map(|(_, v)| *v).unwrap_or("None"),
+            (None, Some(_), _) => "OpensSession",
+            (None, None, Some(_)) => "OpensOperation",
+            (None, None, None) => "None",
+        };
         let status_paths = match status {
             None => "None".to_string(),
             Some(f) => format!(
@@ -404,7 +447,8 @@ fn generate(idl: &Idl) -> String {
         writeln!(
             out,
             "    MethodSpec {{ name: {:?}, service: {:?}, request: {:?}, response: {:?}, request_session: {}, \
-             request_operation: {}, reply_session: {}, reply_operation: {}, status_field: {:?}, reply_status: {} }},",
+             request_operation: {}, reply_session: {}, reply_operation: {}, status_field: {:?}, reply_status: {}, \
+             effect: Effect::{effect} }},",
             m.name,
             m.service,
             m.req,
@@ -443,7 +487,58 @@ fn generate(idl: &Idl) -> String {
         writeln!(out, "    EnumSpec {{ name: {name:?}, values: &{values:?} }},").ok();
     }
     out.push_str("];\n");
+    generate_constants(idl, &mut out);
     out
+}
+
+/// Names for every number and name the glue needs, so that none is typed by hand: `names::OPEN_SESSION`,
+/// `fields::t_status::STATUS_CODE`, `enums::t_status_code::ERROR_STATUS`.
+fn generate_constants(idl: &Idl, out: &mut String) {
+    out.push_str("\n/// Method names.\npub mod names {\n");
+    for m in &idl.methods {
+        writeln!(out, "    pub const {}: &str = {:?};", upper_snake(&m.name), m.name).ok();
+    }
+    out.push_str("}\n\n/// Field ids, per struct.\n#[allow(dead_code)]\npub mod fields {\n");
+    for (name, def) in &idl.structs {
+        writeln!(out, "    pub mod {} {{", lower_snake(name)).ok();
+        for f in &def.fields {
+            writeln!(out, "        pub const {}: i16 = {};", upper_snake(&f.name), f.id).ok();
+        }
+        out.push_str("    }\n");
+    }
+    out.push_str("}\n\n/// Enum values, per enum.\n#[allow(dead_code)]\npub mod enums {\n");
+    for (name, values) in &idl.enums {
+        writeln!(out, "    pub mod {} {{", lower_snake(name)).ok();
+        for (variant, v) in values {
+            writeln!(out, "        pub const {variant}: i32 = {v};").ok();
+        }
+        out.push_str("    }\n");
+    }
+    out.push_str("}\n");
+}
+
+/// `TGetInfoType` -> `t_get_info_type`; `statusCode` -> `status_code`.
+fn lower_snake(name: &str) -> String {
+    let mut out = String::new();
+    let chars: Vec<char> = name.chars().collect();
+    for (i, c) in chars.iter().enumerate() {
+        if c.is_ascii_uppercase() {
+            let prev_lower = i > 0 && (chars[i - 1].is_ascii_lowercase() || chars[i - 1].is_ascii_digit());
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
+            let prev_upper = i > 0 && chars[i - 1].is_ascii_uppercase();
+            if i > 0 && (prev_lower || (prev_upper && next_lower)) && !out.ends_with('_') {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(*c);
+        }
+    }
+    out
+}
+
+fn upper_snake(name: &str) -> String {
+    lower_snake(name).to_ascii_uppercase()
 }
 
 fn field_id(idl: &Idl, parent: &str, name: &str) -> i16 {

@@ -2,7 +2,8 @@
 // Field ids, types and required/optional markers follow the newest Apache Hive
 // service-rpc definition (which includes UploadData/DownloadData and PROCEDURAL_SQL).
 // Written for the tiny scanner in build.rs: every field has an id and an explicit
-// required/optional marker; enums always carry explicit values; no consts, no annotations.
+// required/optional marker; enums always carry explicit values; no consts. The one annotation is
+// `(hs2proxy.effect = "...")` on a method that closes what its request names (see idl/README.md).
 
 namespace rs hs2
 
@@ -679,7 +680,7 @@ struct TDownloadDataResp {
 
 service TCLIService {
   TOpenSessionResp OpenSession(1: TOpenSessionReq req),
-  TCloseSessionResp CloseSession(1: TCloseSessionReq req),
+  TCloseSessionResp CloseSession(1: TCloseSessionReq req) (hs2proxy.effect = "closes_session"),
   TGetInfoResp GetInfo(1: TGetInfoReq req),
   TExecuteStatementResp ExecuteStatement(1: TExecuteStatementReq req),
   TGetTypeInfoResp GetTypeInfo(1: TGetTypeInfoReq req),
@@ -693,7 +694,7 @@ service TCLIService {
   TGetCrossReferenceResp GetCrossReference(1: TGetCrossReferenceReq req),
   TGetOperationStatusResp GetOperationStatus(1: TGetOperationStatusReq req),
   TCancelOperationResp CancelOperation(1: TCancelOperationReq req),
-  TCloseOperationResp CloseOperation(1: TCloseOperationReq req),
+  TCloseOperationResp CloseOperation(1: TCloseOperationReq req) (hs2proxy.effect = "closes_operation"),
   TGetResultSetMetadataResp GetResultSetMetadata(1: TGetResultSetMetadataReq req),
   TFetchResultsResp FetchResults(1: TFetchResultsReq req),
   TGetDelegationTokenResp GetDelegationToken(1: TGetDelegationTokenReq req),

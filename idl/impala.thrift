@@ -164,7 +164,8 @@ service ImpalaHiveServer2Service extends hs2.TCLIService {
   TGetExecSummaryResp GetExecSummary(1: TGetExecSummaryReq req),
   TGetRuntimeProfileResp GetRuntimeProfile(1: TGetRuntimeProfileReq req),
   TPingImpalaHS2ServiceResp PingImpalaHS2Service(1: TPingImpalaHS2ServiceReq req),
-  TCloseImpalaOperationResp CloseImpalaOperation(1: TCloseImpalaOperationReq req),
+  TCloseImpalaOperationResp CloseImpalaOperation(1: TCloseImpalaOperationReq req)
+    (hs2proxy.effect = "closes_operation"),
   hs2.TExecuteStatementResp ExecutePlannedStatement(1: TExecutePlannedStatementReq req),
   TGetBackendConfigResp GetBackendConfig(1: TGetBackendConfigReq req),
   TGetExecutorMembershipResp GetExecutorMembership(1: TGetExecutorMembershipReq req),

@@ -32,6 +32,23 @@ pub struct MethodSpec {
     pub status_field: Option<i16>,
     /// Where the reply's status code and error text sit.
     pub reply_status: Option<StatusPaths>,
+    /// What a successful call does to the sessions and operations the proxy knows.
+    pub effect: Effect,
+}
+
+/// What a successful call changes. Opening is found by type (the reply carries a new handle); closing is
+/// written in the IDL as `(hs2proxy.effect = "closes_session" | "closes_operation")`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    None,
+    /// The reply carries a new session handle (OpenSession).
+    OpensSession,
+    /// The request's session is gone afterwards (CloseSession).
+    ClosesSession,
+    /// The reply carries a new operation handle (ExecuteStatement and the metadata calls).
+    OpensOperation,
+    /// The request's operation is gone afterwards (CloseOperation, CloseImpalaOperation).
+    ClosesOperation,
 }
 
 /// Where a reply's `TStatus.statusCode` and `TStatus.errorMessage` sit.
@@ -132,6 +149,33 @@ mod tests {
             assert_eq!(paths(method(m).unwrap().reply_operation).map(|p| p.0), Some(&[0, 2, 1, 1][..]), "{m}");
         }
         assert_eq!(method("OpenSession").unwrap().status_field, Some(1));
+    }
+
+    #[test]
+    fn effects_come_from_the_idl() {
+        let effect = |m: &str| method(m).unwrap().effect;
+        assert_eq!(effect(names::OPEN_SESSION), Effect::OpensSession);
+        assert_eq!(effect(names::CLOSE_SESSION), Effect::ClosesSession);
+        assert_eq!(effect(names::EXECUTE_STATEMENT), Effect::OpensOperation);
+        assert_eq!(effect(names::GET_TABLES), Effect::OpensOperation);
+        assert_eq!(effect(names::CLOSE_OPERATION), Effect::ClosesOperation);
+        assert_eq!(effect(names::CLOSE_IMPALA_OPERATION), Effect::ClosesOperation);
+        assert_eq!(effect(names::CANCEL_OPERATION), Effect::None);
+        assert_eq!(effect(names::FETCH_RESULTS), Effect::None);
+    }
+
+    #[test]
+    fn numbers_are_generated_from_the_idl() {
+        assert_eq!(fields::t_status::STATUS_CODE, 1);
+        assert_eq!(fields::t_status::ERROR_MESSAGE, 5);
+        assert_eq!(fields::t_open_session_req::CONFIGURATION, 4);
+        assert_eq!(enums::t_status_code::ERROR_STATUS, 3);
+        assert_eq!(enums::t_get_info_type::CLI_SERVER_NAME, 13);
+        assert_eq!(enums::t_application_exception_type::PROTOCOL_ERROR, 7);
+        assert_eq!(
+            enum_value("TStatusCode", "INVALID_HANDLE_STATUS"),
+            Some(enums::t_status_code::INVALID_HANDLE_STATUS)
+        );
     }
 
     #[test]
