@@ -7,12 +7,26 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::config::{BackendTransport, ConfigError, FileConfig, Overrides};
 
 #[derive(Debug, Parser)]
-#[command(name = "hs2-proxy", version, about = "A session-aware HiveServer2 proxy for Impala")]
+#[command(
+    name = "hs2-proxy",
+    version,
+    about = "A session-aware HiveServer2 proxy for Impala",
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// How the proxy runs: flags that override the configuration file's keys.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RunArgs {
     /// Address to accept HS2 clients on (default 127.0.0.1:21050).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub listen: Option<String>,
-    /// A backend impalad as host:port; repeat for each. With none, the demo cluster runs.
+    /// A backend impalad as host:port; repeat for each. With none (and no --config), the demo cluster runs.
     #[arg(long = "backend", value_name = "HOST:PORT")]
     pub backends: Vec<String>,
     /// How the proxy talks to backends.
@@ -25,7 +39,7 @@ pub struct Cli {
     #[arg(long)]
     pub backend_password_file: Option<PathBuf>,
     /// Admin HTTP listener (API, status page, /metrics) as ip:port, or "off" (default 127.0.0.1:25100).
-    #[arg(long, value_name = "IP:PORT", global = true)]
+    #[arg(long, value_name = "IP:PORT")]
     pub admin_listen: Option<String>,
     /// PEM certificate chain for TLS on every listener (tls.cert_file); needs --tls-key.
     #[arg(long, value_name = "FILE")]
@@ -40,16 +54,17 @@ pub struct Cli {
     #[arg(long, env = "HS2_PROXY_CONFIG")]
     pub config: Option<PathBuf>,
     /// Log line format.
-    #[arg(long, value_enum, default_value = "text", global = true)]
+    #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
-    #[command(subcommand)]
-    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run three built-in mock impalads behind the proxy and print how to connect.
-    Demo,
+    Demo {
+        #[command(flatten)]
+        run: RunArgs,
+    },
     /// List backends: state, weight, load, upstream connections, last probe (admin API client).
     Backends {
         #[command(flatten)]
@@ -112,18 +127,22 @@ pub struct AdminArgs {
     /// File whose first line is the admin bearer token (default: admin.token_file from --config).
     #[arg(long, value_name = "FILE", env = "HS2_PROXY_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// The proxy's configuration file, read for `[admin]` listen and token_file.
+    #[arg(long, env = "HS2_PROXY_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Print the API's JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
+    #[default]
     Text,
     Json,
 }
 
-impl Cli {
+impl RunArgs {
     /// The file (if any) with the flags applied, not yet validated.
     pub fn file_config(&self) -> Result<FileConfig, ConfigError> {
         let mut file = match &self.config {

@@ -44,7 +44,7 @@ pub enum AdminCall {
 pub fn admin_call(command: &Command) -> Option<(AdminCall, &AdminArgs)> {
     let state = |backend: &String, action| AdminCall::SetState { backend: backend.clone(), action };
     Some(match command {
-        Command::Demo => return None,
+        Command::Demo { .. } => return None,
         Command::Backends { admin } => (AdminCall::Backends, admin),
         Command::Sessions { backend, user, admin } => {
             (AdminCall::Sessions { backend: backend.clone(), user: user.clone() }, admin)
@@ -58,7 +58,7 @@ pub fn admin_call(command: &Command) -> Option<(AdminCall, &AdminArgs)> {
 }
 
 /// Runs an admin subcommand; prints its output and returns the exit code (0 ok, 1 failed).
-pub fn main(call: AdminCall, args: &AdminArgs, config: Option<&Path>) -> i32 {
+pub fn main(call: AdminCall, args: &AdminArgs) -> i32 {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -66,7 +66,7 @@ pub fn main(call: AdminCall, args: &AdminArgs, config: Option<&Path>) -> i32 {
             return 1;
         }
     };
-    match runtime.block_on(run(&call, args, config)) {
+    match runtime.block_on(run(&call, args, args.config.as_deref())) {
         Ok(text) => {
             print!("{text}");
             0

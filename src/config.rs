@@ -12,7 +12,10 @@ use serde::Deserialize;
 
 use crate::thrift::Limits;
 
+mod check;
 mod transport;
+use check::{counts, durations};
+pub use check::{format_duration, parse_duration};
 pub use transport::*;
 
 /// A configuration error: one line naming the key and the reason.
@@ -63,6 +66,8 @@ pub struct FileAdmin {
     pub listen: Option<String>,
     /// A file whose first line is the bearer token the admin API requires. Default: no token.
     pub token_file: Option<PathBuf>,
+    pub max_connections: Option<u64>,
+    pub header_read_timeout: Option<String>,
 }
 
 /// The default admin listener: loopback only, next to impalad's own web ports (25000, 25010, 25020).
@@ -86,6 +91,11 @@ pub struct AdminConfig {
     pub listen: Option<SocketAddr>,
     /// Required as `Authorization: Bearer <token>` on `/api/*`, `/metrics` and the status page's data.
     pub token: Option<AdminToken>,
+    /// Admin connections served at once; more are closed at once. Default 128.
+    pub max_connections: usize,
+    /// A request line and headers must arrive within this; idle keep-alive connections close after it too.
+    /// Default 10 s.
+    pub header_read_timeout: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,12 +114,12 @@ pub enum FileBackend {
 }
 
 /// What kind of HS2 server a backend is: it decides how the proxy asks whether the server holds a
-/// session it does not know (after a restart).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+/// session it does not know (after a restart, or opened through another instance). Detected from the
+/// server's answers unless the configuration says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// impalad: GetInfo validates the session and changes nothing.
-    #[default]
     Impala,
     /// HiveServer2 / Spark Thrift Server: GetInfo does not validate the session, so the proxy runs
     /// GetCatalogs and closes the operation at once.
@@ -121,8 +131,8 @@ pub enum BackendKind {
 pub struct FileHealth {
     pub interval: Option<String>,
     pub timeout: Option<String>,
-    pub rise: Option<u32>,
-    pub fall: Option<u32>,
+    pub rise: Option<u64>,
+    pub fall: Option<u64>,
 }
 
 /// Health probe settings (HAProxy-like defaults).
@@ -155,15 +165,16 @@ pub struct FileLimits {
     pub max_request_bytes: Option<u64>,
     pub max_reply_bytes: Option<u64>,
     pub max_frame_bytes: Option<u64>,
-    pub max_depth: Option<usize>,
-    pub max_container_len: Option<u32>,
-    pub max_client_connections: Option<usize>,
+    pub max_depth: Option<u64>,
+    pub max_container_len: Option<u64>,
+    pub max_client_connections: Option<u64>,
+    pub max_buffered_request_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FilePool {
-    pub max_per_backend: Option<usize>,
+    pub max_per_backend: Option<u64>,
     pub wait_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub connect_timeout: Option<String>,
@@ -181,7 +192,11 @@ pub struct FileSessions {
 pub struct FileTimeouts {
     pub handshake: Option<String>,
     pub client_idle: Option<String>,
+    pub client_write: Option<String>,
+    pub request_read: Option<String>,
     pub backend_reply: Option<String>,
+    pub recovery: Option<String>,
+    pub shutdown_grace: Option<String>,
 }
 
 /// One backend.
@@ -190,10 +205,11 @@ pub struct BackendConfig {
     /// `host:port`, resolved at connect time so that DNS changes are followed.
     pub addr: String,
     pub weight: u32,
-    pub kind: BackendKind,
+    /// Forced by the configuration; `None` (the default) lets the probes tell from the server's answers.
+    pub kind: Option<BackendKind>,
     /// impalad's `/jsonmetrics` URL (`http://host:25000/jsonmetrics`): when set, the impalad's own count of
     /// open HS2 sessions joins the balancing, so sessions opened around the proxy count too. Off by default.
-    pub metrics_url: Option<String>,
+    pub metrics_url: Option<HttpUrl>,
     /// Binary or HTTP, with or without TLS. Default binary without TLS.
     pub upstream: UpstreamConfig,
 }
@@ -203,10 +219,40 @@ impl BackendConfig {
         BackendConfig {
             addr: addr.to_string(),
             weight: 1,
-            kind: BackendKind::Impala,
+            kind: None,
             metrics_url: None,
             upstream: UpstreamConfig::default(),
         }
+    }
+}
+
+/// A plain `http://host:port/path` URL (impalad's web port speaks nothing fancier).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpUrl {
+    /// `host:port`.
+    pub authority: String,
+    /// Starts with `/`.
+    pub path: String,
+}
+
+impl HttpUrl {
+    pub fn parse(url: &str) -> Option<HttpUrl> {
+        let rest = url.strip_prefix("http://")?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (host, port) = authority.rsplit_once(':')?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return None;
+        }
+        Some(HttpUrl { authority: authority.to_string(), path: path.to_string() })
+    }
+}
+
+impl std::fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "http://{}{}", self.authority, self.path)
     }
 }
 
@@ -221,6 +267,14 @@ impl std::fmt::Debug for ServiceCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "ServiceCredentials {{ user: {:?}, password: <redacted> }}", self.user)
     }
+}
+
+/// How the proxy authenticates to backends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendAuthConfig {
+    pub transport: BackendTransport,
+    /// For clients that did not authenticate themselves.
+    pub service: ServiceCredentials,
 }
 
 /// Upstream connection pool settings.
@@ -238,32 +292,64 @@ pub struct PoolConfig {
     pub connect_timeout: Duration,
 }
 
-/// The validated configuration.
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub listen: SocketAddr,
-    pub backends: Vec<BackendConfig>,
-    pub backend_transport: BackendTransport,
-    pub service_credentials: ServiceCredentials,
-    pub request_limits: Limits,
-    pub reply_limits: Limits,
+/// Bounds on what peers may make the proxy hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitsConfig {
+    pub request: Limits,
+    pub reply: Limits,
     /// Largest frame accepted on framed and SASL transports. Default 128 MiB.
     pub max_frame_bytes: u64,
     /// Client connections served at once; more are accepted and closed at once. Default 10,000.
     pub max_client_connections: usize,
-    pub pool: PoolConfig,
+    /// Request bytes all client connections together may hold while requests are being read, beyond the
+    /// first `conn::READ_CHUNK` of each (which every connection has anyway). A request that would go
+    /// over gets an error and its connection is closed; others are unaffected. Default 1 GiB.
+    pub max_buffered_request_bytes: u64,
+}
+
+/// Session clean-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionsConfig {
     /// A session no client connection has used since its last one closed is closed upstream after this.
     /// Default 15 min, like impalad's `--disconnected_session_timeout`.
     pub disconnected_grace: Duration,
     /// How often disconnected sessions are checked. Default 30 s.
     pub reap_interval: Duration,
-    /// A new client connection must finish its transport handshake (first bytes, SASL) within this.
-    /// Default 30 s.
-    pub handshake_timeout: Duration,
+}
+
+/// Deadlines, each on one side of a call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// A new client connection must finish its transport handshake (first bytes, TLS, SASL, including
+    /// the upstream check of a SASL client's password) within this. Default 30 s.
+    pub handshake: Duration,
     /// A client connection with no request for this long is closed. Default 1 h.
-    pub client_idle_timeout: Duration,
-    /// A backend that sends no reply byte for this long fails the call. Default 1 h.
-    pub backend_reply_timeout: Duration,
+    pub client_idle: Duration,
+    /// A client that accepts no reply bytes for this long is disconnected; the rest of the reply is read
+    /// and dropped so that the upstream connection stays usable. Default 60 s.
+    pub client_write: Duration,
+    /// Once a request has begun, a client that sends no more of it for this long is disconnected (binary
+    /// request bytes, HTTP request bodies). Default 60 s.
+    pub request_read: Duration,
+    /// A backend that sends no reply byte for this long fails the call (inactivity, not the whole
+    /// reply: a long fetch that keeps streaming is never cut). Default 1 h.
+    pub backend_reply: Duration,
+    /// Finding the owner of an unknown handle (all backends asked at once) gives up after this. Default 5 s.
+    pub recovery: Duration,
+    /// On SIGTERM/SIGINT, connections get this long to finish the call they are in. Default 30 s.
+    pub shutdown_grace: Duration,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub backends: Vec<BackendConfig>,
+    pub backend_auth: BackendAuthConfig,
+    pub limits: LimitsConfig,
+    pub pool: PoolConfig,
+    pub sessions: SessionsConfig,
+    pub timeouts: Timeouts,
     pub health: HealthConfig,
     pub admin: AdminConfig,
     /// TLS on the listeners (`[tls]`); `None` without a certificate.
@@ -343,83 +429,103 @@ impl FileConfig {
         let listen_text = self.listen.unwrap_or_else(|| "127.0.0.1:21050".into());
         let listen = listen_text.parse().map_err(|_| bad("listen", format!("{listen_text:?} is not an ip:port")))?;
         let backends = self.backends.into_iter().map(validate_backend).collect::<Result<Vec<_>, _>>()?;
-        let password = match &self.backend_auth.password_file {
-            None => String::new(),
-            Some(p) => read_password(p)?,
-        };
-        let user = self.backend_auth.user.unwrap_or_else(|| "anonymous".into());
-        let admin = validate_admin(self.admin)?;
-        let tls = validate_tls(self.tls)?;
-        let http = validate_http(self.http)?;
-        let l = self.limits;
-        let positive = |key: &str, v: Option<u64>, default: u64| match v {
-            Some(0) => Err(bad(key, "must be greater than 0")),
-            v => Ok(v.unwrap_or(default)),
-        };
-        let max_depth = positive("limits.max_depth", l.max_depth.map(|v| v as u64), 64)? as usize;
-        let max_container_len = positive("limits.max_container_len", l.max_container_len.map(u64::from), 1 << 27)?
-            .min(u32::MAX as u64) as u32;
-        let request_limits = Limits {
-            max_message_bytes: positive("limits.max_request_bytes", l.max_request_bytes, 64 << 20)?,
-            max_depth,
-            max_container_len,
-        };
-        let reply_limits = Limits {
-            max_message_bytes: positive("limits.max_reply_bytes", l.max_reply_bytes, 4 << 30)?,
-            max_depth,
-            max_container_len,
-        };
-        let pool = PoolConfig {
-            max_per_backend: positive("pool.max_per_backend", self.pool.max_per_backend.map(|v| v as u64), 32)?
-                as usize,
-            wait_timeout: duration("pool.wait_timeout", self.pool.wait_timeout, "10s")?,
-            idle_timeout: duration("pool.idle_timeout", self.pool.idle_timeout, "5m")?,
-            connect_timeout: duration("pool.connect_timeout", self.pool.connect_timeout, "5s")?,
-        };
+        let backend_auth = validate_backend_auth(self.backend_auth)?;
         Ok(Config {
             listen,
             backends,
-            backend_transport: self.backend_auth.transport.unwrap_or(BackendTransport::Nosasl),
-            service_credentials: ServiceCredentials { user, password },
-            request_limits,
-            reply_limits,
-            max_frame_bytes: positive("limits.max_frame_bytes", l.max_frame_bytes, 128 << 20)?,
-            max_client_connections: positive(
-                "limits.max_client_connections",
-                l.max_client_connections.map(|v| v as u64),
-                10_000,
-            )? as usize,
-            pool,
-            disconnected_grace: duration("sessions.disconnected_grace", self.sessions.disconnected_grace, "15m")?,
-            reap_interval: duration("sessions.reap_interval", self.sessions.reap_interval, "30s")?,
-            handshake_timeout: duration("timeouts.handshake", self.timeouts.handshake, "30s")?,
-            client_idle_timeout: duration("timeouts.client_idle", self.timeouts.client_idle, "1h")?,
-            backend_reply_timeout: duration("timeouts.backend_reply", self.timeouts.backend_reply, "1h")?,
-            health: HealthConfig {
-                interval: duration("health.interval", self.health.interval, "2s")?,
-                timeout: duration("health.timeout", self.health.timeout, "2s")?,
-                rise: positive("health.rise", self.health.rise.map(u64::from), 2)? as u32,
-                fall: positive("health.fall", self.health.fall.map(u64::from), 3)? as u32,
+            backend_auth,
+            limits: validate_limits(self.limits)?,
+            pool: PoolConfig {
+                max_per_backend: counts::POOL_MAX_PER_BACKEND.read(self.pool.max_per_backend)? as usize,
+                wait_timeout: durations::POOL_WAIT.read(self.pool.wait_timeout)?,
+                idle_timeout: durations::POOL_IDLE.read(self.pool.idle_timeout)?,
+                connect_timeout: durations::POOL_CONNECT.read(self.pool.connect_timeout)?,
             },
-            admin,
-            tls,
-            http,
+            sessions: SessionsConfig {
+                disconnected_grace: durations::DISCONNECTED_GRACE.read(self.sessions.disconnected_grace)?,
+                reap_interval: durations::REAP_INTERVAL.read(self.sessions.reap_interval)?,
+            },
+            timeouts: validate_timeouts(self.timeouts)?,
+            health: HealthConfig {
+                interval: durations::HEALTH_INTERVAL.read(self.health.interval)?,
+                timeout: durations::HEALTH_TIMEOUT.read(self.health.timeout)?,
+                rise: counts::HEALTH_RISE.read(self.health.rise)? as u32,
+                fall: counts::HEALTH_FALL.read(self.health.fall)? as u32,
+            },
+            admin: validate_admin(self.admin)?,
+            tls: validate_tls(self.tls)?,
+            http: validate_http(self.http)?,
         })
     }
 }
 
+fn validate_backend_auth(a: FileBackendAuth) -> Result<BackendAuthConfig, ConfigError> {
+    let password = match &a.password_file {
+        None => String::new(),
+        Some(p) => read_password(p)?,
+    };
+    let user = a.user.unwrap_or_else(|| "anonymous".into());
+    if user.is_empty() {
+        return Err(bad("backend_auth.user", "must not be empty"));
+    }
+    Ok(BackendAuthConfig {
+        transport: a.transport.unwrap_or(BackendTransport::Nosasl),
+        service: ServiceCredentials { user, password },
+    })
+}
+
+fn validate_limits(l: FileLimits) -> Result<LimitsConfig, ConfigError> {
+    let max_depth = counts::MAX_DEPTH.read(l.max_depth)? as usize;
+    let max_container_len = counts::MAX_CONTAINER_LEN.read(l.max_container_len)? as u32;
+    let request_bytes = counts::MAX_REQUEST_BYTES.read(l.max_request_bytes)?;
+    let budget = counts::MAX_BUFFERED_REQUEST_BYTES.read(l.max_buffered_request_bytes)?;
+    if budget < request_bytes {
+        return Err(bad(
+            counts::MAX_BUFFERED_REQUEST_BYTES.key,
+            format!(
+                "{budget} is less than limits.max_request_bytes ({request_bytes}): no large request could ever be read"
+            ),
+        ));
+    }
+    Ok(LimitsConfig {
+        request: Limits { max_message_bytes: request_bytes, max_depth, max_container_len },
+        reply: Limits {
+            max_message_bytes: counts::MAX_REPLY_BYTES.read(l.max_reply_bytes)?,
+            max_depth,
+            max_container_len,
+        },
+        max_frame_bytes: counts::MAX_FRAME_BYTES.read(l.max_frame_bytes)?,
+        max_client_connections: counts::MAX_CLIENT_CONNECTIONS.read(l.max_client_connections)? as usize,
+        max_buffered_request_bytes: budget,
+    })
+}
+
+fn validate_timeouts(t: FileTimeouts) -> Result<Timeouts, ConfigError> {
+    Ok(Timeouts {
+        handshake: durations::HANDSHAKE.read(t.handshake)?,
+        client_idle: durations::CLIENT_IDLE.read(t.client_idle)?,
+        client_write: durations::CLIENT_WRITE.read(t.client_write)?,
+        request_read: durations::REQUEST_READ.read(t.request_read)?,
+        backend_reply: durations::BACKEND_REPLY.read(t.backend_reply)?,
+        recovery: durations::RECOVERY.read(t.recovery)?,
+        shutdown_grace: durations::SHUTDOWN_GRACE.read(t.shutdown_grace)?,
+    })
+}
+
 fn validate_backend(b: FileBackend) -> Result<BackendConfig, ConfigError> {
     let (addr, weight, kind, metrics_url, upstream) = match b {
-        FileBackend::Addr(a) => (a, 1, BackendKind::Impala, None, FileUpstream::default()),
+        FileBackend::Addr(a) => (a, 1, None, None, FileUpstream::default()),
         FileBackend::Table { addr, weight, kind, metrics_url, upstream } => {
-            (addr, weight.unwrap_or(1), kind.unwrap_or_default(), metrics_url, upstream)
+            (addr, weight.unwrap_or(1), kind, metrics_url, upstream)
         }
     };
-    if let Some(url) = &metrics_url {
-        if crate::backend::metrics::parse_http_url(url).is_none() {
-            return Err(bad("backends", format!("{addr}: metrics_url {url:?} is not http://host:port/path")));
-        }
-    }
+    let metrics_url = match metrics_url {
+        None => None,
+        Some(url) => Some(
+            HttpUrl::parse(&url)
+                .ok_or_else(|| bad("backends", format!("{addr}: metrics_url {url:?} is not http://host:port/path")))?,
+        ),
+    };
     let valid = match addr.rsplit_once(':') {
         Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0),
         None => false,
@@ -452,35 +558,18 @@ fn validate_admin(a: FileAdmin) -> Result<AdminConfig, ConfigError> {
             Some(AdminToken(token))
         }
     };
-    Ok(AdminConfig { listen, token })
+    Ok(AdminConfig {
+        listen,
+        token,
+        max_connections: counts::ADMIN_MAX_CONNECTIONS.read(a.max_connections)? as usize,
+        header_read_timeout: durations::ADMIN_HEADER_READ.read(a.header_read_timeout)?,
+    })
 }
 
 fn read_password(path: &Path) -> Result<String, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| bad("backend_auth.password_file", format!("{}: {e}", path.display())))?;
     Ok(text.lines().next().unwrap_or("").to_string())
-}
-
-fn duration(key: &str, value: Option<String>, default: &str) -> Result<Duration, ConfigError> {
-    let text = value.unwrap_or_else(|| default.to_string());
-    parse_duration(&text).ok_or_else(|| bad(key, format!("{text:?} is not a duration (use e.g. 500ms, 30s, 15m, 1h)")))
-}
-
-/// Parses `500ms`, `30s`, `15m`, `1h`, `2d`; a bare number is seconds.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let secs = |mult: u64| n.checked_mul(mult).map(Duration::from_secs);
-    match unit.trim() {
-        "ms" => Some(Duration::from_millis(n)),
-        "" | "s" => secs(1),
-        "m" => secs(60),
-        "h" => secs(3600),
-        "d" => secs(86400),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -492,9 +581,13 @@ mod tests {
         let c = FileConfig::parse("").unwrap().validate().unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:21050");
         assert_eq!(c.pool.max_per_backend, 32);
-        assert_eq!(c.disconnected_grace, Duration::from_secs(900));
-        assert_eq!(c.backend_transport, BackendTransport::Nosasl);
-        assert_eq!(c.request_limits.max_message_bytes, 64 << 20);
+        assert_eq!(c.sessions.disconnected_grace, Duration::from_secs(900));
+        assert_eq!(c.backend_auth.transport, BackendTransport::Nosasl);
+        assert_eq!(c.limits.request.max_message_bytes, 64 << 20);
+        assert_eq!(c.limits.max_buffered_request_bytes, 1 << 30);
+        assert_eq!(c.timeouts.client_write, Duration::from_secs(60));
+        assert_eq!(c.timeouts.recovery, Duration::from_secs(5));
+        assert_eq!(c.timeouts.shutdown_grace, Duration::from_secs(30));
         assert_eq!(c.admin.listen, Some(DEFAULT_ADMIN_LISTEN.parse().unwrap()));
         assert_eq!(c.admin.token, None);
     }
@@ -540,7 +633,7 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:9");
         assert_eq!(c.backends[1], BackendConfig { weight: 3, ..BackendConfig::new("b:2") });
         assert_eq!(c.pool.wait_timeout, Duration::from_millis(250));
-        assert_eq!(c.disconnected_grace, Duration::from_secs(120));
+        assert_eq!(c.sessions.disconnected_grace, Duration::from_secs(120));
     }
 
     #[test]
@@ -557,12 +650,31 @@ mod tests {
         assert!(!unknown.contains('\n'));
     }
 
+    /// Values that once crashed or spun the proxy (a zero reap interval panicked the clean-up task at
+    /// start; a zero health interval spun; a huge pool wait overflowed) are refused at load.
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
-        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
-        assert_eq!(parse_duration("1y"), None);
-        assert_eq!(parse_duration(""), None);
+    fn values_that_would_crash_or_spin_are_refused_with_the_range() {
+        let err = |text: &str| FileConfig::parse(text).and_then(FileConfig::validate).unwrap_err().to_string();
+        for (text, key) in [
+            ("[sessions]\nreap_interval = \"0s\"", "sessions.reap_interval"),
+            ("[health]\ninterval = \"0\"", "health.interval"),
+            ("[health]\ntimeout = \"0ms\"", "health.timeout"),
+            ("[pool]\nwait_timeout = \"36500d\"", "pool.wait_timeout"),
+            ("[pool]\nconnect_timeout = \"0s\"", "pool.connect_timeout"),
+            ("[timeouts]\nclient_write = \"0s\"", "timeouts.client_write"),
+            ("[timeouts]\nrecovery = \"0s\"", "timeouts.recovery"),
+            ("[timeouts]\nbackend_reply = \"99999d\"", "timeouts.backend_reply"),
+            ("[pool]\nmax_per_backend = 0", "pool.max_per_backend"),
+            ("[limits]\nmax_frame_bytes = 4294967296", "limits.max_frame_bytes"),
+            ("[limits]\nmax_depth = 100000", "limits.max_depth"),
+            ("[limits]\nmax_buffered_request_bytes = 1048576", "limits.max_buffered_request_bytes"),
+            ("[health]\nrise = 0", "health.rise"),
+            ("[admin]\nmax_connections = 0", "admin.max_connections"),
+        ] {
+            let e = err(text);
+            assert!(e.starts_with(&format!("{key}: ")), "{text}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+            assert!(e.contains("allowed") || e.contains("less than"), "says the range: {e}");
+        }
     }
 }

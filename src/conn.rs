@@ -2,15 +2,20 @@
 //!
 //! A [`ThriftConn`] turns socket bytes into payload (stripping frame headers when the transport is
 //! framed), reads whole request messages, writes messages with the connection's framing, and relays a
-//! reply from one connection to another as it arrives: bytes are forwarded as soon as the scanner has
-//! walked them, so memory does not grow with reply size.
+//! reply from a backend connection into a [`ReplySink`] as it arrives: bytes are forwarded as soon as the
+//! scanner has walked them, so memory does not grow with reply size. Every wait on a peer here has a
+//! deadline that says whose fault it is when it passes.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::thrift::framing::{frame_header, Deframer, Framing, FramingError, SaslMessage};
 use crate::thrift::scanner::Scanner;
@@ -39,19 +44,83 @@ pub enum ConnError {
     Eof,
     #[error("unexpected bytes after a complete reply")]
     TrailingBytes,
-    /// A message whose header was read but whose body is refused (too large, malformed): the peer can
-    /// still be told why, with that header's name and seqid.
-    #[error("bad {name} message: {error}")]
-    BadMessage { name: String, seqid: i32, error: ProtocolError },
+    /// A message whose header was read but whose body is refused (too large, malformed, over the
+    /// buffered-bytes budget): the peer can still be told why, with that header's name and seqid.
+    #[error("refused {name} message: {reason}")]
+    BadMessage { name: String, seqid: i32, reason: String },
+    /// Nothing arrived for this long while a message was expected to continue.
+    #[error("no bytes for {0:?} in the middle of a message")]
+    Stalled(Duration),
+    /// No message began within the idle timeout.
+    #[error("no request for {0:?}")]
+    Idle(Duration),
 }
 
-/// A relay that failed on the backend side (a client's failure is kept on the client connection, see
-/// [`ThriftConn::relay_reply`]). A reply that broke after bytes reached the client cannot be replaced.
+/// Where a reply goes: the client's binary connection, or an HTTP response body. Both bound how long
+/// the client may accept nothing (`stall`), so that a client that stops reading is found out and
+/// blamed, never the backend.
+pub trait ReplySink: Send {
+    /// Writes the next part of a reply.
+    fn write_part(&mut self, bytes: &[u8], stall: Duration) -> impl Future<Output = Result<(), SinkError>> + Send;
+    /// Ends a reply: everything written reaches the client.
+    fn end_reply(&mut self, stall: Duration) -> impl Future<Output = Result<(), SinkError>> + Send;
+}
+
+/// The client side of a relay failed; the backend side is unaffected.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("the client accepted no reply bytes for {0:?}")]
+    Stalled(Duration),
+    #[error("the client went away: {0}")]
+    Gone(io::Error),
+}
+
+impl SinkError {
+    /// The metric label of this failure.
+    pub fn label(&self) -> &'static str {
+        match self {
+            SinkError::Stalled(_) => "client_stalled",
+            SinkError::Gone(_) => "client_gone",
+        }
+    }
+}
+
+/// How long each side of a relay may go without progress.
+#[derive(Clone, Copy, Debug)]
+pub struct RelayDeadlines {
+    /// The backend sends no reply byte for this long: the call fails (`timeouts.backend_reply`).
+    pub backend_inactivity: Duration,
+    /// The client accepts no reply byte for this long: the client is dropped (`timeouts.client_write`).
+    pub client_stall: Duration,
+}
+
+/// A relay whose backend side completed: the whole reply was read, and the upstream connection is in
+/// step. `client` says whether the client got it all.
+#[derive(Debug)]
+pub struct Relayed {
+    /// Reply bytes that reached the client.
+    pub forwarded: u64,
+    /// Set when the client failed midway (the rest of the reply was read and dropped).
+    pub client: Option<SinkError>,
+}
+
+/// A relay that failed on the backend side. A reply that broke after bytes reached the client cannot be
+/// replaced by an error reply.
 #[derive(Debug, thiserror::Error)]
 #[error("backend: {error} (after {forwarded} bytes reached the client)")]
 pub struct RelayError {
     pub error: ConnError,
     pub forwarded: u64,
+}
+
+/// How a request is read from a client: idle wait, then progress deadlines, and the shared budget.
+pub struct RequestRead<'a> {
+    pub limits: Limits,
+    /// Between requests: a client that starts none within this is closed (`timeouts.client_idle`).
+    pub idle: Duration,
+    /// Within a request: no more bytes for this long closes the connection (`timeouts.request_read`).
+    pub stall: Duration,
+    pub budget: &'a RequestBudget,
 }
 
 pub struct ThriftConn {
@@ -63,9 +132,8 @@ pub struct ThriftConn {
     payload: BytesMut,
     /// Largest frame written; longer messages are split (real servers do this: Impala uses 128 KiB).
     max_write_frame: usize,
-    /// A write that failed while a reply was being relayed to this (client) connection: the relay goes
-    /// on reading the backend's reply, and this error is returned by the next read or write here.
-    failed: Option<(io::ErrorKind, String)>,
+    /// Budget held for the request being read (client connections only).
+    reserved: Reserved,
 }
 
 impl ThriftConn {
@@ -77,7 +145,7 @@ impl ThriftConn {
             payload: BytesMut::with_capacity(READ_CHUNK),
             // A frame length is a u32 on the wire.
             max_write_frame: u32::MAX as usize,
-            failed: None,
+            reserved: Reserved::default(),
         }
     }
 
@@ -122,6 +190,14 @@ impl ThriftConn {
         }
     }
 
+    /// [`ThriftConn::fill`] that gives up after `limit` without bytes.
+    async fn fill_within(&mut self, limit: Duration, on_timeout: ConnError) -> Result<bool, ConnError> {
+        match tokio::time::timeout(limit, self.fill()).await {
+            Ok(r) => r,
+            Err(_) => Err(on_timeout),
+        }
+    }
+
     /// Moves deframed payload from `raw` to `payload`; true if any payload moved.
     fn move_frames_to_payload(&mut self) -> Result<bool, ConnError> {
         let mut moved = false;
@@ -136,33 +212,76 @@ impl ThriftConn {
         }
     }
 
-    /// The error of a write that failed during a relay, again (the stream position is lost).
-    fn check_failed(&self) -> Result<(), ConnError> {
-        match &self.failed {
-            None => Ok(()),
-            Some((kind, text)) => Err(ConnError::Io(io::Error::new(*kind, format!("earlier write failed: {text}")))),
-        }
-    }
-
-    /// Reads one whole message; `Ok(None)` when the peer closed cleanly between messages.
+    /// Reads one whole message; `Ok(None)` when the peer closed cleanly between messages. No deadlines:
+    /// for the proxy's own connections (probes, the mock, the test client), whose callers bound the call.
     pub async fn read_message(&mut self, limits: Limits) -> Result<Option<Bytes>, ConnError> {
-        self.check_failed()?;
         let mut scanner = Scanner::new(limits, &[]);
         let mut scanned = 0;
         loop {
-            if self.payload.len() > scanned {
-                scanned += scanner.feed(&self.payload[scanned..]).map_err(|error| match scanner.header() {
-                    Some(h) => ConnError::BadMessage { name: h.name.clone(), seqid: h.seqid, error },
-                    None => ConnError::Protocol(error),
-                })?;
-                if scanner.is_done() {
-                    return Ok(Some(self.payload.split_to(scanned).freeze()));
-                }
+            if let Some(message) = self.scan_buffered(&mut scanner, &mut scanned)? {
+                return Ok(Some(message));
             }
             if !self.fill().await? {
-                let idle = self.payload.is_empty() && self.raw.is_empty();
-                return if idle { Ok(None) } else { Err(ConnError::Eof) };
+                return self.end_of_stream();
             }
+        }
+    }
+
+    /// Reads one whole client request with the deadlines and the shared budget of `how`. The budget
+    /// taken stays held until [`ThriftConn::release_budget`] (after the call is served).
+    pub async fn read_request(&mut self, how: &RequestRead<'_>) -> Result<Option<Bytes>, ConnError> {
+        let mut scanner = Scanner::new(how.limits, &[]);
+        let mut scanned = 0;
+        loop {
+            if let Some(message) = self.scan_buffered(&mut scanner, &mut scanned)? {
+                return Ok(Some(message));
+            }
+            let started = self.has_buffered_bytes();
+            let filled = if started {
+                self.fill_within(how.stall, ConnError::Stalled(how.stall)).await?
+            } else {
+                self.fill_within(how.idle, ConnError::Idle(how.idle)).await?
+            };
+            if !filled {
+                return self.end_of_stream();
+            }
+            let buffered = (self.payload.len() + self.raw.len()) as u64;
+            if !how.budget.grow(&mut self.reserved, buffered) {
+                let (name, seqid) = scanner.header().map_or((String::new(), 0), |h| (h.name.clone(), h.seqid));
+                let reason = format!(
+                    "the proxy is holding its limit of {} bytes of unfinished requests \
+                     (limits.max_buffered_request_bytes); try again",
+                    how.budget.limit()
+                );
+                return Err(ConnError::BadMessage { name, seqid, reason });
+            }
+        }
+    }
+
+    /// Gives back the budget the last request took.
+    pub fn release_budget(&mut self) {
+        self.reserved = Reserved::default();
+    }
+
+    /// Feeds buffered payload to `scanner`; a whole message when it ends.
+    fn scan_buffered(&mut self, scanner: &mut Scanner, scanned: &mut usize) -> Result<Option<Bytes>, ConnError> {
+        if self.payload.len() > *scanned {
+            *scanned += scanner.feed(&self.payload[*scanned..]).map_err(|error| match scanner.header() {
+                Some(h) => ConnError::BadMessage { name: h.name.clone(), seqid: h.seqid, reason: error.to_string() },
+                None => ConnError::Protocol(error),
+            })?;
+            if scanner.is_done() {
+                return Ok(Some(self.payload.split_to(*scanned).freeze()));
+            }
+        }
+        Ok(None)
+    }
+
+    fn end_of_stream(&self) -> Result<Option<Bytes>, ConnError> {
+        if self.has_buffered_bytes() {
+            Err(ConnError::Eof)
+        } else {
+            Ok(None)
         }
     }
 
@@ -180,20 +299,26 @@ impl ThriftConn {
 
     /// Writes part of a message: framed transports get it as frame(s) of its own.
     async fn write_chunk(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
-        self.check_failed()?;
+        self.write_chunk_within(bytes, None).await.map_err(|e| match e {
+            SinkError::Gone(e) => ConnError::Io(e),
+            SinkError::Stalled(d) => ConnError::Stalled(d),
+        })
+    }
+
+    /// Writes part of a message; with `stall`, fails when the peer accepts nothing for that long.
+    async fn write_chunk_within(&mut self, bytes: &[u8], stall: Option<Duration>) -> Result<(), SinkError> {
         if self.deframer.framing() == Framing::Unframed {
-            self.io.write_all(bytes).await?;
-            return Ok(());
+            return write_all_within(&mut self.io, bytes, stall).await;
         }
         for part in bytes.chunks(self.max_write_frame) {
             if part.len() <= COALESCE_BYTES {
                 let mut buf = Vec::with_capacity(4 + part.len());
                 buf.extend_from_slice(&frame_header(part.len()));
                 buf.extend_from_slice(part);
-                self.io.write_all(&buf).await?;
+                write_all_within(&mut self.io, &buf, stall).await?;
             } else {
-                self.io.write_all(&frame_header(part.len())).await?;
-                self.io.write_all(part).await?;
+                write_all_within(&mut self.io, &frame_header(part.len()), stall).await?;
+                write_all_within(&mut self.io, part, stall).await?;
             }
         }
         Ok(())
@@ -220,62 +345,52 @@ impl ThriftConn {
         }
     }
 
-    /// Relays one reply from this (backend) connection to `client` as its bytes arrive.
+    /// Relays one reply from this (backend) connection to `sink` as its bytes arrive.
     ///
     /// `scanner` finds the end of the reply and captures what routing needs; the bytes are forwarded
-    /// unchanged, re-framed for the client's transport.
+    /// unchanged, re-framed by the sink for the client's transport.
     ///
-    /// The backend's reply is always read to its end, even when the client fails midway (it closed, or
-    /// reset the connection): this connection then stays in step and reusable, which matters on
-    /// Hive/Spark, where closing the upstream connection that opened a session closes the session. The
-    /// client's failure is kept on `client` and returned by its next read or write; the result counts
-    /// the bytes that did reach the client. `Err` only for a backend failure.
-    pub async fn relay_reply(&mut self, client: &mut ThriftConn, scanner: &mut Scanner) -> Result<u64, RelayError> {
+    /// The deadlines are per side and per progress: the backend may not go quiet for
+    /// `backend_inactivity`, the client may not refuse bytes for `client_stall`; a long reply that keeps
+    /// moving is never cut. When the client fails (stalls, or goes away) the rest of the reply is still
+    /// read and dropped, so that this connection stays in step and reusable: on Hive/Spark, closing the
+    /// upstream connection that opened a session closes the session. `Err` only for a backend failure.
+    pub async fn relay_reply<S: ReplySink>(
+        &mut self,
+        sink: &mut S,
+        scanner: &mut Scanner,
+        deadlines: RelayDeadlines,
+    ) -> Result<Relayed, RelayError> {
         let mut forwarded = 0u64;
+        let mut client: Option<SinkError> = None;
         let backend = |error: ConnError, forwarded| RelayError { error, forwarded };
         loop {
             if !self.payload.is_empty() {
                 let n = scanner.feed(&self.payload).map_err(|e| backend(e.into(), forwarded))?;
                 if n > 0 {
                     let chunk = self.payload.split_to(n);
-                    if client.relay_write(&chunk).await {
-                        forwarded += n as u64;
+                    if client.is_none() {
+                        match sink.write_part(&chunk, deadlines.client_stall).await {
+                            Ok(()) => forwarded += n as u64,
+                            Err(e) => client = Some(e),
+                        }
                     }
                 }
                 if scanner.is_done() {
-                    if client.failed.is_none() {
-                        if let Err(e) = client.io.flush().await {
-                            client.failed = Some((e.kind(), e.to_string()));
-                        }
+                    if client.is_none() {
+                        client = sink.end_reply(deadlines.client_stall).await.err();
                     }
                     if self.has_buffered_bytes() {
                         return Err(backend(ConnError::TrailingBytes, forwarded));
                     }
-                    return Ok(forwarded);
+                    return Ok(Relayed { forwarded, client });
                 }
             }
-            match self.fill().await {
+            let limit = deadlines.backend_inactivity;
+            match self.fill_within(limit, ConnError::Stalled(limit)).await {
                 Ok(true) => {}
                 Ok(false) => return Err(backend(ConnError::Eof, forwarded)),
                 Err(e) => return Err(backend(e, forwarded)),
-            }
-        }
-    }
-
-    /// Writes part of a relayed reply unless an earlier part failed; false when it was not written.
-    async fn relay_write(&mut self, chunk: &[u8]) -> bool {
-        if self.failed.is_some() {
-            return false;
-        }
-        match self.write_chunk(chunk).await {
-            Ok(()) => true,
-            Err(e) => {
-                let (kind, text) = match e {
-                    ConnError::Io(e) => (e.kind(), e.to_string()),
-                    e => (io::ErrorKind::Other, e.to_string()),
-                };
-                self.failed = Some((kind, text));
-                false
             }
         }
     }
@@ -309,18 +424,113 @@ impl ThriftConn {
     }
 }
 
+/// A client's binary connection is a reply sink: parts go out with the connection's framing.
+impl ReplySink for ThriftConn {
+    async fn write_part(&mut self, bytes: &[u8], stall: Duration) -> Result<(), SinkError> {
+        self.write_chunk_within(bytes, Some(stall)).await
+    }
+
+    async fn end_reply(&mut self, stall: Duration) -> Result<(), SinkError> {
+        match tokio::time::timeout(stall, self.io.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(SinkError::Gone(e)),
+            Err(_) => Err(SinkError::Stalled(stall)),
+        }
+    }
+}
+
+/// Writes all of `buf`; with `stall`, each write must make progress within it (a slow reader that keeps
+/// reading is never cut off, whatever the size).
+async fn write_all_within(io: &mut Box<dyn Io>, mut buf: &[u8], stall: Option<Duration>) -> Result<(), SinkError> {
+    while !buf.is_empty() {
+        let written = match stall {
+            None => io.write(buf).await,
+            Some(limit) => match tokio::time::timeout(limit, io.write(buf)).await {
+                Ok(r) => r,
+                Err(_) => return Err(SinkError::Stalled(limit)),
+            },
+        };
+        match written {
+            Ok(0) => return Err(SinkError::Gone(io::ErrorKind::WriteZero.into())),
+            Ok(n) => buf = &buf[n..],
+            Err(e) => return Err(SinkError::Gone(e)),
+        }
+    }
+    Ok(())
+}
+
+/// The buffered-request budget shared by every client connection (`limits.max_buffered_request_bytes`).
+/// Each connection reads its first [`READ_CHUNK`] bytes of a request for free (it holds that buffer
+/// anyway); only requests larger than that take from the budget, so ordinary calls never touch it.
+#[derive(Debug)]
+pub struct RequestBudget {
+    semaphore: Arc<Semaphore>,
+    limit: u64,
+}
+
+/// Budget one connection holds for the request it is reading.
+#[derive(Debug, Default)]
+pub struct Reserved {
+    permit: Option<OwnedSemaphorePermit>,
+    bytes: u64,
+}
+
+impl RequestBudget {
+    pub fn new(limit: u64) -> RequestBudget {
+        let permits = usize::try_from(limit).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS);
+        RequestBudget { semaphore: Arc::new(Semaphore::new(permits)), limit }
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Bytes held by requests being read now.
+    pub fn in_use(&self) -> u64 {
+        let free = self.semaphore.available_permits() as u64;
+        self.limit.saturating_sub(free)
+    }
+
+    /// Makes `held` cover a request of `buffered` bytes; false when the budget cannot.
+    pub fn grow(&self, held: &mut Reserved, buffered: u64) -> bool {
+        let wanted = buffered.saturating_sub(READ_CHUNK as u64);
+        if wanted <= held.bytes {
+            return true;
+        }
+        let Ok(more) = u32::try_from(wanted - held.bytes) else { return false };
+        match self.semaphore.clone().try_acquire_many_owned(more) {
+            Ok(permit) => {
+                match held.permit.as_mut() {
+                    Some(p) => p.merge(permit),
+                    None => held.permit = Some(permit),
+                }
+                held.bytes = wanted;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::thrift::value::{encode_message, Struct, Value};
     use crate::thrift::{MessageHeader, MessageKind};
 
+    const DEADLINES: RelayDeadlines =
+        RelayDeadlines { backend_inactivity: Duration::from_secs(5), client_stall: Duration::from_millis(200) };
+
+    fn big_reply(bytes: usize) -> Vec<u8> {
+        let body = Struct::new().with(0, Value::Bytes(vec![7u8; bytes]));
+        encode_message(&MessageHeader::new("FetchResults", MessageKind::Reply, 1), &body)
+    }
+
     /// A client that goes away mid-reply: the backend's reply is still read to its end (its connection
-    /// stays usable), and the client's failure comes back on the client's next read.
+    /// stays usable), and the relay says the client failed.
     #[tokio::test]
     async fn a_failed_client_does_not_break_the_backend_connection() {
-        let body = Struct::new().with(0, Value::Bytes(vec![7u8; 300 * 1024]));
-        let reply = encode_message(&MessageHeader::new("FetchResults", MessageKind::Reply, 1), &body);
+        let reply = big_reply(300 * 1024);
         let (up_io, mut server) = tokio::io::duplex(16 * 1024);
         let (client_io, gone) = tokio::io::duplex(1024);
         drop(gone);
@@ -329,11 +539,88 @@ mod tests {
         let mut up = ThriftConn::new(Box::new(up_io), Framing::Unframed, 1 << 20);
         let mut client = ThriftConn::new(Box::new(client_io), Framing::Unframed, 1 << 20);
         let mut scanner = Scanner::new(Limits::REPLY, &[]);
-        let forwarded = up.relay_reply(&mut client, &mut scanner).await.expect("the backend side completed");
-        assert_eq!(forwarded, 0, "nothing reached the client");
+        let relayed = up.relay_reply(&mut client, &mut scanner, DEADLINES).await.expect("the backend side completed");
+        assert_eq!(relayed.forwarded, 0, "nothing reached the client");
+        assert!(matches!(relayed.client, Some(SinkError::Gone(_))));
         assert!(scanner.is_done() && !up.has_buffered_bytes(), "the whole reply was read, nothing more");
         let _server = writer.await.expect("join").expect("the backend wrote its whole reply");
-        assert!(client.read_message(Limits::REPLY).await.is_err(), "the client's failure is reported");
-        assert!(client.write_message(b"x").await.is_err());
+    }
+
+    /// A client that stops reading is found out by the client deadline, on paused time: the rest of the
+    /// reply is drained, and no backend deadline fires.
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_client_is_the_clients_fault() {
+        let reply = big_reply(1 << 20);
+        let (up_io, mut server) = tokio::io::duplex(64 * 1024);
+        let (client_io, _never_read) = tokio::io::duplex(1024);
+        let sent = reply.clone();
+        let writer = tokio::spawn(async move { server.write_all(&sent).await.map(|_| server) });
+        let mut up = ThriftConn::new(Box::new(up_io), Framing::Unframed, 1 << 20);
+        let mut client = ThriftConn::new(Box::new(client_io), Framing::Unframed, 1 << 20);
+        let mut scanner = Scanner::new(Limits::REPLY, &[]);
+        let relayed = up.relay_reply(&mut client, &mut scanner, DEADLINES).await.expect("backend side fine");
+        assert!(matches!(relayed.client, Some(SinkError::Stalled(d)) if d == DEADLINES.client_stall));
+        assert!(relayed.forwarded <= 64 * 1024, "only what the client's buffer took");
+        assert!(scanner.is_done());
+        let _ = writer.await.expect("join").expect("the backend wrote its whole reply");
+    }
+
+    /// A slow reader that keeps reading is never cut off, however long the whole reply takes.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_reader_that_keeps_reading_gets_everything() {
+        let reply = big_reply(256 * 1024);
+        let (up_io, mut server) = tokio::io::duplex(64 * 1024);
+        let (client_io, mut reader) = tokio::io::duplex(4 * 1024);
+        let sent = reply.clone();
+        let writer = tokio::spawn(async move { server.write_all(&sent).await.map(|_| server) });
+        let slow = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                // Slower than the whole-reply time would allow at once, faster than the stall deadline.
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                match reader.read(&mut buf).await {
+                    Ok(0) | Err(_) => return got,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        });
+        let mut up = ThriftConn::new(Box::new(up_io), Framing::Unframed, 1 << 20);
+        let mut client = ThriftConn::new(Box::new(client_io), Framing::Unframed, 1 << 20);
+        let mut scanner = Scanner::new(Limits::REPLY, &[]);
+        let relayed = up.relay_reply(&mut client, &mut scanner, DEADLINES).await.expect("backend side fine");
+        assert!(relayed.client.is_none(), "the client kept reading: {:?}", relayed.client);
+        drop(client);
+        assert_eq!(slow.await.unwrap(), reply);
+        let _ = writer.await.unwrap().unwrap();
+    }
+
+    /// A backend that goes quiet mid-reply fails the call on the backend's deadline.
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_backend_is_the_backends_fault() {
+        let reply = big_reply(100_000);
+        let (up_io, mut server) = tokio::io::duplex(1 << 20);
+        server.write_all(&reply[..1000]).await.unwrap();
+        let (client_io, _reader) = tokio::io::duplex(1 << 20);
+        let mut up = ThriftConn::new(Box::new(up_io), Framing::Unframed, 1 << 20);
+        let mut client = ThriftConn::new(Box::new(client_io), Framing::Unframed, 1 << 20);
+        let mut scanner = Scanner::new(Limits::REPLY, &[]);
+        let err = up.relay_reply(&mut client, &mut scanner, DEADLINES).await.unwrap_err();
+        assert!(matches!(err.error, ConnError::Stalled(d) if d == DEADLINES.backend_inactivity), "{err}");
+        assert_eq!(err.forwarded, 1000);
+        drop(server);
+    }
+
+    #[test]
+    fn the_budget_is_shared_and_requests_within_a_chunk_are_free() {
+        let budget = RequestBudget::new(1 << 20);
+        let (mut a, mut b) = (Reserved::default(), Reserved::default());
+        assert!(budget.grow(&mut a, READ_CHUNK as u64), "within the first chunk: free");
+        assert_eq!(budget.in_use(), 0);
+        assert!(budget.grow(&mut a, (READ_CHUNK + 800_000) as u64));
+        assert!(!budget.grow(&mut b, (READ_CHUNK + 300_000) as u64), "over the shared limit");
+        drop(a);
+        assert_eq!(budget.in_use(), 0, "released when the request is done");
+        assert!(budget.grow(&mut b, (READ_CHUNK + 300_000) as u64));
     }
 }

@@ -17,7 +17,7 @@ pub async fn start(mut config: Config) -> std::io::Result<(ProxyHandle, Vec<Mock
         config.backends.push(BackendConfig::new(&mock.local_addr().to_string()));
         mocks.push(mock);
     }
-    config.backend_transport = crate::config::BackendTransport::Nosasl;
+    config.backend_auth.transport = crate::config::BackendTransport::Nosasl;
     let handle = server::start(config).await?;
     Ok((handle, mocks))
 }

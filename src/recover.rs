@@ -1,96 +1,167 @@
-//! Finding the owner of a handle the proxy does not know: after a proxy restart, or for a session
-//! opened through another proxy instance. Each serving backend is asked, with a call that changes no
-//! state where the server allows it (see `backend::probe::holds_session`); the owner is remembered.
+//! Finding the owner of a handle the proxy does not know: after a proxy restart, or for a session opened
+//! through another proxy instance. Every serving backend is asked at once, with a call that changes no
+//! state where the server allows it (`backend::probe::holds_session`), and the whole lookup is bounded
+//! by `timeouts.recovery`, so one hung backend cannot hang calls.
 //!
-//! A handle nobody holds is remembered too, for a while, so that a client retrying a stale handle does
-//! not make the proxy ask every backend on every call.
+//! A misroute must be impossible, not unlikely: a handle that two backends claim is treated as unknown
+//! (one of them is answering for handles it does not hold), and a backend whose kind is not known yet is
+//! asked with the call that checks the handle on every kind of server.
+//!
+//! A handle that every backend answered "no" for is remembered for a while (`misses`), so that a client
+//! retrying a stale handle does not make the proxy ask every backend on every call.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use dashmap::DashMap;
+use tokio::task::JoinSet;
 
-use crate::backend::pool::Credentials;
-use crate::backend::probe;
-use crate::backend::Backend;
-use crate::hs2::handle::{Guid, HandleId};
-use crate::server::Proxy;
+use crate::backend::pool::{Checkout, Credentials};
+use crate::backend::{probe, Backend};
+use crate::dispatch::Caller;
+use crate::hs2::call::Request;
+use crate::hs2::handle::HandleId;
+use crate::proxy::Proxy;
+use crate::routing::{BackendId, Learned, NewSession, Route, SessionUsers};
 
-/// How long "no backend holds this handle" is remembered.
-const NEGATIVE_TTL: Duration = Duration::from_secs(30);
-/// Remembered negative answers at most; the cache is cleared when full (it only saves work).
-const NEGATIVE_MAX: usize = 10_000;
-
-#[derive(Default)]
-pub struct NegativeCache {
-    misses: DashMap<Guid, Instant>,
+/// What the lookup is for.
+#[derive(Clone, Copy)]
+enum Wanted {
+    Session(HandleId),
+    Operation(HandleId),
 }
 
-impl NegativeCache {
-    fn recently_missed(&self, guid: &Guid, now: Instant) -> bool {
-        self.misses.get(guid).is_some_and(|t| now.duration_since(*t) < NEGATIVE_TTL)
-    }
-
-    fn remember(&self, guid: Guid, now: Instant) {
-        if self.misses.len() >= NEGATIVE_MAX {
-            self.misses.clear();
+impl Wanted {
+    fn handle(&self) -> &HandleId {
+        match self {
+            Wanted::Session(h) | Wanted::Operation(h) => h,
         }
-        self.misses.insert(guid, now);
     }
 }
 
-/// Which backend holds `session`, asking each serving backend with the caller's credentials. On a hit
-/// the session is learned (owned by `user`) and its backend returned.
-pub async fn session_owner(
+/// One backend's answer: it holds the handle (the connection that asked, to pin), it does not, or it
+/// could not say.
+enum Answer {
+    Holds(Checkout),
+    Not,
+    Failed(String),
+}
+
+/// Where `req` goes when its handle is unknown here: the backend that holds it, now learned.
+pub async fn find(proxy: &Proxy, req: &Request, caller: &Caller) -> Option<Route> {
+    if let Some(s) = req.session {
+        let backend = owner(proxy, Wanted::Session(s), caller).await?;
+        return Some(Route::Pinned { backend, session: Some(s.guid) });
+    }
+    let op = req.operation?;
+    let backend = owner(proxy, Wanted::Operation(op), caller).await?;
+    Some(Route::Pinned { backend, session: None })
+}
+
+async fn owner(proxy: &Proxy, wanted: Wanted, caller: &Caller) -> Option<BackendId> {
+    let guid = wanted.handle().guid;
+    let now = Instant::now();
+    if proxy.misses().recently_missed(&guid, now) {
+        return None;
+    }
+    let serving: Vec<Arc<Backend>> = proxy.backends().into_iter().filter(|b| b.serving()).collect();
+    let asked = serving.len();
+    let mut asking = JoinSet::new();
+    for backend in serving {
+        let creds = caller.creds.clone();
+        asking.spawn(async move {
+            let answer = ask(&backend, wanted, &creds).await;
+            (backend, answer)
+        });
+    }
+    let deadline = proxy.config().timeouts.recovery;
+    let mut claims: Vec<(Arc<Backend>, Checkout)> = Vec::new();
+    let mut answered = 0;
+    let collect = async {
+        while let Some(joined) = asking.join_next().await {
+            let Ok((backend, answer)) = joined else { continue };
+            answered += 1;
+            match answer {
+                Answer::Holds(conn) => claims.push((backend, conn)),
+                Answer::Not => {}
+                Answer::Failed(e) => tracing::debug!(backend = %backend.addr, error = %e, "handle lookup failed"),
+            }
+        }
+    };
+    let complete = tokio::time::timeout(deadline, collect).await.is_ok();
+    // Lookups still running are abandoned here; their connections close (their state is unknown).
+    drop(asking);
+    decide(proxy, wanted, caller, claims, complete && answered == asked, now)
+}
+
+/// Learns the owner when exactly one backend claims the handle.
+fn decide(
     proxy: &Proxy,
-    session: &HandleId,
-    creds: &Credentials,
-    user: Option<&str>,
-) -> Option<Arc<Backend>> {
-    let now = Instant::now();
-    if proxy.negative.recently_missed(&session.guid, now) {
+    wanted: Wanted,
+    caller: &Caller,
+    mut claims: Vec<(Arc<Backend>, Checkout)>,
+    everyone_answered: bool,
+    now: Instant,
+) -> Option<BackendId> {
+    let guid = wanted.handle().guid;
+    if claims.len() > 1 {
+        let who: Vec<&str> = claims.iter().map(|(b, _)| b.addr.as_str()).collect();
+        tracing::warn!(handle = %guid, backends = ?who,
+            "several backends claim the same handle: treated as unknown (a server that does not check handles?)");
+        proxy.metrics().lookup("ambiguous");
+        claims.into_iter().for_each(|(_, conn)| conn.release());
         return None;
     }
-    for backend in proxy.backends.all().into_iter().filter(|b| b.serving()) {
-        let Ok(mut up) = backend.pool.checkout(creds).await else { continue };
-        match probe::holds_session(&mut up, session, backend.kind).await {
-            Ok(true) => {
-                let conn = up.id;
-                backend.pool.checkin(up);
-                proxy.routes.learn_session(*session, backend.clone(), user.map(str::to_string), conn);
-                tracing::info!(session = %session.guid, backend = %backend.addr, "session owner found by asking the backends");
-                return Some(backend);
-            }
-            Ok(false) => backend.pool.checkin(up),
-            Err(e) => {
-                tracing::debug!(backend = %backend.addr, error = %e, "session lookup failed");
-                backend.pool.discard(up);
-            }
+    let Some((backend, conn)) = claims.pop() else {
+        // Only a lookup every backend answered proves the handle is nowhere.
+        if everyone_answered {
+            proxy.misses().remember(guid, now);
+            proxy.metrics().lookup("missed");
+        } else {
+            proxy.metrics().lookup("timed_out");
+        }
+        return None;
+    };
+    match wanted {
+        Wanted::Session(handle) => {
+            let users =
+                SessionUsers { owner: caller.identity.clone(), user: caller.identity.clone(), effective_user: None };
+            proxy.learn_session(NewSession {
+                handle,
+                backend: backend.id,
+                users,
+                conn: Some(conn.id()),
+                learned: Learned::Recovered,
+                client: None,
+            });
+            tracing::info!(session = %guid, backend = %backend.addr, "session owner found by asking the backends");
+        }
+        Wanted::Operation(handle) => {
+            proxy.learn_orphan_operation(handle, backend.id);
+            tracing::info!(operation = %guid, backend = %backend.addr, "operation owner found by asking the backends");
         }
     }
-    proxy.negative.remember(session.guid, now);
-    None
+    proxy.metrics().lookup("found");
+    conn.release();
+    Some(backend.id)
 }
 
-/// Which backend holds `operation` (GetOperationStatus); on a hit the operation is learned.
-pub async fn operation_owner(proxy: &Proxy, operation: &HandleId, creds: &Credentials) -> Option<Arc<Backend>> {
-    let now = Instant::now();
-    if proxy.negative.recently_missed(&operation.guid, now) {
-        return None;
-    }
-    for backend in proxy.backends.all().into_iter().filter(|b| b.serving()) {
-        let Ok(mut up) = backend.pool.checkout(creds).await else { continue };
-        match probe::holds_operation(&mut up, operation).await {
-            Ok(true) => {
-                backend.pool.checkin(up);
-                proxy.routes.learn_orphan_operation(operation.guid, backend.clone());
-                tracing::info!(operation = %operation.guid, backend = %backend.addr, "operation owner found by asking the backends");
-                return Some(backend);
-            }
-            Ok(false) => backend.pool.checkin(up),
-            Err(_) => backend.pool.discard(up),
+/// Asks one backend, on a pooled connection of the caller's credentials.
+async fn ask(backend: &Backend, wanted: Wanted, creds: &Credentials) -> Answer {
+    let mut conn = match backend.pool.checkout(creds).await {
+        Ok(c) => c,
+        Err(e) => return Answer::Failed(e.to_string()),
+    };
+    let held = match wanted {
+        Wanted::Session(s) => probe::holds_session(conn.conn(), &s, backend.kind()).await,
+        Wanted::Operation(op) => probe::holds_operation(conn.conn(), &op).await,
+    };
+    match held {
+        Ok(true) => Answer::Holds(conn),
+        Ok(false) => {
+            conn.release();
+            Answer::Not
         }
+        // The connection's state is unknown: dropping the checkout closes it.
+        Err(e) => Answer::Failed(e),
     }
-    proxy.negative.remember(operation.guid, now);
-    None
 }

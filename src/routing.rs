@@ -1,26 +1,31 @@
-//! The session and operation tables: which backend holds each handle. No I/O.
+//! The session and operation tables: which backend holds each handle. No I/O, no pools: backends are
+//! ids, and what a change means for an upstream connection (keep it open while its session lives) comes
+//! back as a [`PoolIntent`] for the caller to apply.
 //!
 //! Entries are learned from replies (a new session from OpenSession, a new operation from
-//! ExecuteStatement and the metadata calls) and forgotten on a successful Close*, on errors that say
-//! the server no longer has them, and when no client has used a session for the grace period. Every
-//! removal goes through [`Routes::forget_session`] or [`Routes::forget_operation`], which keep the
-//! per-backend counts and pool pins right.
+//! ExecuteStatement and the metadata calls) or by asking the backends (`recover`), and forgotten on a
+//! successful close, on errors that say the server no longer has them, when their backend goes down,
+//! and when no client has used a session for the grace period. Every removal goes through
+//! [`Routes::forget_session`] or [`Routes::forget_operation`], which keep the per-backend counts right.
+//!
+//! Every handle is checked in full: a session's secret must match, and so must an operation's (learned
+//! with the operation; Impala's equal their session's, Hive's are their own).
 //!
 //! `DashMap` because every client connection task reads these tables on every call; no `Ref` is ever
-//! held across an `.await` (callers copy what they need out).
+//! held across an `.await` (callers copy what they need out, and nothing here is async).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use dashmap::DashMap;
 
-use crate::backend::Backend;
 use crate::hs2::call::Request;
 use crate::hs2::handle::{Guid, HandleId, Secret};
 use crate::hs2::reply;
+
+/// A backend, as the tables know it (`backend::Backend::id`: unique for the process's life).
+pub type BackendId = u64;
 
 /// Error texts that mean the server no longer has the session (Impala's, Hive's, Spark's).
 pub const SESSION_GONE: &[&str] = &[
@@ -38,14 +43,37 @@ pub const STATEMENT_CHARS: usize = 200;
 /// (and the count in `attached`).
 const MAX_CLIENT_ADDRS: usize = 16;
 
-pub struct SessionEntry {
-    pub backend: Arc<Backend>,
-    secret: Secret,
-    /// The SASL user that opened it; `None` on unauthenticated connections.
+/// Who a session belongs to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionUsers {
+    /// The identity the client authenticated as (SASL, HTTP, Kerberos): only it may use the session.
+    /// `None` on unauthenticated connections, where anyone may (as impalad allows).
+    pub owner: Option<String>,
+    /// The user, as impalad sees it: `owner`, else OpenSession's `username`.
     pub user: Option<String>,
-    /// The upstream connection that carried OpenSession, pinned while the session lives.
-    pub pinned_conn: u64,
-    pub opened_at: SystemTime,
+    /// The delegated user (`impala.doas.user`, `hive.server2.proxy.user`), else `user`.
+    pub effective_user: Option<String>,
+}
+
+/// How the proxy came to know a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Learned {
+    /// Its OpenSession went through this proxy.
+    Opened,
+    /// A client used it and a backend said it holds it (opened through another instance, or before a
+    /// restart).
+    Recovered,
+}
+
+pub struct SessionEntry {
+    pub backend: BackendId,
+    secret: Secret,
+    pub users: SessionUsers,
+    /// The upstream connection that carried OpenSession (or the lookup), pinned while the session lives.
+    pub pinned_conn: Option<u64>,
+    pub learned: Learned,
+    /// When the proxy learned it: opened, or found by asking.
+    pub learned_at: SystemTime,
     pub last_used: Instant,
     /// Client connections that have used the session and are still open.
     pub attached: u32,
@@ -61,31 +89,52 @@ pub struct SessionEntry {
 }
 
 impl SessionEntry {
-    /// The secret, for the proxy's own calls on the session (clean-up). Never logged.
+    /// The handle, for the proxy's own calls on the session (clean-up, operator actions). Never logged.
     pub fn handle(&self, guid: Guid) -> HandleId {
         HandleId { guid, secret: self.secret }
+    }
+
+    /// What forgetting this session means for its pinned upstream connection.
+    pub fn unpin(&self) -> Option<PoolIntent> {
+        self.pinned_conn.map(|conn| PoolIntent::Unpin { backend: self.backend, conn })
     }
 }
 
 #[derive(Clone)]
-pub struct OperationEntry {
+struct OperationEntry {
     /// `None` for an operation found by asking the backends, whose session the proxy does not know.
-    pub session: Option<Guid>,
-    pub backend: Arc<Backend>,
-    /// The operation's own secret when the proxy saw it (Hive gives operations their own; Impala's
-    /// equal their session's). Never logged.
-    secret: Option<Secret>,
+    session: Option<Guid>,
+    backend: BackendId,
+    /// The operation's secret: calls on it must carry exactly this. Never logged.
+    secret: Secret,
+}
+
+/// What the caller must do to a backend's pool after a table change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolIntent {
+    /// Keep this upstream connection open while the session it opened lives.
+    Pin { backend: BackendId, conn: u64 },
+    /// The session is gone: the connection may close like any other.
+    Unpin { backend: BackendId, conn: u64 },
+}
+
+/// Live sessions and operations routed to one backend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Load {
+    pub sessions: u64,
+    pub operations: u64,
 }
 
 /// What the operator view shows of a session: never its secret.
 #[derive(Clone, Debug)]
 pub struct SessionView {
     pub id: Guid,
-    pub backend: String,
-    pub user: Option<String>,
+    pub backend: BackendId,
+    pub users: SessionUsers,
+    pub learned: Learned,
+    pub learned_at: SystemTime,
     pub clients: Vec<SocketAddr>,
     pub attached: u32,
-    pub opened_at: SystemTime,
     /// How long ago a call last used the session.
     pub idle: Duration,
     pub operations: Vec<Guid>,
@@ -96,20 +145,19 @@ pub struct SessionView {
 
 /// Where the proxy's own call on an operation goes (the operator's cancel).
 pub struct OperationTarget {
-    pub backend: Arc<Backend>,
-    /// The handle to send; `None` when the proxy knows neither its secret nor its session's.
-    pub handle: Option<HandleId>,
-    /// The user of its session (whose upstream connections may carry the call).
-    pub user: Option<String>,
+    pub backend: BackendId,
+    pub handle: HandleId,
+    /// The owner of its session (whose upstream connections may carry the call).
+    pub owner: Option<String>,
 }
 
 /// Where a request goes.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Route {
     /// OpenSession: the balancer chooses.
     NewSession,
     /// A handle the proxy knows. `session` is `None` for an operation recovered without its session.
-    Pinned { backend: Arc<Backend>, session: Option<Guid> },
+    Pinned { backend: BackendId, session: Option<Guid> },
     /// No handle to route by (an unknown method): any backend will do.
     Anywhere,
     /// The proxy cannot route it; the client gets an error reply.
@@ -126,6 +174,8 @@ pub enum Reject {
         owner: Option<String>,
         caller: Option<String>,
     },
+    /// A known operation with the wrong secret: answered like an unknown operation.
+    WrongSecret(Guid),
 }
 
 impl Reject {
@@ -133,9 +183,27 @@ impl Reject {
     pub fn client_text(&self) -> String {
         match self {
             Reject::UnknownSession(g) | Reject::WrongUser { session: g, .. } => reply::invalid_session_text(g),
-            Reject::UnknownOperation(g) => reply::invalid_query_text(g),
+            Reject::UnknownOperation(g) | Reject::WrongSecret(g) => reply::invalid_query_text(g),
         }
     }
+
+    /// True when asking the backends might find the handle (it is unknown here, not refused).
+    pub fn may_recover(&self) -> bool {
+        matches!(self, Reject::UnknownSession(_) | Reject::UnknownOperation(_))
+    }
+}
+
+/// A session the proxy just learned.
+pub struct NewSession {
+    pub handle: HandleId,
+    pub backend: BackendId,
+    pub users: SessionUsers,
+    /// The upstream connection to pin (`None` when the backend keeps sessions without it).
+    pub conn: Option<u64>,
+    pub learned: Learned,
+    /// The client connection that opened it, attached at once; `None` for a session found by asking,
+    /// which the connection that asked attaches like any other use.
+    pub client: Option<SocketAddr>,
 }
 
 #[derive(Default)]
@@ -145,6 +213,7 @@ pub struct Routes {
     /// Session secret -> session guid: Impala gives an operation its session's secret, which finds the
     /// session of an operation the proxy never saw (opened through another proxy, or before a restart).
     by_secret: DashMap<[u8; 16], Guid>,
+    loads: DashMap<BackendId, Load>,
 }
 
 impl Routes {
@@ -154,25 +223,33 @@ impl Routes {
 
     /// Decides where `req` goes for a client authenticated as `caller`.
     pub fn route(&self, req: &Request, caller: Option<&str>) -> Route {
-        if req.name() == "OpenSession" {
+        if req.opens_session() {
             return Route::NewSession;
         }
         if let Some(s) = req.session {
             return self.route_session(&s, caller);
         }
         if let Some(op) = req.operation {
-            let known = self.operations.get(&op.guid).map(|o| (o.session, o.backend.clone()));
-            if let Some((None, backend)) = known {
-                return Route::Pinned { backend, session: None };
-            }
-            let owner = known.and_then(|(s, _)| s);
-            let session = owner.or_else(|| self.by_secret.get(&op.secret.0).map(|g| *g));
-            return match session.and_then(|g| self.sessions.get(&g).map(|e| e.handle(g))) {
-                Some(handle) => self.route_session(&handle, caller),
-                None => Route::Reject(Reject::UnknownOperation(op.guid)),
-            };
+            return self.route_operation(&op, caller);
         }
         Route::Anywhere
+    }
+
+    fn route_operation(&self, op: &HandleId, caller: Option<&str>) -> Route {
+        let known = self.operations.get(&op.guid).map(|o| o.clone());
+        let session = match known {
+            Some(o) if o.secret != op.secret => return Route::Reject(Reject::WrongSecret(op.guid)),
+            Some(OperationEntry { session: None, backend, .. }) => {
+                return Route::Pinned { backend, session: None };
+            }
+            Some(OperationEntry { session: Some(g), .. }) => Some(g),
+            // Never seen, but Impala's rule finds its session by the shared secret.
+            None => self.by_secret.get(&op.secret.0).map(|g| *g),
+        };
+        match session.and_then(|g| self.sessions.get(&g).map(|e| e.handle(g))) {
+            Some(handle) => self.route_session(&handle, caller),
+            None => Route::Reject(Reject::UnknownOperation(op.guid)),
+        }
     }
 
     fn route_session(&self, s: &HandleId, caller: Option<&str>) -> Route {
@@ -182,151 +259,142 @@ impl Routes {
         if entry.secret != s.secret {
             return Route::Reject(Reject::UnknownSession(s.guid));
         }
-        if entry.user.as_deref() != caller {
-            let owner = entry.user.clone();
+        if entry.users.owner.as_deref() != caller {
+            let owner = entry.users.owner.clone();
             return Route::Reject(Reject::WrongUser { session: s.guid, owner, caller: caller.map(str::to_string) });
         }
-        Route::Pinned { backend: entry.backend.clone(), session: Some(s.guid) }
+        Route::Pinned { backend: entry.backend, session: Some(s.guid) }
     }
 
-    /// Records a session the backend just opened; the opening client connection is attached.
-    pub fn learn_session(&self, id: HandleId, backend: Arc<Backend>, user: Option<String>, pinned_conn: u64) {
-        backend.sessions.fetch_add(1, Ordering::Relaxed);
-        backend.pool.pin(pinned_conn);
+    /// Records a session; the client connection that opened (or used) it is attached.
+    pub fn learn_session(&self, s: NewSession) -> Option<PoolIntent> {
         let now = Instant::now();
         let entry = SessionEntry {
-            backend,
-            secret: id.secret,
-            user,
-            pinned_conn,
-            opened_at: SystemTime::now(),
+            backend: s.backend,
+            secret: s.handle.secret,
+            users: s.users,
+            pinned_conn: s.conn,
+            learned: s.learned,
+            learned_at: SystemTime::now(),
             last_used: now,
-            attached: 1,
-            detached_since: None,
+            attached: u32::from(s.client.is_some()),
+            detached_since: s.client.is_none().then_some(now),
             operations: HashSet::new(),
             last_statement: None,
             statement_op: None,
-            clients: Vec::new(),
+            clients: s.client.into_iter().collect(),
         };
-        self.by_secret.insert(id.secret.0, id.guid);
-        if let Some(old) = self.sessions.insert(id.guid, entry) {
+        let pin = s.conn.map(|conn| PoolIntent::Pin { backend: s.backend, conn });
+        self.by_secret.insert(s.handle.secret.0, s.handle.guid);
+        self.loads.entry(s.backend).or_default().sessions += 1;
+        if let Some(old) = self.sessions.insert(s.handle.guid, entry) {
             // A guid collision is astronomically unlikely; keep the counts right anyway.
-            release(&old);
+            self.count_session_gone(&old);
         }
+        pin
     }
 
-    /// Records an operation created in `session`.
-    pub fn learn_operation(&self, op: Guid, session: Guid) {
+    /// Records an operation created in `session`, with the statement that created it.
+    pub fn learn_operation(&self, op: HandleId, session: Guid, statement: Option<&str>) {
         let Some(mut entry) = self.sessions.get_mut(&session) else { return };
-        if !entry.operations.insert(op) {
+        if !entry.operations.insert(op.guid) {
             return;
         }
-        let backend = entry.backend.clone();
+        if let Some(text) = statement {
+            entry.last_statement = Some(text.chars().take(STATEMENT_CHARS).collect());
+            entry.statement_op = Some(op.guid);
+        }
+        let backend = entry.backend;
         drop(entry);
-        backend.operations.fetch_add(1, Ordering::Relaxed);
-        self.operations.insert(op, OperationEntry { session: Some(session), backend, secret: None });
-    }
-
-    /// Records an operation created in `session` with its secret, and the statement that created it.
-    pub fn learn_operation_handle(&self, op: HandleId, session: Guid, statement: Option<&str>) {
-        self.learn_operation(op.guid, session);
-        if let Some(mut o) = self.operations.get_mut(&op.guid) {
-            o.secret = Some(op.secret);
-        }
-        if let (Some(text), Some(mut e)) = (statement, self.sessions.get_mut(&session)) {
-            e.last_statement = Some(text.chars().take(STATEMENT_CHARS).collect());
-            e.statement_op = Some(op.guid);
-        }
+        self.loads.entry(backend).or_default().operations += 1;
+        self.operations.insert(op.guid, OperationEntry { session: Some(session), backend, secret: op.secret });
     }
 
     /// Records an operation a backend said it holds, whose session the proxy does not know.
-    pub fn learn_orphan_operation(&self, op: Guid, backend: Arc<Backend>) {
-        backend.operations.fetch_add(1, Ordering::Relaxed);
-        if let Some(old) = self.operations.insert(op, OperationEntry { session: None, backend, secret: None }) {
-            old.backend.operations.fetch_sub(1, Ordering::Relaxed);
+    pub fn learn_orphan_operation(&self, op: HandleId, backend: BackendId) {
+        self.loads.entry(backend).or_default().operations += 1;
+        let entry = OperationEntry { session: None, backend, secret: op.secret };
+        if let Some(old) = self.operations.insert(op.guid, entry) {
+            self.count_operation_gone(old.backend);
         }
     }
 
-    /// Forgets a session and its operations; returns it when it was known.
+    /// Forgets a session and its operations; returns it when it was known (apply its `unpin`).
     pub fn forget_session(&self, guid: &Guid) -> Option<SessionEntry> {
         let (_, entry) = self.sessions.remove(guid)?;
         for op in &entry.operations {
             if self.operations.remove(op).is_some() {
-                entry.backend.operations.fetch_sub(1, Ordering::Relaxed);
+                self.count_operation_gone(entry.backend);
             }
         }
         self.by_secret.remove_if(&entry.secret.0, |_, g| g == guid);
-        release(&entry);
+        self.count_session_gone(&entry);
         Some(entry)
     }
 
     pub fn forget_operation(&self, op: &Guid) {
         if let Some((_, o)) = self.operations.remove(op) {
-            o.backend.operations.fetch_sub(1, Ordering::Relaxed);
+            self.count_operation_gone(o.backend);
             if let Some(mut s) = o.session.and_then(|g| self.sessions.get_mut(&g)) {
                 s.operations.remove(op);
             }
         }
     }
 
-    /// Forgets every session and operation on backend `id` (it went down); returns each dropped session
-    /// with its user (for the log).
-    pub fn forget_backend_sessions(&self, id: u64) -> Vec<(Guid, Option<String>)> {
-        let doomed: Vec<Guid> = self.sessions.iter().filter(|e| e.backend.id == id).map(|e| *e.key()).collect();
-        let orphans: Vec<Guid> =
-            self.operations.iter().filter(|o| o.session.is_none() && o.backend.id == id).map(|o| *o.key()).collect();
-        orphans.iter().for_each(|op| self.forget_operation(op));
-        doomed.iter().filter_map(|g| self.forget_session(g).map(|e| (*g, e.user))).collect()
+    fn count_session_gone(&self, entry: &SessionEntry) {
+        if let Some(mut l) = self.loads.get_mut(&entry.backend) {
+            l.sessions = l.sessions.saturating_sub(1);
+        }
     }
 
-    /// Marks that a client connection uses `session` (once per connection).
-    pub fn attach(&self, session: &Guid) {
+    fn count_operation_gone(&self, backend: BackendId) {
+        if let Some(mut l) = self.loads.get_mut(&backend) {
+            l.operations = l.operations.saturating_sub(1);
+        }
+    }
+
+    /// Forgets every session and operation on `backend` (it went down); returns the dropped sessions.
+    pub fn forget_backend(&self, backend: BackendId) -> Vec<(Guid, SessionEntry)> {
+        let doomed: Vec<Guid> = self.sessions.iter().filter(|e| e.backend == backend).map(|e| *e.key()).collect();
+        let orphans: Vec<Guid> =
+            self.operations.iter().filter(|o| o.session.is_none() && o.backend == backend).map(|o| *o.key()).collect();
+        orphans.iter().for_each(|op| self.forget_operation(op));
+        doomed.into_iter().filter_map(|g| self.forget_session(&g).map(|e| (g, e))).collect()
+    }
+
+    /// A client connection from `peer` uses `session` for the first time: attached until it closes.
+    pub fn attach(&self, session: &Guid, peer: SocketAddr) {
         if let Some(mut e) = self.sessions.get_mut(session) {
             e.attached += 1;
             e.detached_since = None;
-        }
-    }
-
-    /// A client connection that used `session` closed.
-    pub fn detach(&self, session: &Guid, now: Instant) {
-        if let Some(mut e) = self.sessions.get_mut(session) {
-            e.attached = e.attached.saturating_sub(1);
-            if e.attached == 0 {
-                e.detached_since = Some(now);
-            }
-        }
-    }
-
-    /// Remembers that a client connection from `peer` uses `session` (call once per connection).
-    pub fn note_client(&self, session: &Guid, peer: SocketAddr) {
-        if let Some(mut e) = self.sessions.get_mut(session) {
             if e.clients.len() < MAX_CLIENT_ADDRS {
                 e.clients.push(peer);
             }
         }
     }
 
-    /// The connection from `peer` that used `session` closed.
-    pub fn drop_client(&self, session: &Guid, peer: SocketAddr) {
+    /// A client connection from `peer` that used `session` closed.
+    pub fn detach(&self, session: &Guid, peer: SocketAddr, now: Instant) {
         if let Some(mut e) = self.sessions.get_mut(session) {
+            e.attached = e.attached.saturating_sub(1);
+            if e.attached == 0 {
+                e.detached_since = Some(now);
+            }
             if let Some(i) = e.clients.iter().position(|c| *c == peer) {
                 e.clients.swap_remove(i);
             }
         }
     }
 
-    /// Notes a call on `session`, with the statement when it is one.
-    pub fn touch(&self, session: &Guid, statement: Option<&str>) {
+    /// Notes a call on `session`.
+    pub fn touch(&self, session: &Guid) {
         if let Some(mut e) = self.sessions.get_mut(session) {
             e.last_used = Instant::now();
-            if let Some(s) = statement {
-                e.last_statement = Some(s.chars().take(200).collect());
-            }
         }
     }
 
     /// Sessions no client connection has used for `grace` after the last one closed.
-    pub fn abandoned(&self, now: Instant, grace: std::time::Duration) -> Vec<Guid> {
+    pub fn abandoned(&self, now: Instant, grace: Duration) -> Vec<Guid> {
         self.sessions
             .iter()
             .filter(|e| e.attached == 0 && e.detached_since.is_some_and(|t| now.duration_since(t) >= grace))
@@ -335,25 +403,25 @@ impl Routes {
     }
 
     /// Applies an error text from a backend: drops what the server says it no longer has.
-    /// Returns true when something was dropped.
-    pub fn forget_on_error(&self, req: &Request, error: &str) -> bool {
+    /// Returns the forgotten session, if that was it, and whether anything was dropped.
+    pub fn forget_on_error(&self, req: &Request, error: &str) -> (Option<SessionEntry>, bool) {
         if SESSION_GONE.iter().any(|p| error.contains(p)) {
             let session = req.session.map(|s| s.guid).or_else(|| {
                 let op = req.operation?;
                 self.operations.get(&op.guid).and_then(|o| o.session)
             });
-            if let Some(g) = session {
-                return self.forget_session(&g).is_some();
+            if let Some(entry) = session.and_then(|g| self.forget_session(&g)) {
+                return (Some(entry), true);
             }
         }
         if OPERATION_GONE.iter().any(|p| error.contains(p)) {
             if let Some(op) = req.operation {
                 let known = self.operations.contains_key(&op.guid);
                 self.forget_operation(&op.guid);
-                return known;
+                return (None, known);
             }
         }
-        false
+        (None, false)
     }
 
     pub fn session_count(&self) -> usize {
@@ -364,45 +432,28 @@ impl Routes {
         self.operations.len()
     }
 
-    /// Runs `f` on a session entry (for the operator view and tests).
+    /// Live sessions and operations on `backend`.
+    pub fn load(&self, backend: BackendId) -> Load {
+        self.loads.get(&backend).map(|l| *l).unwrap_or_default()
+    }
+
+    /// Runs `f` on a session entry.
     pub fn with_session<T>(&self, guid: &Guid, f: impl FnOnce(&SessionEntry) -> T) -> Option<T> {
         self.sessions.get(guid).map(|e| f(&e))
     }
 
     /// Every session as the operator view shows it, oldest first.
     pub fn snapshot(&self, now: Instant) -> Vec<SessionView> {
-        let mut out: Vec<SessionView> = self
-            .sessions
-            .iter()
-            .map(|e| {
-                let mut operations: Vec<Guid> = e.operations.iter().copied().collect();
-                operations.sort();
-                SessionView {
-                    id: *e.key(),
-                    backend: e.backend.addr.clone(),
-                    user: e.user.clone(),
-                    clients: e.clients.clone(),
-                    attached: e.attached,
-                    opened_at: e.opened_at,
-                    idle: now.saturating_duration_since(e.last_used),
-                    statement_running: e.statement_op.is_some_and(|op| e.operations.contains(&op)),
-                    last_statement: e.last_statement.clone(),
-                    operations,
-                }
-            })
-            .collect();
-        out.sort_by(|a, b| a.opened_at.cmp(&b.opened_at).then(a.id.cmp(&b.id)));
+        let mut out: Vec<SessionView> = self.sessions.iter().map(|e| view(*e.key(), &e, now)).collect();
+        out.sort_by(|a, b| a.learned_at.cmp(&b.learned_at).then(a.id.cmp(&b.id)));
         out
     }
 
     /// Where a call on operation `op` goes, and with which handle.
     pub fn operation_target(&self, op: &Guid) -> Option<OperationTarget> {
-        let (session, backend, secret) = self.operations.get(op).map(|o| (o.session, o.backend.clone(), o.secret))?;
-        let owner = session.and_then(|g| self.sessions.get(&g).map(|e| (e.secret, e.user.clone())));
-        // Impala gives an operation its session's secret.
-        let secret = secret.or(owner.as_ref().map(|(s, _)| *s));
-        let handle = secret.map(|secret| HandleId { guid: *op, secret });
-        Some(OperationTarget { backend, handle, user: owner.and_then(|(_, u)| u) })
+        let o = self.operations.get(op).map(|o| o.clone())?;
+        let owner = o.session.and_then(|g| self.sessions.get(&g).map(|e| e.users.owner.clone())).flatten();
+        Some(OperationTarget { backend: o.backend, handle: HandleId { guid: *op, secret: o.secret }, owner })
     }
 
     /// Guids of all sessions.
@@ -411,9 +462,22 @@ impl Routes {
     }
 }
 
-fn release(entry: &SessionEntry) {
-    entry.backend.sessions.fetch_sub(1, Ordering::Relaxed);
-    entry.backend.pool.unpin(entry.pinned_conn);
+fn view(id: Guid, e: &SessionEntry, now: Instant) -> SessionView {
+    let mut operations: Vec<Guid> = e.operations.iter().copied().collect();
+    operations.sort();
+    SessionView {
+        id,
+        backend: e.backend,
+        users: e.users.clone(),
+        learned: e.learned,
+        learned_at: e.learned_at,
+        clients: e.clients.clone(),
+        attached: e.attached,
+        idle: now.saturating_duration_since(e.last_used),
+        statement_running: e.statement_op.is_some_and(|op| e.operations.contains(&op)),
+        last_statement: e.last_statement.clone(),
+        operations,
+    }
 }
 
 #[cfg(test)]

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use common::*;
 use hs2_proxy::admin::api::{BackendJson, BackendsJson, SessionsJson};
-use hs2_proxy::admin::metrics::{backend_series, sample};
 use hs2_proxy::cli_admin::http;
 use hs2_proxy::config::{AdminToken, BackendTransport, Config};
 use hs2_proxy::hs2client::wire::op_state;
 use hs2_proxy::hs2client::ClientAuth;
+use hs2_proxy::metrics::{backend_series, sample};
 use hs2_proxy::mock::{MockAuth, MockImpalad};
 use hs2_proxy::server::ProxyHandle;
 use serde::de::DeserializeOwned;
@@ -31,7 +31,7 @@ fn admin(proxy: &ProxyHandle) -> String {
 
 /// A request with the proxy's own token, if it has one.
 async fn call(proxy: &ProxyHandle, method: &str, path: &str) -> (u16, String) {
-    let token = proxy.proxy.config.admin.token.as_ref().map(|t| t.0.as_str());
+    let token = proxy.proxy.config().admin.token.as_ref().map(|t| t.0.as_str());
     http(&admin(proxy), method, path, token).await.expect("the admin API answers")
 }
 
@@ -182,7 +182,7 @@ async fn the_operator_closes_sessions_and_cancels_queries_on_the_impalad() {
 
     let (status, body) = call(&proxy, "POST", &format!("/api/operations/{}/cancel", query.id.guid.impala_id())).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(alice.operation_status(&query).await.unwrap().0, op_state::CANCELED);
+    assert_eq!(alice.operation_status(&query).await.unwrap().0, op_state::CANCELED_STATE);
 
     let owner = mocks.iter().find(|m| m.has_session(&b.guid)).unwrap();
     let (status, body) = call(&proxy, "POST", &format!("/api/sessions/{}/close", b.guid.impala_id())).await;
@@ -227,7 +227,7 @@ async fn the_token_is_enforced_and_health_checks_stay_open() {
 }
 
 fn backend_state(proxy: &ProxyHandle, addr: &str) -> String {
-    proxy.proxy.backends.find(addr).expect("backend").health().admin.to_string()
+    proxy.proxy.find_backend(addr).expect("backend").health().admin.to_string()
 }
 
 /// Runs the built binary with `args`; returns (exit code, stdout, stderr).

@@ -86,7 +86,7 @@ async fn a_backend_dropping_mid_reply_fails_only_that_call() {
 #[tokio::test]
 async fn an_oversized_request_is_refused_and_nothing_else_harmed() {
     let mocks = mocks(1, MockAuth::NoSasl).await;
-    let proxy = proxy(&mocks, BackendTransport::Nosasl, |c| c.request_limits.max_message_bytes = 4096).await;
+    let proxy = proxy(&mocks, BackendTransport::Nosasl, |c| c.limits.request.max_message_bytes = 4096).await;
     let mut other = connect(&proxy, &ClientAuth::NoSasl).await;
     let s2 = other.open_session(None, &[]).await.unwrap();
     let mut c = connect(&proxy, &ClientAuth::NoSasl).await;
@@ -150,8 +150,8 @@ async fn a_full_pool_gives_a_clear_error_after_the_wait() {
 async fn abandoned_sessions_are_closed_upstream_after_the_grace_period() {
     let mocks = mocks(1, MockAuth::NoSasl).await;
     let proxy = proxy(&mocks, BackendTransport::Nosasl, |c| {
-        c.disconnected_grace = Duration::from_millis(300);
-        c.reap_interval = Duration::from_millis(50);
+        c.sessions.disconnected_grace = Duration::from_millis(300);
+        c.sessions.reap_interval = Duration::from_millis(50);
     })
     .await;
     let mut c = connect(&proxy, &ClientAuth::NoSasl).await;
@@ -160,7 +160,7 @@ async fn abandoned_sessions_are_closed_upstream_after_the_grace_period() {
     let m = mocks[0].clone();
     eventually("the abandoned session is closed upstream", || !m.has_session(&abandoned.guid)).await;
     assert!(mocks[0].has_session(&kept.guid), "a session whose connection is open stays");
-    assert_eq!(proxy.proxy.routes.session_count(), 1);
+    assert_eq!(proxy.proxy.session_count(), 1);
     assert!(mocks[0].calls("CloseSession") >= 1);
 }
 

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -24,7 +23,7 @@ fn fast_health(c: &mut Config) {
 }
 
 fn state(proxy: &ProxyHandle, addr: &str) -> Observed {
-    proxy.proxy.backends.find(addr).expect("backend").health().observed
+    proxy.proxy.find_backend(addr).expect("backend").health().observed
 }
 
 async fn wait_state(proxy: &ProxyHandle, addr: &str, want: Observed) -> Duration {
@@ -70,7 +69,7 @@ async fn a_dead_backend_fails_its_sessions_over_and_gets_no_new_ones() {
         let s = c.open_session(None, &[]).await.unwrap();
         assert!(!mocks[0].has_session(&s.guid) && mocks[1..].iter().any(|m| m.has_session(&s.guid)));
     }
-    assert_eq!(proxy.proxy.backends.find(&dead).unwrap().sessions.load(Ordering::Relaxed), 0);
+    assert_eq!(proxy.proxy.find_backend(&dead).map(|b| proxy.proxy.load(b.id).sessions).unwrap(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,8 +189,8 @@ async fn sessions_survive_a_proxy_restart() {
         recovered += 1;
     }
     println!("sessions recovered after a proxy restart: {recovered} of {}", work.len());
-    assert_eq!(second.proxy.routes.session_count(), 20);
-    let counts: Vec<u64> = second.proxy.backends.all().iter().map(|b| b.sessions.load(Ordering::Relaxed)).collect();
+    assert_eq!(second.proxy.session_count(), 20);
+    let counts: Vec<u64> = second.proxy.backends().iter().map(|b| second.proxy.load(b.id).sessions).collect();
     assert_eq!(counts.iter().sum::<u64>(), 20, "recovered sessions count toward their backends: {counts:?}");
 }
 
@@ -201,14 +200,14 @@ async fn reload_adds_reweights_and_drains_removed_backends() {
     let proxy = proxy(&mocks[..2], BackendTransport::Nosasl, fast_health).await;
     let sessions = open_sessions(&proxy, &mocks, 2).await;
     let (kept_on_0, _) = sessions.iter().find(|(_, o)| *o == 0).copied().unwrap();
-    let mut next = proxy.proxy.config.clone();
+    let mut next = proxy.proxy.config().clone();
     next.backends = vec![
         BackendConfig { weight: 5, ..BackendConfig::new(&mocks[1].local_addr().to_string()) },
         BackendConfig::new(&mocks[2].local_addr().to_string()),
     ];
-    proxy.proxy.reload_backends(&next);
+    hs2_proxy::control::reload::apply(&proxy.proxy, &next);
     let removed = mocks[0].local_addr().to_string();
-    assert_eq!(proxy.proxy.backends.find(&removed).unwrap().health().admin, AdminState::Drain);
+    assert_eq!(proxy.proxy.find_backend(&removed).unwrap().health().admin, AdminState::Drain);
     let mut c = connect(&proxy, &ClientAuth::NoSasl).await;
     let mut per = [0usize; 3];
     for _ in 0..12 {
@@ -220,7 +219,7 @@ async fn reload_adds_reweights_and_drains_removed_backends() {
     assert!(c.execute(&kept_on_0, "select 1").await.is_ok(), "its sessions keep working until closed");
     c.close_session(&kept_on_0).await.unwrap();
     let p = proxy.proxy.clone();
-    eventually("the drained backend leaves", move || p.backends.find(&removed).is_none()).await;
+    eventually("the drained backend leaves", move || p.find_backend(&removed).is_none()).await;
 }
 
 /// A tiny impalad web port serving `/jsonmetrics` with a fixed session count.
@@ -245,13 +244,16 @@ async fn the_impalads_own_session_count_joins_balancing_when_enabled() {
     let mut c = base_config();
     fast_health(&mut c);
     c.backends = vec![
-        BackendConfig { metrics_url: Some(busy_url), ..BackendConfig::new(&mocks[0].local_addr().to_string()) },
+        BackendConfig {
+            metrics_url: hs2_proxy::config::HttpUrl::parse(&busy_url),
+            ..BackendConfig::new(&mocks[0].local_addr().to_string())
+        },
         BackendConfig::new(&mocks[1].local_addr().to_string()),
     ];
     let proxy = server::start(c).await.unwrap();
     let p = proxy.proxy.clone();
     let addr0 = mocks[0].local_addr().to_string();
-    eventually("the metrics are read", move || p.backends.find(&addr0).and_then(|b| b.external_sessions()) == Some(40))
+    eventually("the metrics are read", move || p.find_backend(&addr0).and_then(|b| b.external_sessions()) == Some(40))
         .await;
     let mut client = Hs2Client::connect(proxy.local_addr, &ClientAuth::NoSasl).await.unwrap();
     for _ in 0..10 {

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use common::pki::{client_via, creds, Via};
 use common::*;
-use hs2_proxy::backend::pool::Credentials;
 use hs2_proxy::config::{BackendConfig, BackendTransport, UpstreamConfig, UpstreamTransport};
 use hs2_proxy::hs2::handle::HandleId;
 use hs2_proxy::hs2::{reply, requests};
@@ -96,8 +95,7 @@ fn response(body: &[u8]) -> Struct {
 }
 
 fn basic(user: &str, password: &str) -> (http::HeaderName, String) {
-    let c = Credentials { user: user.into(), password: password.into() };
-    (AUTHORIZATION, hs2_proxy::http::basic_authorization(&c))
+    (AUTHORIZATION, hs2_proxy::http::basic_authorization(user, password))
 }
 
 fn cookie_of(r: &Reply) -> String {
@@ -264,8 +262,7 @@ async fn http_backends_get_forwarded_for_basic_auth_and_only_their_own_cookies()
     for _ in 0..4 {
         assert!(error_text(c.open_session(None, &[]).await).contains("recorded"));
     }
-    let expected_auth =
-        hs2_proxy::http::basic_authorization(&Credentials { user: "alice".into(), password: "secret".into() });
+    let expected_auth = hs2_proxy::http::basic_authorization("alice", "secret");
     for (seen, own) in [(&seen1, "impala.auth=r1"), (&seen2, "impala.auth=r2")] {
         let seen = seen.lock().unwrap().clone();
         let opens: Vec<&Seen> = seen.iter().filter(|s| s.method == "OpenSession").collect();
@@ -285,7 +282,7 @@ async fn an_http_backend_closing_an_idle_connection_costs_no_call() {
     let mocks = mocks(1, MockAuth::NoSasl).await;
     // A closes keep-alive connections idle for longer than its header timeout.
     let a =
-        proxy(&mocks, BackendTransport::Nosasl, |c| c.handshake_timeout = std::time::Duration::from_millis(100)).await;
+        proxy(&mocks, BackendTransport::Nosasl, |c| c.timeouts.handshake = std::time::Duration::from_millis(100)).await;
     let b = proxy(&[], BackendTransport::Nosasl, |c| {
         let upstream = UpstreamConfig { transport: UpstreamTransport::Http, ..UpstreamConfig::default() };
         c.backends = vec![BackendConfig { upstream, ..BackendConfig::new(&a.local_addr.to_string()) }];
@@ -293,12 +290,12 @@ async fn an_http_backend_closing_an_idle_connection_costs_no_call() {
     .await;
     let mut c = connect(&b, &ClientAuth::NoSasl).await;
     let s = c.open_session(None, &[]).await.unwrap();
-    let opened = b.proxy.backends.all()[0].pool.stats().opened;
+    let opened = b.proxy.backends()[0].pool.stats().opened;
     // Wait until A has closed B's idle connection (B's pool notices it only at the next checkout).
     let before = mocks[0].calls("GetInfo");
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     c.get_info(&s, 13).await.expect("the call goes out on a new connection");
     assert!(mocks[0].calls("GetInfo") > before);
-    assert!(b.proxy.backends.all()[0].pool.stats().opened > opened, "a new upstream connection was opened");
+    assert!(b.proxy.backends()[0].pool.stats().opened > opened, "a new upstream connection was opened");
     c.close_session(&s).await.unwrap();
 }

@@ -22,7 +22,7 @@ mod peers;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use hs2_proxy::config::{BackendConfig, BackendKind, BackendTransport};
+use hs2_proxy::config::{BackendConfig, BackendTransport};
 use hs2_proxy::hs2::handle::{Guid, HandleId, Secret};
 use hs2_proxy::hs2client::wire::{op_type, OpHandle};
 use hs2_proxy::hs2client::{session_req, ClientAuth, ClientError, Hs2Client};
@@ -53,13 +53,13 @@ async fn proxy_for(peers: &Peers, mode: Mode) -> ProxyHandle {
     let filter = std::env::var("HS2_PROXY_LOG").unwrap_or_else(|_| "hs2_proxy=info".into());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
     let mut c = common::base_config();
-    c.backend_transport = match mode {
+    c.backend_auth.transport = match mode {
         Mode::Sasl => BackendTransport::Sasl,
         Mode::NoSasl => BackendTransport::Nosasl,
     };
-    // Spark is a Hive server: GetInfo does not validate a session there (see BackendKind::Hive).
-    let backend = |addr: String| BackendConfig { kind: BackendKind::Hive, ..BackendConfig::new(&addr) };
-    c.backends = peers.of(mode).iter().map(|s| backend(s.addr.to_string())).collect();
+    // Configured by address only, as `--backend` does: the proxy tells from Spark's GetInfo answers that
+    // it is a Hive server, whose GetInfo does not check sessions.
+    c.backends = peers.of(mode).iter().map(|s| BackendConfig::new(&s.addr.to_string())).collect();
     server::start(c).await.expect("proxy starts")
 }
 
@@ -121,7 +121,7 @@ async fn sessions_spread_evenly_and_each_owner_answers_directly() {
             }
             assert_eq!(owners.len(), 1, "{mode:?}: session {} is held by servers {owners:?}, expected one", s.guid);
             counts[owners[0]] += 1;
-            let routed = proxy.proxy.routes.with_session(&s.guid, |e| e.backend.addr.clone());
+            let routed = proxy.proxy.session_backend(&s.guid);
             assert_eq!(routed, Some(servers[owners[0]].addr.to_string()), "{mode:?}: the proxy's table disagrees");
         }
         assert!(counts.iter().all(|n| *n == per), "{mode:?}: sessions per server {counts:?}, expected {per} each");
@@ -133,7 +133,7 @@ async fn sessions_spread_evenly_and_each_owner_answers_directly() {
         for (c, s) in clients.iter_mut().zip(&sessions) {
             c.close_session(s).await.expect("CloseSession through the proxy");
         }
-        assert_eq!(proxy.proxy.routes.session_count(), 0, "{mode:?}: closed sessions are forgotten");
+        assert_eq!(proxy.proxy.session_count(), 0, "{mode:?}: closed sessions are forgotten");
         proxy.shutdown();
     }
 }
@@ -157,7 +157,7 @@ async fn hue_pooling_pattern_through_the_proxy() {
             let steps = hue::scenario(proxy.local_addr, &mode.auth("hue"), "hue", opener).await;
             let table = hue::table(&steps);
             assert!(steps.iter().all(|s| s.outcome.is_ok()), "{mode:?} {opener:?} through hs2-proxy:\n{table}");
-            assert_eq!(proxy.proxy.routes.session_count(), 0, "CloseSession forgot the session");
+            assert_eq!(proxy.proxy.session_count(), 0, "CloseSession forgot the session");
             note(format!(
                 "{} Hue pattern (opener {opener:?}) through hs2-proxy: {} steps ok",
                 mode.name(),
@@ -308,7 +308,7 @@ async fn unknown_handles_give_hue_healing_texts() {
         assert!(spark_text.starts_with("Invalid SessionHandle") && heals_hue(&spark_text), "{spark_text}");
         let proxy_text = status_text(c.execute(&s, "select 1").await);
         assert_eq!(proxy_text, hs2_proxy::hs2::reply::invalid_session_text(&s.guid), "the proxy forgot it");
-        assert_eq!(proxy.proxy.routes.session_count(), 0);
+        assert_eq!(proxy.proxy.session_count(), 0);
         note(format!(
             "{}: unknown handles -> '{}' / '{}'; Spark's own '{}'",
             mode.name(),
@@ -329,7 +329,7 @@ fn rand_bytes() -> [u8; 16] {
 }
 
 fn owner_of(proxy: &ProxyHandle, s: &HandleId) -> SocketAddr {
-    let addr = proxy.proxy.routes.with_session(&s.guid, |e| e.backend.addr.clone()).expect("the proxy knows it");
+    let addr = proxy.proxy.session_backend(&s.guid).expect("the proxy knows it");
     addr.parse().expect("backend address")
 }
 

@@ -83,10 +83,10 @@ async fn wait_ready(addr: SocketAddr) {
 /// hs2-proxy with the Spark server as an HTTP backend; clients authenticate (Spark's HTTP mode needs Basic).
 async fn proxy_for(spark: &SparkHttp) -> ProxyHandle {
     let mut c = common::base_config();
-    c.backend_transport = BackendTransport::Sasl;
+    c.backend_auth.transport = BackendTransport::Sasl;
     let upstream = UpstreamConfig { transport: UpstreamTransport::Http, ..UpstreamConfig::default() };
     c.backends =
-        vec![BackendConfig { kind: BackendKind::Hive, upstream, ..BackendConfig::new(&spark.addr.to_string()) }];
+        vec![BackendConfig { kind: Some(BackendKind::Hive), upstream, ..BackendConfig::new(&spark.addr.to_string()) }];
     server::start(c).await.expect("proxy starts")
 }
 

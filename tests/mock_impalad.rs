@@ -48,7 +48,7 @@ async fn a_session_outlives_its_connection_and_pages_through_a_range() {
     let op = second.execute(&session, "select id from range(25000);").await.unwrap();
     assert!(op.has_result_set);
     assert_eq!(op.id.secret, session.secret, "Impala: an operation's secret is its session's secret");
-    assert_eq!(second.wait_finished(&op).await.unwrap(), op_state::FINISHED);
+    assert_eq!(second.wait_finished(&op).await.unwrap(), op_state::FINISHED_STATE);
     let meta = second.call_ok("GetResultSetMetadata", op_req(&op)).await.unwrap();
     assert_eq!(meta.at(&[2, 1]).and_then(|v| v.as_list()).map(|l| l.len()), Some(1));
 
@@ -82,8 +82,8 @@ async fn impala_calls_and_replies_decode() {
     assert!(config.iter().any(|(k, v)| k.as_str() == Some("http_addr") && v.as_str() == Some("impalad-7:25000")));
     let session = open.get_struct(3).and_then(wire::read_handle).unwrap();
 
-    assert_eq!(c.get_info(&session, info_type::SERVER_NAME).await.unwrap().get_str(1), Some("Impala"));
-    assert!(c.get_info(&session, info_type::DBMS_VER).await.unwrap().get_str(1).is_some());
+    assert_eq!(c.get_info(&session, info_type::CLI_SERVER_NAME).await.unwrap().get_str(1), Some("Impala"));
+    assert!(c.get_info(&session, info_type::CLI_DBMS_VER).await.unwrap().get_str(1).is_some());
     let ping = c.call_ok("PingImpalaHS2Service", session_req(&session)).await.unwrap();
     assert_eq!(ping.get_str(3), Some("http://impalad-7:25000"));
     assert!(ping.get_str(2).unwrap().starts_with("impalad version"));
@@ -126,7 +126,7 @@ async fn unknown_handles_get_impalas_texts() {
     let err = c.execute(&stranger, "select 1").await.unwrap_err();
     assert_eq!(status_message(err), invalid_session_text(&stranger.guid));
     let zero = HandleId { guid: Guid([0; 16]), secret: hs2_proxy::hs2::handle::Secret([0; 16]) };
-    let err = c.get_info(&zero, info_type::DBMS_VER).await.unwrap_err();
+    let err = c.get_info(&zero, info_type::CLI_DBMS_VER).await.unwrap_err();
     assert_eq!(status_message(err), "Invalid session id: 0000000000000000:0000000000000000");
     // A real guid with a wrong secret is just as unknown.
     let session = c.open_session(None, &[]).await.unwrap();
@@ -168,7 +168,7 @@ async fn a_draining_impalad_says_so_first() {
     mock.set_shutting_down(true);
     let draining = |e: ClientError| assert!(status_message(e).starts_with("Server is being shut down: "));
     draining(c.open_session(None, &[]).await.unwrap_err());
-    draining(c.get_info(&HandleId::random(), info_type::SERVER_NAME).await.unwrap_err());
+    draining(c.get_info(&HandleId::random(), info_type::CLI_SERVER_NAME).await.unwrap_err());
     draining(c.execute(&session, "select 1").await.unwrap_err());
     mock.set_shutting_down(false);
     c.execute(&session, "select 1").await.unwrap();
@@ -205,8 +205,8 @@ async fn sleep_runs_in_the_background_and_options_stick_to_the_session() {
     let mut c = connect(&mock, &ClientAuth::NoSasl).await;
     let session = c.open_session(None, &[]).await.unwrap();
     let op = c.execute(&session, "select sleep(150)").await.unwrap();
-    assert_eq!(c.operation_status(&op).await.unwrap().0, op_state::RUNNING);
-    assert_eq!(c.wait_finished(&op).await.unwrap(), op_state::FINISHED);
+    assert_eq!(c.operation_status(&op).await.unwrap().0, op_state::RUNNING_STATE);
+    assert_eq!(c.wait_finished(&op).await.unwrap(), op_state::FINISHED_STATE);
     let (columns, _) = c.fetch(&op, 10).await.unwrap();
     assert_eq!(columns[0].values, vec![Value::Bool(true)]);
 

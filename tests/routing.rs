@@ -32,10 +32,10 @@ async fn hue_pattern_sessions_follow_their_impalad_across_connections() {
         connect(&proxy, &auth).await.close_session(s).await.unwrap();
     }
     assert!(mocks.iter().all(|m| m.sessions().is_empty() && m.open_operations() == 0));
-    assert_eq!(proxy.proxy.routes.session_count(), 0);
-    assert_eq!(proxy.proxy.routes.operation_count(), 0);
-    for b in proxy.proxy.backends.all() {
-        assert_eq!(b.sessions.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(proxy.proxy.session_count(), 0);
+    assert_eq!(proxy.proxy.operation_count(), 0);
+    for b in proxy.proxy.backends() {
+        assert_eq!(proxy.proxy.load(b.id).sessions, 0);
     }
 }
 
@@ -64,7 +64,7 @@ async fn closed_sessions_are_forgotten_and_refused() {
     let mut c = connect(&proxy, &ClientAuth::NoSasl).await;
     let s = c.open_session(None, &[]).await.unwrap();
     c.close_session(&s).await.unwrap();
-    assert_eq!(proxy.proxy.routes.session_count(), 0);
+    assert_eq!(proxy.proxy.session_count(), 0);
     let text = error_text(c.execute(&s, "select 1").await);
     assert!(text.starts_with("Invalid session id: "), "{text}");
 }
@@ -79,6 +79,6 @@ async fn operations_of_unseen_sessions_route_by_secret() {
     let op = c.execute(&s, "select id from range(5)").await.unwrap();
     assert_eq!(op.id.secret, s.secret, "the mock follows Impala's rule");
     // Forget the operation only; the session stays known.
-    proxy.proxy.routes.forget_operation(&op.id.guid);
+    proxy.proxy.forget_operation(&op.id.guid);
     assert_eq!(connect(&proxy, &ClientAuth::NoSasl).await.fetch_all_i64(&op).await.unwrap(), vec![0, 1, 2, 3, 4]);
 }

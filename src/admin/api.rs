@@ -2,8 +2,7 @@
 //! with the CLI (`cli_admin`), which reads them back.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use axum::extract::{Path, Query, State};
 use axum::http::header::CACHE_CONTROL;
@@ -13,13 +12,12 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::actions::{self, ActionError};
-use super::metrics::state_name;
 use super::{rfc3339, Authorized};
-use crate::backend::health::AdminState;
+use crate::backend::health::{state_name, AdminState};
 use crate::backend::Backend;
 use crate::hs2::handle::Guid;
-use crate::routing::SessionView;
-use crate::server::Proxy;
+use crate::proxy::Proxy;
+use crate::routing::{Learned, SessionView};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BackendsJson {
@@ -40,6 +38,8 @@ pub struct BackendJson {
     pub reason: String,
     /// True when it takes new sessions.
     pub eligible: bool,
+    /// `impala` or `hive`: configured, or detected from its GetInfo answer; `null` until known.
+    pub kind: Option<String>,
     pub weight: u32,
     /// Live sessions pinned to it through the proxy.
     pub sessions: u64,
@@ -84,8 +84,16 @@ pub struct SessionJson {
     /// As impalad shows it: `hi:lo`.
     pub id: String,
     pub backend: String,
-    /// The SASL user; `null` for unauthenticated clients.
+    /// The user as impalad sees it: the authenticated user, else OpenSession's `username`.
     pub user: Option<String>,
+    /// The delegated user (`impala.doas.user`, `hive.server2.proxy.user`), else `user`.
+    pub effective_user: Option<String>,
+    /// Who may use it: the identity the client authenticated as; `null` when it did not.
+    pub owner: Option<String>,
+    /// `opened` (through this proxy) or `recovered` (found by asking the backends).
+    pub learned: String,
+    /// When this proxy learned it: opened, or found.
+    pub learned_at: String,
     /// Client connections using the session now (`ip:port`; the first 16).
     pub clients: Vec<String>,
     /// How many client connections use the session now.
@@ -112,10 +120,11 @@ pub struct ActionJson {
 #[derive(Debug, Deserialize)]
 pub struct SessionFilter {
     pub backend: Option<String>,
+    /// Matches `user` or `effective_user`.
     pub user: Option<String>,
 }
 
-pub fn backend_view(b: &Backend) -> BackendJson {
+pub fn backend_view(proxy: &Proxy, b: &Backend) -> BackendJson {
     let (observed, admin, reason) = {
         let h = b.health();
         (h.observed, h.admin, h.reason.clone())
@@ -128,10 +137,11 @@ pub fn backend_view(b: &Backend) -> BackendJson {
         observed: observed.to_string(),
         admin: admin.to_string(),
         reason,
-        eligible: b.candidate().eligible,
+        eligible: proxy.is_eligible(b),
+        kind: b.kind().map(|k| format!("{k:?}").to_ascii_lowercase()),
         weight: b.weight.load(Ordering::Relaxed),
-        sessions: b.sessions.load(Ordering::Relaxed),
-        operations: b.operations.load(Ordering::Relaxed),
+        sessions: proxy.load(b.id).sessions,
+        operations: proxy.load(b.id).operations,
         inflight: b.inflight.load(Ordering::Relaxed),
         impalad_sessions: b.external_sessions(),
         removing: b.removing.load(Ordering::Relaxed),
@@ -152,15 +162,23 @@ pub fn backend_view(b: &Backend) -> BackendJson {
     }
 }
 
-pub fn session_view(s: &SessionView, now: SystemTime) -> SessionJson {
+pub fn session_view(proxy: &Proxy, s: &SessionView, now: SystemTime) -> SessionJson {
     let ids = |v: &[Guid]| v.iter().map(Guid::impala_id).collect::<Vec<_>>();
+    let learned = match s.learned {
+        Learned::Opened => "opened",
+        Learned::Recovered => "recovered",
+    };
     SessionJson {
         id: s.id.impala_id(),
-        backend: s.backend.clone(),
-        user: s.user.clone(),
+        backend: proxy.backend(s.backend).map(|b| b.addr.clone()).unwrap_or_default(),
+        user: s.users.user.clone(),
+        effective_user: s.users.effective_user.clone(),
+        owner: s.users.owner.clone(),
+        learned: learned.to_string(),
+        learned_at: rfc3339(s.learned_at),
         clients: s.clients.iter().map(|c| c.to_string()).collect(),
         connections: s.attached,
-        opened_at: rfc3339(s.opened_at),
+        opened_at: rfc3339(s.learned_at),
         last_used: rfc3339(now.checked_sub(s.idle).unwrap_or(now)),
         idle_seconds: round_ms(s.idle),
         open_operations: s.operations.len(),
@@ -176,34 +194,37 @@ fn round_ms(d: Duration) -> f64 {
 
 /// Every backend, in configuration order.
 pub fn all_backends(proxy: &Proxy) -> BackendsJson {
-    BackendsJson { backends: proxy.backends.all().iter().map(|b| backend_view(b)).collect() }
+    BackendsJson { backends: proxy.backends().iter().map(|b| backend_view(proxy, b)).collect() }
 }
 
 /// Every session matching the filter, oldest first.
 pub fn filtered_sessions(proxy: &Proxy, filter: &SessionFilter) -> SessionsJson {
     let now = SystemTime::now();
+    let backend = filter.backend.as_ref().map(|addr| proxy.find_backend(addr).map(|b| b.id));
     let sessions = proxy
-        .routes
-        .snapshot(Instant::now())
+        .sessions()
         .iter()
-        .filter(|s| filter.backend.as_ref().is_none_or(|b| *b == s.backend))
-        .filter(|s| filter.user.as_ref().is_none_or(|u| Some(u) == s.user.as_ref()))
-        .map(|s| session_view(s, now))
+        .filter(|s| backend.is_none_or(|id| id == Some(s.backend)))
+        .filter(|s| {
+            let named = |u: &Option<String>| filter.user.is_none() || u.as_ref() == filter.user.as_ref();
+            named(&s.users.user) || named(&s.users.effective_user)
+        })
+        .map(|s| session_view(proxy, s, now))
         .collect();
     SessionsJson { sessions }
 }
 
-pub async fn backends(_: Authorized, State(proxy): State<Arc<Proxy>>) -> Response {
+pub async fn backends(_: Authorized, State(proxy): State<Proxy>) -> Response {
     json(StatusCode::OK, &all_backends(&proxy))
 }
 
-pub async fn sessions(_: Authorized, State(proxy): State<Arc<Proxy>>, Query(filter): Query<SessionFilter>) -> Response {
+pub async fn sessions(_: Authorized, State(proxy): State<Proxy>, Query(filter): Query<SessionFilter>) -> Response {
     json(StatusCode::OK, &filtered_sessions(&proxy, &filter))
 }
 
 pub async fn backend_action(
     _: Authorized,
-    State(proxy): State<Arc<Proxy>>,
+    State(proxy): State<Proxy>,
     Path((addr, action)): Path<(String, String)>,
 ) -> Response {
     let state = match action.as_str() {
@@ -223,14 +244,14 @@ pub async fn backend_action(
     json(StatusCode::OK, &ActionJson { ok: true, message })
 }
 
-pub async fn close_session(_: Authorized, State(proxy): State<Arc<Proxy>>, Path(id): Path<String>) -> Response {
+pub async fn close_session(_: Authorized, State(proxy): State<Proxy>, Path(id): Path<String>) -> Response {
     let Some(guid) = Guid::parse_impala_id(&id) else {
         return error(StatusCode::BAD_REQUEST, &format!("{id:?} is not a session id (hi:lo)"));
     };
     action_reply(actions::close_session(&proxy, guid).await)
 }
 
-pub async fn cancel_operation(_: Authorized, State(proxy): State<Arc<Proxy>>, Path(id): Path<String>) -> Response {
+pub async fn cancel_operation(_: Authorized, State(proxy): State<Proxy>, Path(id): Path<String>) -> Response {
     let Some(guid) = Guid::parse_impala_id(&id) else {
         return error(StatusCode::BAD_REQUEST, &format!("{id:?} is not an operation id (hi:lo)"));
     };

@@ -9,7 +9,7 @@
 //! | `GET /api/sessions?backend=&user=` | every session (never its secret) |
 //! | `POST /api/sessions/{id}/close` | CloseSession upstream, then forget it |
 //! | `POST /api/operations/{id}/cancel` | CancelOperation upstream |
-//! | `GET /metrics` | Prometheus text ([`metrics`] holds every name) |
+//! | `GET /metrics` | Prometheus text (`crate::metrics` holds every name) |
 //! | `GET /healthz`, `GET /readyz` | the proxy is alive / takes new sessions |
 //!
 //! With `admin.token_file` set, everything but `/healthz`, `/readyz` and the page's empty shell needs
@@ -18,11 +18,10 @@
 
 pub mod actions;
 pub mod api;
-pub mod metrics;
 pub mod page;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::FromRequestParts;
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -31,25 +30,62 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
 
-use crate::server::Proxy;
+use crate::control::stopped;
+use crate::proxy::Proxy;
 
-/// Serves the admin API on `listener` until the proxy stops.
-pub fn serve(listener: TcpListener, proxy: Arc<Proxy>) {
-    let mut stop = proxy.stop_signal();
-    let app = router(proxy);
+/// Request line and headers of an admin request, at most.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// Serves the admin API on `listener` until the proxy stops: at most `admin.max_connections` at once
+/// (more are closed at once), and each must send its request head within `admin.header_read_timeout`
+/// (an idle keep-alive connection closes after it too), so half-open connections cannot pile up.
+pub fn serve(listener: TcpListener, proxy: Proxy) {
+    let app = router(proxy.clone());
+    let permits = Arc::new(Semaphore::new(proxy.config().admin.max_connections));
     tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-            tracing::error!(error = %e, "admin listener failed");
+        let mut stop = proxy.stop_signal();
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stopped(&mut stop) => return,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                tracing::warn!(client = %peer, limit = proxy.config().admin.max_connections,
+                    "admin connection limit reached: closing the new connection");
+                continue;
+            };
+            let app = app.clone();
+            let timeout = proxy.config().admin.header_read_timeout;
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    app.clone().oneshot(req.map(axum::body::Body::new))
+                });
+                let mut builder = http1::Builder::new();
+                builder.timer(TokioTimer::new()).header_read_timeout(timeout).max_buf_size(MAX_HEAD_BYTES);
+                if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+                    tracing::debug!(client = %peer, error = %e, "admin connection ended");
+                }
+                drop(permit);
+            });
         }
     });
 }
 
-pub fn router(proxy: Arc<Proxy>) -> Router {
+pub fn router(proxy: Proxy) -> Router {
     Router::new()
         .route("/", get(page::index))
         .route("/fragment", get(page::fragment))
@@ -68,10 +104,10 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
 /// Proof that a request carried the admin token (or that none is configured).
 pub struct Authorized;
 
-impl FromRequestParts<Arc<Proxy>> for Authorized {
+impl FromRequestParts<Proxy> for Authorized {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, proxy: &Arc<Proxy>) -> Result<Authorized, Response> {
+    async fn from_request_parts(parts: &mut Parts, proxy: &Proxy) -> Result<Authorized, Response> {
         if authorized(proxy, &parts.headers) {
             return Ok(Authorized);
         }
@@ -83,7 +119,7 @@ impl FromRequestParts<Arc<Proxy>> for Authorized {
 
 /// True when no token is configured, or the request's bearer token equals it.
 pub fn authorized(proxy: &Proxy, headers: &HeaderMap) -> bool {
-    let Some(token) = &proxy.config.admin.token else { return true };
+    let Some(token) = &proxy.config().admin.token else { return true };
     let given = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     given.is_some_and(|g| constant_time_eq(g.trim().as_bytes(), token.0.as_bytes()))
 }
@@ -104,18 +140,18 @@ async fn healthz() -> Response {
 }
 
 /// Readiness: the client listener runs and at least one backend takes new sessions.
-async fn readyz(axum::extract::State(proxy): axum::extract::State<Arc<Proxy>>) -> Response {
+async fn readyz(axum::extract::State(proxy): axum::extract::State<Proxy>) -> Response {
     if proxy.is_stopping() {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "not ready: shutting down\n");
     }
-    if !proxy.backends.all().iter().any(|b| b.candidate().eligible) {
+    if !proxy.backends().iter().any(|b| proxy.is_eligible(b)) {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "not ready: no backend takes new sessions\n");
     }
     plain(StatusCode::OK, "ready\n")
 }
 
-async fn metrics_text(_: Authorized, axum::extract::State(proxy): axum::extract::State<Arc<Proxy>>) -> Response {
-    match proxy.metrics.encode(&proxy) {
+async fn metrics_text(_: Authorized, axum::extract::State(proxy): axum::extract::State<Proxy>) -> Response {
+    match proxy.metrics().encode(&proxy.figures()) {
         Ok(text) => {
             let ct = "application/openmetrics-text; version=1.0.0; charset=utf-8";
             ([(CONTENT_TYPE, ct), (CACHE_CONTROL, "no-store")], text).into_response()

@@ -6,7 +6,6 @@
 //! Everything a peer or a user controls (statements, user names) is HTML-escaped here.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -16,19 +15,19 @@ use axum::response::{IntoResponse, Response};
 
 use super::api::{self, BackendJson, SessionFilter, SessionJson};
 use super::{authorized, Authorized};
-use crate::server::Proxy;
+use crate::proxy::Proxy;
 
 /// Sessions listed per backend; the API has them all.
 pub const SESSIONS_PER_BACKEND: usize = 100;
 /// How often the page refreshes itself.
 const REFRESH_MS: u32 = 2000;
 
-pub async fn index(headers: HeaderMap, State(proxy): State<Arc<Proxy>>) -> Response {
+pub async fn index(headers: HeaderMap, State(proxy): State<Proxy>) -> Response {
     let body = if authorized(&proxy, &headers) { main_html(&proxy) } else { LOGIN.to_string() };
     html(page(&proxy, &body))
 }
 
-pub async fn fragment(_: Authorized, State(proxy): State<Arc<Proxy>>) -> Response {
+pub async fn fragment(_: Authorized, State(proxy): State<Proxy>) -> Response {
     html(main_html(&proxy))
 }
 
@@ -37,7 +36,7 @@ fn html(body: String) -> Response {
 }
 
 fn page(proxy: &Proxy, main: &str) -> String {
-    let listen = proxy.config.listen;
+    let listen = proxy.config().listen;
     let version = env!("CARGO_PKG_VERSION");
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -75,8 +74,8 @@ fn summary(out: &mut String, proxy: &Proxy, backends: &[BackendJson], sessions: 
         ("sessions", sessions.to_string()),
         ("open operations", operations.to_string()),
         ("calls in flight", inflight.to_string()),
-        ("client connections", proxy.metrics.client_connections().to_string()),
-        ("uptime", human(proxy.metrics.uptime())),
+        ("client connections", proxy.metrics().client_connections().to_string()),
+        ("uptime", human(proxy.uptime())),
     ];
     out.push_str("<section class=\"cards\">");
     for (label, value) in cards {
@@ -140,7 +139,7 @@ fn session_table(out: &mut String, b: &BackendJson, sessions: &[&SessionJson]) {
         return;
     }
     out.push_str(
-        "<table class=\"sessions\"><thead><tr><th>session</th><th>user</th><th>clients</th><th>opened (UTC)</th>\
+        "<table class=\"sessions\"><thead><tr><th>session</th><th>user</th><th>clients</th><th>since (UTC)</th>\
          <th>idle</th><th>operations</th><th>statement</th></tr></thead><tbody>",
     );
     for s in sessions.iter().take(SESSIONS_PER_BACKEND) {
@@ -154,7 +153,7 @@ fn session_table(out: &mut String, b: &BackendJson, sessions: &[&SessionJson]) {
             "<tr data-session=\"{id}\"><td class=\"mono\">{id}</td><td>{user}</td><td class=\"mono\">{clients}</td>\
              <td title=\"{opened}\">{opened_short}</td><td>{idle}</td><td>{ops}</td><td class=\"stmt\">{statement}</td></tr>",
             id = esc(&s.id),
-            user = s.user.as_deref().map(esc).unwrap_or_else(|| "<span class=\"muted\">(none)</span>".into()),
+            user = user_cell(s),
             clients = if s.clients.is_empty() { "<span class=\"muted\">detached</span>".into() } else { esc(&s.clients.join(" ")) },
             opened = esc(&s.opened_at),
             opened_short = esc(s.opened_at.get(11..19).unwrap_or(&s.opened_at)),
@@ -172,6 +171,21 @@ fn session_table(out: &mut String, b: &BackendJson, sessions: &[&SessionJson]) {
         );
     }
     out.push_str("</details>");
+}
+
+/// The user, with the delegated user when it differs, and a mark on sessions found by asking.
+fn user_cell(s: &SessionJson) -> String {
+    let mut cell = match &s.user {
+        Some(u) => esc(u),
+        None => "<span class=\"muted\">(none)</span>".into(),
+    };
+    if let Some(e) = s.effective_user.as_ref().filter(|e| Some(*e) != s.user.as_ref()) {
+        let _ = write!(cell, " <span class=\"muted\">as</span> {}", esc(e));
+    }
+    if s.learned == "recovered" {
+        cell.push_str(" <span class=\"muted\" title=\"found by asking the backends\">(found)</span>");
+    }
+    cell
 }
 
 /// `3 s`, `4 min`, `2 h 5 min`, `3 d 4 h`.

@@ -10,12 +10,11 @@ use tokio::net::TcpStream;
 use super::pool::Credentials;
 use crate::config::{BackendTransport, UpstreamConfig, UpstreamTransport};
 use crate::conn::{ConnError, Io, ThriftConn};
-use crate::hs2::handle::{Guid, HandleId, Secret};
+use crate::hs2::idl::enums::t_get_info_type::CLI_SERVER_NAME;
 use crate::hs2::requests;
 use crate::http::upstream::{CallHeaders, HttpIo, Target};
 use crate::sasl::{self, SaslError};
 use crate::thrift::framing::Framing;
-use crate::thrift::Limits;
 
 /// One backend, as far as connecting goes.
 pub struct Endpoint<'a> {
@@ -45,9 +44,6 @@ pub struct Opened {
     pub conn: ThriftConn,
     pub headers: Option<CallHeaders>,
 }
-
-/// The reply to the credentials check is a small error reply.
-const CHECK_LIMITS: Limits = Limits { max_message_bytes: 1 << 20, max_depth: 32, max_container_len: 4096 };
 
 /// Connects to the backend. `check_creds`: for HTTP backends that authenticate, make one call at once
 /// (GetInfo with an all-zero handle, which opens nothing) so that wrong credentials fail here, as they
@@ -84,7 +80,7 @@ pub async fn open(ep: &Endpoint<'_>, creds: &Credentials, check_creds: bool) -> 
             let target = Target {
                 host: ep.addr.to_string(),
                 path: ep.upstream.http_path.clone(),
-                authorization: authenticates.then(|| crate::http::basic_authorization(creds)),
+                authorization: authenticates.then(|| crate::http::basic_authorization(&creds.user, &creds.password)),
             };
             let (io, headers) = HttpIo::handshake(io, &target).await.map_err(|e| OpenError::Http(e.to_string()))?;
             let mut conn = ThriftConn::new(Box::new(io), Framing::Unframed, ep.max_frame);
@@ -97,11 +93,10 @@ pub async fn open(ep: &Endpoint<'_>, creds: &Credentials, check_creds: bool) -> 
 }
 
 async fn check_credentials(conn: &mut ThriftConn) -> Result<(), OpenError> {
-    let zero = HandleId { guid: Guid([0; 16]), secret: Secret([0; 16]) };
-    let call = requests::get_info(&zero, crate::backend::probe::CLI_SERVER_NAME, 0);
+    let call = requests::get_info(&super::probe::zero_handle(), CLI_SERVER_NAME, 0);
     let exchange = async {
         conn.write_message(&call).await?;
-        conn.read_message(CHECK_LIMITS).await?.ok_or(ConnError::Eof)
+        conn.read_message(super::probe::SMALL_REPLY).await?.ok_or(ConnError::Eof)
     };
     match exchange.await {
         Ok(_) => Ok(()),

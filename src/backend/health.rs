@@ -155,9 +155,36 @@ impl fmt::Display for AdminState {
     }
 }
 
+/// Every word [`state_name`] can say (the `state` label of the backend state metric).
+pub const STATES: [&str; 5] = ["up", "draining", "drain", "maintenance", "down"];
+
+/// The one word the operator view uses for a backend's state: what matters most first (down beats an
+/// operator state, an operator state beats the server's own draining).
+pub fn state_name(observed: Observed, admin: AdminState) -> &'static str {
+    match (observed, admin) {
+        (Observed::Down, _) => "down",
+        (_, AdminState::Maintenance) => "maintenance",
+        (_, AdminState::Drain) => "drain",
+        (Observed::Draining, _) => "draining",
+        (Observed::Up, AdminState::Active) => "up",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn states_put_what_matters_first() {
+        use AdminState::*;
+        use Observed::*;
+        assert_eq!(state_name(Up, Active), "up");
+        assert_eq!(state_name(Down, Maintenance), "down");
+        assert_eq!(state_name(Draining, Drain), "drain");
+        assert_eq!(state_name(Up, Maintenance), "maintenance");
+        assert_eq!(state_name(Draining, Active), "draining");
+        assert!(STATES.contains(&state_name(Up, Drain)));
+    }
 
     const T: Thresholds = Thresholds { rise: 2, fall: 3 };
 

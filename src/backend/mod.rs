@@ -2,21 +2,22 @@
 //! upstream pools.
 //!
 //! The set changes at run time (config reload, admin actions): [`Backends`] holds `Arc<Backend>`s
-//! behind a lock that is only held to copy the list, never across an `.await`. Sessions hold their
-//! backend's `Arc`, so a removed backend lives on until its last session is gone.
+//! behind a lock that is only held to copy the list, never across an `.await`. The routing tables name
+//! backends by id; a backend leaves the list only once it holds no session.
 
 pub mod connect;
 pub mod health;
-pub mod metrics;
+pub mod impalad_metrics;
 pub mod pool;
 pub mod probe;
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::balance::Candidate;
-use crate::config::{BackendConfig, BackendKind, BackendTransport, Config};
+use crate::config::{BackendConfig, BackendKind, Config, HttpUrl};
+use crate::routing::{BackendId, Load};
 use health::{AdminState, Health};
 use pool::Pool;
 
@@ -32,19 +33,23 @@ pub struct ProbeReport {
 /// Stands for "the impalad reported no session count" in [`Backend::external_sessions`].
 const NO_EXTERNAL_COUNT: u64 = u64::MAX;
 
+/// [`Backend::detected_kind`] before the first probe has said.
+const KIND_UNKNOWN: u8 = 0;
+const KIND_IMPALA: u8 = 1;
+const KIND_HIVE: u8 = 2;
+
 #[derive(Debug)]
 pub struct Backend {
     /// Unique for the process's life, never reused.
-    pub id: u64,
+    pub id: BackendId,
     /// `host:port` as configured.
     pub addr: String,
-    pub kind: BackendKind,
-    pub metrics_url: Option<String>,
+    /// The kind the configuration forces, if it does; else the probes detect it.
+    configured_kind: Option<BackendKind>,
+    /// What the probes found: impalad checks the session in GetInfo, Hive and Spark do not.
+    detected_kind: AtomicU8,
+    pub metrics_url: Option<HttpUrl>,
     pub weight: AtomicU32,
-    /// Live sessions pinned here through the proxy.
-    pub sessions: AtomicU64,
-    /// Open operations of those sessions.
-    pub operations: AtomicU64,
     /// Calls being relayed right now.
     pub inflight: AtomicU64,
     /// Open HS2 sessions the impalad itself reports (`/jsonmetrics`), when enabled.
@@ -59,15 +64,14 @@ pub struct Backend {
 }
 
 impl Backend {
-    pub fn new(id: u64, cfg: &BackendConfig, config: &Config) -> Backend {
+    pub fn new(id: BackendId, cfg: &BackendConfig, config: &Config) -> Backend {
         Backend {
             id,
             addr: cfg.addr.clone(),
-            kind: cfg.kind,
+            configured_kind: cfg.kind,
+            detected_kind: AtomicU8::new(KIND_UNKNOWN),
             metrics_url: cfg.metrics_url.clone(),
             weight: AtomicU32::new(cfg.weight),
-            sessions: AtomicU64::new(0),
-            operations: AtomicU64::new(0),
             inflight: AtomicU64::new(0),
             external_sessions: AtomicU64::new(NO_EXTERNAL_COUNT),
             health: Mutex::new(Health::default()),
@@ -76,10 +80,10 @@ impl Backend {
             probe_now: tokio::sync::Notify::new(),
             pool: Pool::new(
                 cfg.addr.clone(),
-                config.backend_transport,
+                config.backend_auth.transport,
                 cfg.upstream.clone(),
                 config.pool.clone(),
-                config.max_frame_bytes,
+                config.limits.max_frame_bytes,
             ),
         }
     }
@@ -97,13 +101,34 @@ impl Backend {
         Some(self.external_sessions.load(Ordering::Relaxed)).filter(|v| *v != NO_EXTERNAL_COUNT)
     }
 
+    /// What kind of server this is: configured, else detected by the probes; `None` until known.
+    pub fn kind(&self) -> Option<BackendKind> {
+        self.configured_kind.or(match self.detected_kind.load(Ordering::Relaxed) {
+            KIND_IMPALA => Some(BackendKind::Impala),
+            KIND_HIVE => Some(BackendKind::Hive),
+            _ => None,
+        })
+    }
+
+    /// Records what a probe saw; logs when the kind is first known or changes.
+    pub fn set_detected_kind(&self, kind: BackendKind) {
+        let code = match kind {
+            BackendKind::Impala => KIND_IMPALA,
+            BackendKind::Hive => KIND_HIVE,
+        };
+        let before = self.detected_kind.swap(code, Ordering::Relaxed);
+        if before != code {
+            tracing::info!(backend = %self.addr, kind = ?kind, configured = ?self.configured_kind,
+                "backend kind detected from its GetInfo answer");
+        }
+    }
+
     /// Load for balancing: sessions (the impalad's own count when it reports more, since sessions
     /// opened around the proxy load it too) plus open operations.
-    pub fn candidate(&self) -> Candidate {
-        let pinned = self.sessions.load(Ordering::Relaxed);
-        let sessions = self.external_sessions().map_or(pinned, |e| e.max(pinned));
+    pub fn candidate(&self, load: Load) -> Candidate {
+        let sessions = self.external_sessions().map_or(load.sessions, |e| e.max(load.sessions));
         Candidate {
-            sessions: sessions + self.operations.load(Ordering::Relaxed),
+            sessions: sessions + load.operations,
             weight: self.weight.load(Ordering::Relaxed).max(1),
             eligible: self.health().eligible() && !self.removing.load(Ordering::Relaxed),
         }
@@ -124,13 +149,11 @@ impl Backend {
 pub struct Backends {
     list: RwLock<Vec<Arc<Backend>>>,
     next_id: AtomicU64,
-    pub transport: BackendTransport,
 }
 
 impl Backends {
     pub fn new(config: &Config) -> Backends {
-        let b =
-            Backends { list: RwLock::new(Vec::new()), next_id: AtomicU64::new(1), transport: config.backend_transport };
+        let b = Backends { list: RwLock::new(Vec::new()), next_id: AtomicU64::new(1) };
         for cfg in &config.backends {
             b.add(cfg, config);
         }
@@ -145,8 +168,8 @@ impl Backends {
         backend
     }
 
-    /// Drops a backend from the list (its sessions keep their `Arc` until they end).
-    pub fn remove(&self, id: u64) {
+    /// Drops a backend from the list (only once it holds no session).
+    pub fn remove(&self, id: BackendId) {
         self.list.write().unwrap_or_else(|e| e.into_inner()).retain(|b| b.id != id);
     }
 
@@ -159,10 +182,15 @@ impl Backends {
         self.all().into_iter().find(|b| b.addr == addr)
     }
 
-    /// Backends in the order a new session should try them (only those taking new sessions).
-    pub fn preference(&self, rotor: usize) -> Vec<Arc<Backend>> {
+    pub fn get(&self, id: BackendId) -> Option<Arc<Backend>> {
+        self.list.read().unwrap_or_else(|e| e.into_inner()).iter().find(|b| b.id == id).cloned()
+    }
+
+    /// Backends in the order a new session should try them (only those taking new sessions), given each
+    /// one's load.
+    pub fn preference(&self, rotor: usize, load: impl Fn(BackendId) -> Load) -> Vec<Arc<Backend>> {
         let list = self.all();
-        let candidates: Vec<Candidate> = list.iter().map(|b| b.candidate()).collect();
+        let candidates: Vec<Candidate> = list.iter().map(|b| b.candidate(load(b.id))).collect();
         crate::balance::preference(&candidates, rotor).into_iter().map(|i| list[i].clone()).collect()
     }
 }

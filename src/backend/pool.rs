@@ -7,12 +7,17 @@
 //! OpenSession is *pinned* while the session lives: Spark/Hive close a session when that connection
 //! drops, so the pool never closes it for idleness or to make room. Pinned connections still carry
 //! other calls.
+//!
+//! Cancel safety: a [`Checkout`] returns its connection to the idle list only when the call says it
+//! completed ([`Checkout::release`]); dropped any other way (an error, or a future cancelled by a client
+//! that went away) it closes the connection and frees its slot. A slot reserved for a connection being
+//! opened is freed the same way if the opening is abandoned. No path leaks a slot.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -57,6 +62,7 @@ impl CredKey {
     }
 }
 
+/// Why no connection could be had. Every variant means nothing reached the backend for this call.
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
     #[error("cannot connect to backend {addr}: {error}")]
@@ -74,28 +80,20 @@ pub enum PoolError {
 }
 
 impl PoolError {
-    /// True when nothing reached the backend and another backend may be tried (a new session only).
+    /// True when the backend could not be reached at all: evidence that it is down, and a new session
+    /// may try another backend.
     pub fn is_connect_failure(&self) -> bool {
         matches!(self, PoolError::Connect { .. } | PoolError::ConnectTimeout(_))
     }
 }
 
-/// An upstream connection, owned by one call at a time.
-pub struct Upstream {
-    pub id: u64,
-    pub key: CredKey,
-    pub conn: ThriftConn,
+/// An open upstream connection.
+struct Upstream {
+    id: u64,
+    key: CredKey,
+    conn: ThriftConn,
     /// Per-call headers of an HTTP backend connection.
-    pub headers: Option<CallHeaders>,
-}
-
-impl Upstream {
-    /// `X-Forwarded-For` of the next call (HTTP backends; binary ones have nowhere to put it).
-    pub fn set_forwarded_for(&self, value: &str) {
-        if let Some(h) = &self.headers {
-            h.set_forwarded_for(value);
-        }
-    }
+    headers: Option<CallHeaders>,
 }
 
 struct Idle {
@@ -106,7 +104,7 @@ struct Idle {
 #[derive(Default)]
 struct Inner {
     idle: Vec<Idle>,
-    /// Open connections, idle and checked out.
+    /// Open connections, idle and checked out, and slots reserved for connections being opened.
     total: usize,
     /// Pinned connection id -> live sessions it opened.
     pinned: HashMap<u64, usize>,
@@ -138,16 +136,17 @@ impl PoolStats {
     }
 }
 
-/// Cumulative wait counters; atomics because every checkout updates them outside the pool lock.
+/// Cumulative counters; atomics because every checkout updates them outside the pool lock.
 #[derive(Default)]
-struct WaitCounters {
+struct Counters {
     waits: AtomicU64,
     wait_micros: AtomicU64,
     exhausted: AtomicU64,
     opened: AtomicU64,
 }
 
-pub struct Pool {
+/// What the pool of one backend shares with its checked-out connections.
+struct Shared {
     addr: String,
     transport: BackendTransport,
     upstream: UpstreamConfig,
@@ -157,12 +156,98 @@ pub struct Pool {
     /// Signalled when a connection is returned or closed, for callers waiting for room.
     freed: Notify,
     next_id: AtomicU64,
-    counters: WaitCounters,
+    counters: Counters,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave the pool inconsistent beyond a count; keep going.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Closes a connection that left the idle list (or never joined it) and frees its slot.
+    fn close(&self, id: u64) {
+        let mut inner = self.lock();
+        inner.total = inner.total.saturating_sub(1);
+        inner.pinned.remove(&id);
+        drop(inner);
+        self.freed.notify_one();
+    }
+}
+
+pub struct Pool {
+    shared: Arc<Shared>,
 }
 
 impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Pool({}, {:?})", self.addr, self.stats())
+        write!(f, "Pool({}, {:?})", self.shared.addr, self.stats())
+    }
+}
+
+/// A connection owned by one call. [`Checkout::release`] gives it back after a complete exchange;
+/// dropping it any other way closes it (its state is unknown).
+pub struct Checkout {
+    up: Option<Upstream>,
+    pool: Arc<Shared>,
+}
+
+impl fmt::Debug for Checkout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Checkout({}, conn {})", self.pool.addr, self.id())
+    }
+}
+
+impl Checkout {
+    /// The connection's id (stable for its life; pins refer to it).
+    pub fn id(&self) -> u64 {
+        self.up.as_ref().map_or(0, |u| u.id)
+    }
+
+    pub fn conn(&mut self) -> &mut ThriftConn {
+        // `up` is only `None` inside `release` and `drop`, which consume the checkout.
+        match self.up.as_mut() {
+            Some(up) => &mut up.conn,
+            None => unreachable!("a checkout always holds its connection until it is consumed"),
+        }
+    }
+
+    /// `X-Forwarded-For` of the next call (HTTP backends; binary ones have nowhere to put it).
+    pub fn set_forwarded_for(&self, value: &str) {
+        if let Some(h) = self.up.as_ref().and_then(|u| u.headers.as_ref()) {
+            h.set_forwarded_for(value);
+        }
+    }
+
+    /// The exchange completed and the connection is in step: back to the idle list.
+    pub fn release(mut self) {
+        if let Some(up) = self.up.take() {
+            self.pool.lock().idle.push(Idle { up, since: Instant::now() });
+            self.pool.freed.notify_one();
+        }
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        if let Some(up) = self.up.take() {
+            tracing::debug!(backend = %self.pool.addr, conn = up.id, "upstream connection closed: its call did not complete");
+            self.pool.close(up.id);
+        }
+    }
+}
+
+/// A slot counted in `total` for a connection being opened; freed if the opening fails or is abandoned.
+struct Reservation {
+    pool: Arc<Shared>,
+    armed: bool,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.armed {
+            self.pool.close(0);
+        }
     }
 }
 
@@ -174,7 +259,7 @@ impl Pool {
         cfg: PoolConfig,
         max_frame: u64,
     ) -> Pool {
-        Pool {
+        let shared = Shared {
             addr,
             transport,
             upstream,
@@ -183,126 +268,122 @@ impl Pool {
             inner: Mutex::new(Inner::default()),
             freed: Notify::new(),
             next_id: AtomicU64::new(1),
-            counters: WaitCounters::default(),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding this lock cannot leave the pool inconsistent beyond a count; keep going.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+            counters: Counters::default(),
+        };
+        Pool { shared: Arc::new(shared) }
     }
 
     /// The key a call with `creds` uses on this backend.
     pub fn key_for(&self, creds: &Credentials) -> CredKey {
-        match self.transport {
+        match self.shared.transport {
             BackendTransport::Nosasl => CredKey::anonymous(),
             BackendTransport::Sasl => CredKey::of(creds),
         }
     }
 
     /// A connection for `creds`: an idle one that is still open, or a new one, waiting for room up to
-    /// the configured time. Dead idle connections are dropped here, before anything is written.
-    pub async fn checkout(&self, creds: &Credentials) -> Result<Upstream, PoolError> {
+    /// `pool.wait_timeout`. Dead idle connections are dropped here, before anything is written.
+    /// Cancel-safe: abandoning the future frees whatever it had reserved.
+    pub async fn checkout(&self, creds: &Credentials) -> Result<Checkout, PoolError> {
         let key = self.key_for(creds);
         let started = Instant::now();
-        let deadline = tokio::time::Instant::now() + self.cfg.wait_timeout;
+        let deadline = tokio::time::Instant::now() + self.shared.cfg.wait_timeout;
         let mut waited = false;
         loop {
-            let freed = self.freed.notified();
+            let freed = self.shared.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
             let reserved = {
-                let mut inner = self.lock();
+                let mut inner = self.shared.lock();
                 if let Some(up) = take_idle(&mut inner, &key) {
                     self.count_wait(waited, started);
-                    return Ok(up);
+                    return Ok(self.checkout_of(up));
                 }
-                reserve_room(&mut inner, &key, self.cfg.max_per_backend)
+                reserve_room(&mut inner, &key, self.shared.cfg.max_per_backend)
             };
             if reserved {
                 self.count_wait(waited, started);
-                return self.connect(key, creds).await.inspect_err(|_| self.forget_one());
+                let reservation = Reservation { pool: self.shared.clone(), armed: true };
+                return self.connect(key, creds, reservation).await;
             }
             waited = true;
             if tokio::time::timeout_at(deadline, freed).await.is_err() {
                 self.count_wait(waited, started);
-                self.counters.exhausted.fetch_add(1, Ordering::Relaxed);
-                let max = self.cfg.max_per_backend;
-                return Err(PoolError::Exhausted { addr: self.addr.clone(), max, waited: started.elapsed() });
+                self.shared.counters.exhausted.fetch_add(1, Ordering::Relaxed);
+                let (addr, max) = (self.shared.addr.clone(), self.shared.cfg.max_per_backend);
+                return Err(PoolError::Exhausted { addr, max, waited: started.elapsed() });
             }
         }
     }
 
+    fn checkout_of(&self, up: Upstream) -> Checkout {
+        Checkout { up: Some(up), pool: self.shared.clone() }
+    }
+
     fn count_wait(&self, waited: bool, started: Instant) {
         if waited {
-            self.counters.waits.fetch_add(1, Ordering::Relaxed);
+            let c = &self.shared.counters;
+            c.waits.fetch_add(1, Ordering::Relaxed);
             let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            self.counters.wait_micros.fetch_add(micros, Ordering::Relaxed);
+            c.wait_micros.fetch_add(micros, Ordering::Relaxed);
         }
     }
 
-    /// An idle connection of `user` (any password), never a new one: for the proxy's own clean-up calls.
-    pub fn checkout_idle_of(&self, user: Option<&str>) -> Option<Upstream> {
-        let mut inner = self.lock();
-        let pos = inner.idle.iter().rposition(|i| i.up.key.user.as_deref() == user)?;
-        let mut up = inner.idle.remove(pos).up;
-        if up.conn.is_idle_and_open() {
-            return Some(up);
+    /// An idle connection of `user` (any password), never a new one: for the proxy's own calls on a
+    /// session whose user's password it does not keep (clean-up, operator actions).
+    pub fn checkout_idle_of(&self, user: Option<&str>) -> Option<Checkout> {
+        let mut inner = self.shared.lock();
+        while let Some(pos) = inner.idle.iter().rposition(|i| i.up.key.user.as_deref() == user) {
+            let mut up = inner.idle.remove(pos).up;
+            if up.conn.is_idle_and_open() {
+                return Some(self.checkout_of(up));
+            }
+            drop_conn(&mut inner, up.id);
+            self.shared.freed.notify_one();
         }
-        drop_conn(&mut inner, up.id);
-        self.freed.notify_one();
         None
     }
 
-    async fn connect(&self, key: CredKey, creds: &Credentials) -> Result<Upstream, PoolError> {
-        let addr = self.addr.clone();
+    async fn connect(
+        &self,
+        key: CredKey,
+        creds: &Credentials,
+        mut reservation: Reservation,
+    ) -> Result<Checkout, PoolError> {
+        let addr = self.shared.addr.clone();
         let ep = self.endpoint();
-        let opened = tokio::time::timeout(self.cfg.connect_timeout, connect::open(&ep, creds, true))
+        let opened = tokio::time::timeout(self.shared.cfg.connect_timeout, connect::open(&ep, creds, true))
             .await
-            .map_err(|_| PoolError::ConnectTimeout(self.addr.clone()))?
+            .map_err(|_| PoolError::ConnectTimeout(addr.clone()))?
             .map_err(|e| match e {
                 OpenError::Connect(error) => PoolError::Connect { addr, error },
-                OpenError::AuthRefused(message) => PoolError::AuthRefused { addr, user: creds.user.clone(), message },
-                OpenError::Sasl(error) => PoolError::Handshake { addr, error },
-                OpenError::Http(error) => PoolError::Http { addr, error },
+                OpenError::AuthRefused(message) => {
+                    PoolError::AuthRefused { addr: self.shared.addr.clone(), user: creds.user.clone(), message }
+                }
+                OpenError::Sasl(error) => PoolError::Handshake { addr: self.shared.addr.clone(), error },
+                OpenError::Http(error) => PoolError::Http { addr: self.shared.addr.clone(), error },
             })?;
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.counters.opened.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(backend = %self.addr, conn = id, user = ?key.user, "upstream connection opened");
-        Ok(Upstream { id, key, conn: opened.conn, headers: opened.headers })
+        // From here the slot belongs to the checkout.
+        reservation.armed = false;
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        self.shared.counters.opened.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(backend = %self.shared.addr, conn = id, user = ?key.user, "upstream connection opened");
+        Ok(self.checkout_of(Upstream { id, key, conn: opened.conn, headers: opened.headers }))
     }
 
     /// How this pool's connections are opened (the health probe opens its own the same way).
     pub fn endpoint(&self) -> Endpoint<'_> {
-        Endpoint { addr: &self.addr, auth: self.transport, upstream: &self.upstream, max_frame: self.max_frame }
-    }
-
-    /// Returns a connection after a complete call.
-    pub fn checkin(&self, up: Upstream) {
-        self.lock().idle.push(Idle { up, since: Instant::now() });
-        self.freed.notify_one();
-    }
-
-    /// Drops a connection that is broken or in an unknown state.
-    pub fn discard(&self, up: Upstream) {
-        drop_conn(&mut self.lock(), up.id);
-        self.freed.notify_one();
-    }
-
-    fn forget_one(&self) {
-        let mut inner = self.lock();
-        inner.total = inner.total.saturating_sub(1);
-        drop(inner);
-        self.freed.notify_one();
+        let s = &self.shared;
+        Endpoint { addr: &s.addr, auth: s.transport, upstream: &s.upstream, max_frame: s.max_frame }
     }
 
     /// Keeps connection `id` open while a session it opened lives.
     pub fn pin(&self, id: u64) {
-        *self.lock().pinned.entry(id).or_insert(0) += 1;
+        *self.shared.lock().pinned.entry(id).or_insert(0) += 1;
     }
 
     pub fn unpin(&self, id: u64) {
-        let mut inner = self.lock();
+        let mut inner = self.shared.lock();
         if let Some(n) = inner.pinned.get_mut(&id) {
             *n -= 1;
             if *n == 0 {
@@ -313,22 +394,22 @@ impl Pool {
 
     /// Closes idle, unpinned connections older than the idle timeout; returns how many.
     pub fn close_idle(&self, now: Instant) -> usize {
-        let mut inner = self.lock();
-        let timeout = self.cfg.idle_timeout;
+        let mut inner = self.shared.lock();
+        let timeout = self.shared.cfg.idle_timeout;
         let before = inner.idle.len();
         let Inner { idle, pinned, total } = &mut *inner;
         idle.retain(|i| pinned.contains_key(&i.up.id) || now.duration_since(i.since) < timeout);
         let closed = before - idle.len();
         *total -= closed;
         if closed > 0 {
-            self.freed.notify_waiters();
+            self.shared.freed.notify_waiters();
         }
         closed
     }
 
     /// Closes every idle connection (the backend went down: they are dead or soon will be).
     pub fn close_all_idle(&self) {
-        let mut inner = self.lock();
+        let mut inner = self.shared.lock();
         let closed = inner.idle.len();
         let ids: Vec<u64> = inner.idle.drain(..).map(|i| i.up.id).collect();
         ids.iter().for_each(|id| {
@@ -336,20 +417,20 @@ impl Pool {
         });
         inner.total = inner.total.saturating_sub(closed);
         drop(inner);
-        self.freed.notify_waiters();
+        self.shared.freed.notify_waiters();
     }
 
     pub fn stats(&self) -> PoolStats {
         let (total, idle, pinned) = {
-            let inner = self.lock();
+            let inner = self.shared.lock();
             (inner.total, inner.idle.len(), inner.pinned.len())
         };
-        let c = &self.counters;
+        let c = &self.shared.counters;
         PoolStats {
             total,
             idle,
             pinned,
-            max: self.cfg.max_per_backend,
+            max: self.shared.cfg.max_per_backend,
             waits: c.waits.load(Ordering::Relaxed),
             wait_seconds: c.wait_micros.load(Ordering::Relaxed) as f64 / 1e6,
             exhausted: c.exhausted.load(Ordering::Relaxed),
@@ -391,4 +472,79 @@ fn reserve_room(inner: &mut Inner, key: &CredKey, max: usize) -> bool {
 fn drop_conn(inner: &mut Inner, id: u64) {
     inner.total = inner.total.saturating_sub(1);
     inner.pinned.remove(&id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    fn pool(addr: &str, transport: BackendTransport, max: usize) -> Pool {
+        let cfg = PoolConfig {
+            max_per_backend: max,
+            wait_timeout: Duration::from_millis(100),
+            idle_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(30),
+        };
+        Pool::new(addr.to_string(), transport, UpstreamConfig::default(), cfg, 1 << 20)
+    }
+
+    fn creds() -> Credentials {
+        Credentials { user: "alice".into(), password: "pw".into() }
+    }
+
+    /// A backend that accepts TCP and never answers: a SASL handshake to it waits forever.
+    async fn black_hole() -> (String, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        (addr, task)
+    }
+
+    /// A checkout abandoned while its connection is being opened (a client that went away mid-call)
+    /// frees its slot: the pool's count returns to zero and the next call gets a connection.
+    #[tokio::test]
+    async fn an_abandoned_connect_frees_its_slot() {
+        let (addr, _server) = black_hole().await;
+        let pool = pool(&addr, BackendTransport::Sasl, 1);
+        let attempt = tokio::time::timeout(Duration::from_millis(100), pool.checkout(&creds())).await;
+        assert!(attempt.is_err(), "the handshake never finishes: the caller gives up");
+        assert_eq!(pool.stats().total, 0, "the reserved slot was freed");
+        let again = tokio::time::timeout(Duration::from_millis(100), pool.checkout(&creds())).await;
+        assert!(again.is_err(), "a second attempt gets the slot (and waits on the handshake), not Exhausted");
+        assert_eq!(pool.stats().exhausted, 0);
+    }
+
+    /// A checked-out connection dropped without `release` (a cancelled call) is closed and its slot freed;
+    /// a released one goes back to the idle list.
+    #[tokio::test]
+    async fn a_dropped_checkout_closes_and_a_released_one_returns() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let accepts = tokio::spawn(async move {
+            let mut held = Vec::new();
+            for _ in 0..2 {
+                held.push(listener.accept().await.unwrap().0);
+            }
+            held
+        });
+        let pool = pool(&addr, BackendTransport::Nosasl, 1);
+        let first = pool.checkout(&creds()).await.unwrap();
+        assert_eq!(pool.stats().total, 1);
+        drop(first);
+        assert_eq!((pool.stats().total, pool.stats().idle), (0, 0), "dropped: closed, slot free");
+        let second = pool.checkout(&creds()).await.unwrap();
+        let id = second.id();
+        second.release();
+        assert_eq!((pool.stats().total, pool.stats().idle), (1, 1), "released: idle");
+        let held = accepts.await.unwrap();
+        let third = pool.checkout(&creds()).await.unwrap();
+        assert_eq!(third.id(), id, "the idle connection is reused");
+        drop(held);
+    }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{bad, duration, ConfigError};
+use super::{bad, ConfigError};
 use crate::tls::{UpstreamTls, UpstreamTlsSettings};
 
 #[derive(Debug, Default, Deserialize)]
@@ -155,10 +155,7 @@ pub fn validate_http(h: FileHttp) -> Result<HttpConfig, ConfigError> {
     if cookie_name.is_empty() || !cookie_name.chars().all(token_char) {
         return Err(bad("http.cookie_name", format!("{cookie_name:?} is not a cookie name")));
     }
-    let cookie_max_age = duration("http.cookie_max_age", h.cookie_max_age, "1d")?;
-    if cookie_max_age.is_zero() {
-        return Err(bad("http.cookie_max_age", "must be greater than 0"));
-    }
+    let cookie_max_age = super::durations::COOKIE_MAX_AGE.read(h.cookie_max_age)?;
     let cookie_secret = match &h.cookie_secret_file {
         None => None,
         Some(path) => Some(read_secret(path)?),

@@ -6,14 +6,14 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 
 use super::handle::HandleId;
-use super::idl::{self, HandlePaths, MethodSpec};
+use super::idl::{self, Effect, HandlePaths, MethodSpec};
 use crate::thrift::scanner::{parse_header, FieldPath, Scanner};
 use crate::thrift::{Limits, MessageHeader, MessageKind, ProtocolError};
 
 /// A path that matches no field: stands in for a handle a method does not carry.
 const NOWHERE: FieldPath = &[];
-/// A TApplicationException's message (its body is `{1: message, 2: type}`).
-const EXCEPTION_MESSAGE: FieldPath = &[1];
+/// A TApplicationException's message.
+const EXCEPTION_MESSAGE: FieldPath = &[idl::fields::t_application_exception::MESSAGE];
 
 /// The capture lists of one method, in fixed slots (see the `SLOT_` constants).
 struct Captures {
@@ -34,9 +34,12 @@ const SLOT_STATEMENT: usize = 4;
 /// Where a method's request carries a statement (`TExecuteStatementReq.statement`), bounded like every
 /// capture by `MAX_CAPTURE_BYTES`.
 fn statement_path(method: &str) -> FieldPath {
+    use idl::fields::{t_execute_planned_statement_req as planned, t_execute_statement_req as exec};
+    const EXECUTE: FieldPath = &[1, exec::STATEMENT];
+    const PLANNED: FieldPath = &[1, planned::STATEMENT_REQ, exec::STATEMENT];
     match method {
-        "ExecuteStatement" => &[1, 2],
-        "ExecutePlannedStatement" => &[1, 1, 2],
+        idl::names::EXECUTE_STATEMENT => EXECUTE,
+        idl::names::EXECUTE_PLANNED_STATEMENT => PLANNED,
         _ => NOWHERE,
     }
 }
@@ -114,6 +117,15 @@ impl Request {
     pub fn name(&self) -> &str {
         &self.header.name
     }
+
+    /// What a successful call does to the proxy's tables (`None` for unknown methods).
+    pub fn effect(&self) -> Effect {
+        self.method.map_or(Effect::None, |m| m.effect)
+    }
+
+    pub fn opens_session(&self) -> bool {
+        self.effect() == Effect::OpensSession
+    }
 }
 
 /// What a reply said, as far as routing cares.
@@ -129,20 +141,18 @@ pub struct ReplySummary {
     pub bytes: u64,
 }
 
-/// HS2 `TStatusCode` values the proxy acts on.
-pub mod status {
-    pub const SUCCESS: i64 = 0;
-    pub const SUCCESS_WITH_INFO: i64 = 1;
-    pub const STILL_EXECUTING: i64 = 2;
-    pub const ERROR: i64 = 3;
-    pub const INVALID_HANDLE: i64 = 4;
-}
-
 impl ReplySummary {
     /// Succeeded: a status of SUCCESS or SUCCESS_WITH_INFO (or STILL_EXECUTING), and no exception.
     pub fn succeeded(&self) -> bool {
-        !self.is_exception
-            && matches!(self.status_code, Some(status::SUCCESS | status::SUCCESS_WITH_INFO | status::STILL_EXECUTING))
+        use idl::enums::t_status_code::{STILL_EXECUTING_STATUS, SUCCESS_STATUS, SUCCESS_WITH_INFO_STATUS};
+        let ok = [SUCCESS_STATUS, SUCCESS_WITH_INFO_STATUS, STILL_EXECUTING_STATUS].map(i64::from);
+        !self.is_exception && self.status_code.is_some_and(|c| ok.contains(&c))
+    }
+
+    /// An error the backend answered with: an exception, or a status of ERROR or worse.
+    pub fn is_error(&self) -> bool {
+        let error = i64::from(idl::enums::t_status_code::ERROR_STATUS);
+        self.is_exception || self.status_code.is_some_and(|c| c >= error)
     }
 }
 
@@ -249,6 +259,9 @@ mod tests {
         let mut sc = reply_scanner(&req, Limits::REPLY);
         sc.feed(&err).unwrap();
         let sum = reply_summary(&sc);
-        assert_eq!((sum.status_code, sum.error.as_deref()), (Some(status::ERROR), Some("boom")));
+        assert_eq!(
+            (sum.status_code, sum.error.as_deref()),
+            (Some(idl::enums::t_status_code::ERROR_STATUS.into()), Some("boom"))
+        );
     }
 }

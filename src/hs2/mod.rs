@@ -4,5 +4,6 @@
 pub mod call;
 pub mod handle;
 pub mod idl;
+pub mod open_session;
 pub mod reply;
 pub mod requests;

@@ -7,17 +7,14 @@
 //! get a `TApplicationException`, which every Thrift client raises as an error.
 
 use super::handle::Guid;
+use super::idl::enums::{t_application_exception_type as app, t_status_code};
+use super::idl::fields::{t_application_exception, t_status};
 use super::idl::{self, StructKind, Ty};
-use crate::thrift::value::{encode_message, Struct, Value};
-use crate::thrift::{MessageHeader, MessageKind, TType};
+use crate::thrift::value::{decode_message, encode_message, Struct, Value};
+use crate::thrift::{Limits, MessageHeader, MessageKind, TType};
 
-/// `TStatusCode.ERROR_STATUS`.
-pub const ERROR_STATUS: i32 = 3;
 /// The SQLSTATE Impala uses for general errors.
 pub const SQLSTATE_GENERAL_ERROR: &str = "HY000";
-/// `TApplicationException` types.
-pub const APP_UNKNOWN_METHOD: i32 = 1;
-pub const APP_INTERNAL_ERROR: i32 = 6;
 
 /// Nesting bound while filling required fields (the HS2 schemas are shallow).
 const MAX_FILL_DEPTH: usize = 8;
@@ -34,10 +31,41 @@ pub fn invalid_query_text(guid: &Guid) -> String {
 
 /// A `TStatus` struct.
 pub fn status(code: i32, message: Option<&str>) -> Struct {
-    let s = Struct::new().with(1, Value::I32(code));
+    let s = Struct::new().with(t_status::STATUS_CODE, Value::I32(code));
     match message {
         None => s,
-        Some(m) => s.with(3, Value::string(SQLSTATE_GENERAL_ERROR)).with(4, Value::I32(0)).with(5, Value::string(m)),
+        Some(m) => s
+            .with(t_status::SQL_STATE, Value::string(SQLSTATE_GENERAL_ERROR))
+            .with(t_status::ERROR_CODE, Value::I32(0))
+            .with(t_status::ERROR_MESSAGE, Value::string(m)),
+    }
+}
+
+/// What a small reply said: success, an error status with its text, or an exception.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Answer {
+    /// SUCCESS or SUCCESS_WITH_INFO; the response struct.
+    Ok(Struct),
+    /// Any other status; its `errorMessage`.
+    Error(String),
+    /// A `TApplicationException`; its message.
+    Exception(String),
+}
+
+/// Reads a whole reply message to one of the proxy's own calls (probes, lookups, operator actions).
+pub fn read_answer(reply: &[u8], limits: &Limits) -> Result<Answer, String> {
+    let (header, body, _) = decode_message(reply, limits).map_err(|e| format!("bad reply: {e}"))?;
+    if header.kind == MessageKind::Exception {
+        let text = body.get_str(t_application_exception::MESSAGE).unwrap_or("exception");
+        return Ok(Answer::Exception(text.to_string()));
+    }
+    let resp = body.get_struct(0).cloned().unwrap_or_default();
+    let status_field = idl::method(&header.name).and_then(|m| m.status_field).unwrap_or(1);
+    let status = resp.get_struct(status_field);
+    let ok = [t_status_code::SUCCESS_STATUS, t_status_code::SUCCESS_WITH_INFO_STATUS].map(i64::from);
+    match status.and_then(|s| s.get_i64(t_status::STATUS_CODE)) {
+        Some(code) if ok.contains(&code) => Ok(Answer::Ok(resp)),
+        _ => Ok(Answer::Error(status.and_then(|s| s.get_str(t_status::ERROR_MESSAGE)).unwrap_or_default().to_string())),
     }
 }
 
@@ -45,19 +73,27 @@ pub fn status(code: i32, message: Option<&str>) -> Struct {
 pub fn error_reply(method: &str, seqid: i32, message: &str) -> Vec<u8> {
     let spec = idl::method(method);
     let (Some(spec), Some(status_field)) = (spec, spec.and_then(|m| m.status_field)) else {
-        let kind = if spec.is_some() { APP_INTERNAL_ERROR } else { APP_UNKNOWN_METHOD };
+        let kind = if spec.is_some() { app::INTERNAL_ERROR } else { app::UNKNOWN_METHOD };
         return application_exception(method, seqid, kind, message);
     };
     let mut resp = required_fields(spec.response, 0);
     resp.fields.retain(|(id, _)| *id != status_field);
-    resp.fields.insert(0, (status_field, status(ERROR_STATUS, Some(message)).into_value()));
+    resp.fields.insert(0, (status_field, status(t_status_code::ERROR_STATUS, Some(message)).into_value()));
     let body = Struct::new().with(0, resp.into_value());
     encode_message(&MessageHeader::new(method, MessageKind::Reply, seqid), &body)
 }
 
-/// A `TApplicationException` reply (`{1: message, 2: type}`).
+/// The reply to a request the proxy cannot read to its end (too large, malformed, over budget): the
+/// stream position is lost, so the connection closes after it.
+pub fn protocol_error(method: &str, seqid: i32, message: &str) -> Vec<u8> {
+    application_exception(method, seqid, app::PROTOCOL_ERROR, message)
+}
+
+/// A `TApplicationException` reply; `kind` is a `TApplicationExceptionType`.
 pub fn application_exception(method: &str, seqid: i32, kind: i32, message: &str) -> Vec<u8> {
-    let body = Struct::new().with(1, Value::string(message)).with(2, Value::I32(kind));
+    let body = Struct::new()
+        .with(t_application_exception::MESSAGE, Value::string(message))
+        .with(t_application_exception::TYPE, Value::I32(kind));
     encode_message(&MessageHeader::new(method, MessageKind::Exception, seqid), &body)
 }
 
@@ -113,8 +149,6 @@ fn wire_type(ty: &Ty) -> TType {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::thrift::value::decode_message;
-    use crate::thrift::Limits;
 
     fn decode(bytes: &[u8]) -> (MessageHeader, Struct) {
         let (h, b, used) = decode_message(bytes, &Limits::REPLY).unwrap();
@@ -134,7 +168,12 @@ mod tests {
             assert_eq!(h.kind, MessageKind::Reply);
             let resp = body.get_struct(0).unwrap();
             let st = resp.get_struct(status_field).unwrap();
-            assert_eq!((st.get_i64(1), st.get_str(5)), (Some(3), Some("no")));
+            let code = st.get_i64(t_status::STATUS_CODE);
+            assert_eq!(
+                (code, st.get_str(t_status::ERROR_MESSAGE)),
+                (Some(t_status_code::ERROR_STATUS.into()), Some("no"))
+            );
+            assert_eq!(read_answer(&error_reply(m.name, 9, "no"), &Limits::REPLY), Ok(Answer::Error("no".into())));
             for f in idl::struct_spec(m.response).unwrap().fields.iter().filter(|f| f.required) {
                 assert!(resp.get(f.id).is_some(), "{}: required field {} missing", m.name, f.name);
             }
@@ -143,7 +182,7 @@ mod tests {
 
     #[test]
     fn get_info_error_has_its_union_set() {
-        let (_, body) = decode(&error_reply("GetInfo", 1, "x"));
+        let (_, body) = decode(&error_reply(idl::names::GET_INFO, 1, "x"));
         let info = body.get_struct(0).and_then(|r| r.get_struct(2)).unwrap();
         assert_eq!(info.fields.len(), 1, "a union holds exactly one field");
     }
@@ -152,7 +191,8 @@ mod tests {
     fn unknown_methods_get_an_application_exception() {
         let (h, body) = decode(&error_reply("Nope", 3, "unknown"));
         assert_eq!(h.kind, MessageKind::Exception);
-        assert_eq!((body.get_str(1), body.get_i64(2)), (Some("unknown"), Some(APP_UNKNOWN_METHOD as i64)));
+        let (msg, kind) = (body.get_str(t_application_exception::MESSAGE), body.get_i64(t_application_exception::TYPE));
+        assert_eq!((msg, kind), (Some("unknown"), Some(app::UNKNOWN_METHOD.into())));
     }
 
     #[test]

@@ -1,41 +1,76 @@
-//! Requests the proxy makes itself (closing abandoned sessions, health probes, operator actions). No I/O.
+//! Requests the proxy makes itself (closing abandoned sessions, health probes, lookups, operator actions).
+//! No I/O.
 
 use super::handle::HandleId;
+use super::idl::fields::{t_cancel_operation_req, t_close_session_req, t_get_info_req, t_handle_identifier};
+use super::idl::fields::{t_operation_handle, t_session_handle};
+use super::idl::{enums, names};
 use crate::thrift::value::{encode_message, Struct, Value};
 use crate::thrift::{MessageHeader, MessageKind};
 
-/// `THandleIdentifier { 1: guid, 2: secret }`.
+/// `THandleIdentifier { guid, secret }`.
 pub fn handle_identifier(id: &HandleId) -> Value {
-    Struct::new().with(1, Value::Bytes(id.guid.0.to_vec())).with(2, Value::Bytes(id.secret.0.to_vec())).into_value()
+    Struct::new()
+        .with(t_handle_identifier::GUID, Value::Bytes(id.guid.0.to_vec()))
+        .with(t_handle_identifier::SECRET, Value::Bytes(id.secret.0.to_vec()))
+        .into_value()
 }
 
-/// `TSessionHandle { 1: THandleIdentifier }`.
+/// `TSessionHandle { sessionId }`.
 pub fn session_handle(id: &HandleId) -> Value {
-    Struct::new().with(1, handle_identifier(id)).into_value()
+    Struct::new().with(t_session_handle::SESSION_ID, handle_identifier(id)).into_value()
 }
 
-/// `TOperationHandle { 1: THandleIdentifier, 2: operationType, 3: hasResultSet }` for a handle whose type
-/// the proxy does not know: servers look operations up by identifier only.
+/// `TOperationHandle { operationId, operationType, hasResultSet }` for a handle whose type the proxy does
+/// not know: servers look operations up by identifier only.
 pub fn operation_handle(id: &HandleId) -> Value {
-    Struct::new().with(1, handle_identifier(id)).with(2, Value::I32(0)).with(3, Value::Bool(false)).into_value()
+    Struct::new()
+        .with(t_operation_handle::OPERATION_ID, handle_identifier(id))
+        .with(t_operation_handle::OPERATION_TYPE, Value::I32(enums::t_operation_type::EXECUTE_STATEMENT))
+        .with(t_operation_handle::HAS_RESULT_SET, Value::Bool(false))
+        .into_value()
 }
 
-/// A call message: `args { 1: req }`.
+/// A call message: `args { 1: req }` (every HS2 method takes one struct argument with id 1).
 pub fn call(method: &str, seqid: i32, req: Struct) -> Vec<u8> {
     encode_message(&MessageHeader::new(method, MessageKind::Call, seqid), &Struct::new().with(1, req.into_value()))
 }
 
-/// `CloseSession(TCloseSessionReq { 1: sessionHandle })`.
+/// `CloseSession(TCloseSessionReq { sessionHandle })`.
 pub fn close_session(id: &HandleId, seqid: i32) -> Vec<u8> {
-    call("CloseSession", seqid, Struct::new().with(1, session_handle(id)))
+    call(names::CLOSE_SESSION, seqid, Struct::new().with(t_close_session_req::SESSION_HANDLE, session_handle(id)))
 }
 
-/// `CancelOperation(TCancelOperationReq { 1: operationHandle })`.
+/// `CancelOperation(TCancelOperationReq { operationHandle })`.
 pub fn cancel_operation(id: &HandleId, seqid: i32) -> Vec<u8> {
-    call("CancelOperation", seqid, Struct::new().with(1, operation_handle(id)))
+    let req = Struct::new().with(t_cancel_operation_req::OPERATION_HANDLE, operation_handle(id));
+    call(names::CANCEL_OPERATION, seqid, req)
 }
 
-/// `GetInfo(TGetInfoReq { 1: sessionHandle, 2: infoType })`.
+/// `GetInfo(TGetInfoReq { sessionHandle, infoType })`.
 pub fn get_info(id: &HandleId, info_type: i32, seqid: i32) -> Vec<u8> {
-    call("GetInfo", seqid, Struct::new().with(1, session_handle(id)).with(2, Value::I32(info_type)))
+    let req = Struct::new()
+        .with(t_get_info_req::SESSION_HANDLE, session_handle(id))
+        .with(t_get_info_req::INFO_TYPE, Value::I32(info_type));
+    call(names::GET_INFO, seqid, req)
+}
+
+/// `GetCatalogs(TGetCatalogsReq { sessionHandle })`: opens an operation, so a server that answers it
+/// holds the session (Hive and Spark do not check the session in GetInfo).
+pub fn get_catalogs(id: &HandleId, seqid: i32) -> Vec<u8> {
+    use super::idl::fields::t_get_catalogs_req;
+    call(names::GET_CATALOGS, seqid, Struct::new().with(t_get_catalogs_req::SESSION_HANDLE, session_handle(id)))
+}
+
+/// `CloseOperation(TCloseOperationReq { operationHandle })` with the handle exactly as a server sent it.
+pub fn close_operation_value(handle: Value, seqid: i32) -> Vec<u8> {
+    use super::idl::fields::t_close_operation_req;
+    call(names::CLOSE_OPERATION, seqid, Struct::new().with(t_close_operation_req::OPERATION_HANDLE, handle))
+}
+
+/// `GetOperationStatus(TGetOperationStatusReq { operationHandle })`.
+pub fn get_operation_status(id: &HandleId, seqid: i32) -> Vec<u8> {
+    use super::idl::fields::t_get_operation_status_req;
+    let req = Struct::new().with(t_get_operation_status_req::OPERATION_HANDLE, operation_handle(id));
+    call(names::GET_OPERATION_STATUS, seqid, req)
 }

@@ -16,6 +16,8 @@ use tokio::net::{TcpStream, ToSocketAddrs};
 
 use crate::conn::{ConnError, ThriftConn};
 use crate::hs2::handle::HandleId;
+use crate::hs2::idl::fields as f;
+use crate::hs2::idl::{enums, names};
 use crate::hs2::requests;
 use crate::sasl::{self, SaslError};
 use crate::thrift::framing::Framing;
@@ -154,7 +156,10 @@ impl Hs2Client {
                 Some(Value::Struct(resp)) => Ok(resp),
                 _ => Err(ClientError::Unexpected(format!("{method} reply has no result"))),
             },
-            MessageKind::Exception => Err(ClientError::Exception(body.get_str(1).unwrap_or_default().to_string())),
+            MessageKind::Exception => {
+                let text = body.get_str(f::t_application_exception::MESSAGE).unwrap_or_default();
+                Err(ClientError::Exception(text.to_string()))
+            }
             kind => Err(ClientError::Unexpected(format!("a {kind} message in reply to {method}"))),
         }
     }
@@ -168,30 +173,34 @@ impl Hs2Client {
 
     /// Opens a session (protocol V6); `config` goes into the request's configuration map.
     pub async fn open_session(&mut self, user: Option<&str>, config: &[(&str, &str)]) -> Result<HandleId, ClientError> {
-        let resp = self.call_ok("OpenSession", open_session_req(user, config)).await?;
-        resp.get_struct(3)
+        let resp = self.call_ok(names::OPEN_SESSION, open_session_req(user, config)).await?;
+        resp.get_struct(f::t_open_session_resp::SESSION_HANDLE)
             .and_then(wire::read_handle)
             .ok_or_else(|| ClientError::Unexpected("OpenSession reply has no session handle".into()))
     }
 
     pub async fn close_session(&mut self, session: &HandleId) -> Result<(), ClientError> {
-        self.call_ok("CloseSession", session_req(session)).await.map(drop)
+        self.call_ok(names::CLOSE_SESSION, session_req(session)).await.map(drop)
     }
 
     /// Runs `statement` asynchronously (`runAsync = true`).
     pub async fn execute(&mut self, session: &HandleId, statement: &str) -> Result<OpHandle, ClientError> {
-        let req = session_req(session).with(2, Value::string(statement)).with(4, Value::Bool(true));
-        let resp = self.call_ok("ExecuteStatement", req).await?;
-        resp.get_struct(2)
+        use f::t_execute_statement_req as exec;
+        let req = session_req(session)
+            .with(exec::STATEMENT, Value::string(statement))
+            .with(exec::RUN_ASYNC, Value::Bool(true));
+        let resp = self.call_ok(names::EXECUTE_STATEMENT, req).await?;
+        resp.get_struct(f::t_execute_statement_resp::OPERATION_HANDLE)
             .and_then(wire::read_op_handle)
             .ok_or_else(|| ClientError::Unexpected("ExecuteStatement reply has no operation handle".into()))
     }
 
     /// One GetOperationStatus: the state and, in `ERROR_STATE`, the error text.
     pub async fn operation_status(&mut self, op: &OpHandle) -> Result<(i32, Option<String>), ClientError> {
-        let resp = self.call_ok("GetOperationStatus", op_req(op)).await?;
-        let state = resp.get_i64(2).map(|s| s as i32).unwrap_or(wire::op_state::UNKNOWN);
-        Ok((state, resp.get_str(5).map(str::to_string)))
+        use f::t_get_operation_status_resp as status;
+        let resp = self.call_ok(names::GET_OPERATION_STATUS, op_req(op)).await?;
+        let state = resp.get_i64(status::OPERATION_STATE).map(|s| s as i32).unwrap_or(wire::op_state::UKNOWN_STATE);
+        Ok((state, resp.get_str(status::ERROR_MESSAGE).map(str::to_string)))
     }
 
     /// Polls GetOperationStatus until the operation ends; returns the final state.
@@ -200,7 +209,7 @@ impl Hs2Client {
         let mut pause = POLL_FIRST;
         loop {
             let (state, error) = self.operation_status(op).await?;
-            if state == wire::op_state::ERROR {
+            if state == wire::op_state::ERROR_STATE {
                 return Err(ClientError::OperationFailed(error.unwrap_or_default()));
             }
             if wire::op_state::is_terminal(state) {
@@ -213,10 +222,12 @@ impl Hs2Client {
 
     /// Fetches up to `max_rows` rows: the batch's columns and `hasMoreRows`.
     pub async fn fetch(&mut self, op: &OpHandle, max_rows: i64) -> Result<(Vec<Column>, bool), ClientError> {
-        let req = op_req(op).with(2, Value::I32(0)).with(3, Value::I64(max_rows));
-        let mut resp = self.call_ok("FetchResults", req).await?;
-        let has_more = resp.get_bool(2).unwrap_or(false);
-        let columns = match wire::take_field(&mut resp, 3) {
+        use f::{t_fetch_results_req as req_f, t_fetch_results_resp as resp_f};
+        let next = enums::t_fetch_orientation::FETCH_NEXT;
+        let req = op_req(op).with(req_f::ORIENTATION, Value::I32(next)).with(req_f::MAX_ROWS, Value::I64(max_rows));
+        let mut resp = self.call_ok(names::FETCH_RESULTS, req).await?;
+        let has_more = resp.get_bool(resp_f::HAS_MORE_ROWS).unwrap_or(false);
+        let columns = match wire::take_field(&mut resp, resp_f::RESULTS) {
             Some(Value::Struct(rowset)) => wire::read_columns(rowset),
             _ => Some(Vec::new()),
         };
@@ -244,17 +255,18 @@ impl Hs2Client {
     }
 
     pub async fn cancel_operation(&mut self, op: &OpHandle) -> Result<(), ClientError> {
-        self.call_ok("CancelOperation", op_req(op)).await.map(drop)
+        self.call_ok(names::CANCEL_OPERATION, op_req(op)).await.map(drop)
     }
 
     pub async fn close_operation(&mut self, op: &OpHandle) -> Result<(), ClientError> {
-        self.call_ok("CloseOperation", op_req(op)).await.map(drop)
+        self.call_ok(names::CLOSE_OPERATION, op_req(op)).await.map(drop)
     }
 
-    /// GetInfo; returns the `TGetInfoValue` union (`get_str(1)` for the string answers).
+    /// GetInfo; returns the `TGetInfoValue` union (`get_str(STRING_VALUE)` for the string answers).
     pub async fn get_info(&mut self, session: &HandleId, info_type: i32) -> Result<Struct, ClientError> {
-        let mut resp = self.call_ok("GetInfo", session_req(session).with(2, Value::I32(info_type))).await?;
-        match wire::take_field(&mut resp, 2) {
+        let req = session_req(session).with(f::t_get_info_req::INFO_TYPE, Value::I32(info_type));
+        let mut resp = self.call_ok(names::GET_INFO, req).await?;
+        match wire::take_field(&mut resp, f::t_get_info_resp::INFO_VALUE) {
             Some(Value::Struct(info)) => Ok(info),
             _ => Err(ClientError::Unexpected("GetInfo reply has no infoValue".into())),
         }
@@ -264,20 +276,21 @@ impl Hs2Client {
 /// A `TOpenSessionReq` for protocol V6.
 pub fn open_session_req(user: Option<&str>, config: &[(&str, &str)]) -> Struct {
     let map = config.iter().map(|(k, v)| (Value::string(k), Value::string(v))).collect();
+    use f::t_open_session_req as open;
     Struct::new()
-        .with(1, Value::I32(wire::PROTOCOL_V6))
-        .with_opt(2, user.map(Value::string))
-        .with(4, Value::Map(TType::String, TType::String, map))
+        .with(open::CLIENT_PROTOCOL, Value::I32(wire::PROTOCOL_V6))
+        .with_opt(open::USERNAME, user.map(Value::string))
+        .with(open::CONFIGURATION, Value::Map(TType::String, TType::String, map))
 }
 
-/// A request whose field 1 is a session handle.
+/// A request whose first field is its session handle (every session-level HS2 request has it there).
 pub fn session_req(session: &HandleId) -> Struct {
-    Struct::new().with(1, requests::session_handle(session))
+    Struct::new().with(f::t_get_info_req::SESSION_HANDLE, requests::session_handle(session))
 }
 
-/// A request whose field 1 is an operation handle.
+/// A request whose first field is its operation handle (every operation-level HS2 request has it there).
 pub fn op_req(op: &OpHandle) -> Struct {
-    Struct::new().with(1, wire::operation_handle_value(op))
+    Struct::new().with(f::t_fetch_results_req::OPERATION_HANDLE, wire::operation_handle_value(op))
 }
 
 /// `Ok` for a successful `TStatus`, else [`ClientError::Status`] (or `Unexpected` when it is missing).

@@ -9,54 +9,28 @@ use crate::hs2::requests;
 use crate::thrift::value::{Struct, Value};
 use crate::thrift::TType;
 
+use crate::hs2::idl::enums;
+use crate::hs2::idl::fields::{t_handle_identifier, t_operation_handle, t_session_handle, t_status};
+
 /// `TProtocolVersion.HIVE_CLI_SERVICE_PROTOCOL_V6`: the newest Impala speaks, the first with columnar rows.
-pub const PROTOCOL_V6: i32 = 5;
+pub const PROTOCOL_V6: i32 = enums::t_protocol_version::HIVE_CLI_SERVICE_PROTOCOL_V6;
 
 /// `TOperationState` values.
 pub mod op_state {
-    pub const INITIALIZED: i32 = 0;
-    pub const RUNNING: i32 = 1;
-    pub const FINISHED: i32 = 2;
-    pub const CANCELED: i32 = 3;
-    pub const CLOSED: i32 = 4;
-    pub const ERROR: i32 = 5;
-    pub const UNKNOWN: i32 = 6;
-    pub const PENDING: i32 = 7;
-    pub const TIMEDOUT: i32 = 8;
+    pub use crate::hs2::idl::enums::t_operation_state::*;
 
     /// True for a state an operation never leaves.
     pub fn is_terminal(state: i32) -> bool {
-        matches!(state, FINISHED | CANCELED | CLOSED | ERROR | UNKNOWN | TIMEDOUT)
+        matches!(state, FINISHED_STATE | CANCELED_STATE | CLOSED_STATE | ERROR_STATE | UKNOWN_STATE | TIMEDOUT_STATE)
     }
 }
 
+/// `TGetInfoType` values.
+pub use crate::hs2::idl::enums::t_get_info_type as info_type;
 /// `TOperationType` values.
-pub mod op_type {
-    pub const EXECUTE_STATEMENT: i32 = 0;
-    pub const GET_TYPE_INFO: i32 = 1;
-    pub const GET_CATALOGS: i32 = 2;
-    pub const GET_SCHEMAS: i32 = 3;
-    pub const GET_TABLES: i32 = 4;
-    pub const GET_TABLE_TYPES: i32 = 5;
-    pub const GET_COLUMNS: i32 = 6;
-    pub const GET_FUNCTIONS: i32 = 7;
-    pub const UNKNOWN: i32 = 8;
-}
-
-/// `TGetInfoType` values that every server answers (the cheap probes).
-pub mod info_type {
-    pub const SERVER_NAME: i32 = 13;
-    pub const DBMS_NAME: i32 = 17;
-    pub const DBMS_VER: i32 = 18;
-}
-
-/// `TTypeId` values of the column types the mock produces.
-pub mod type_id {
-    pub const BOOLEAN: i32 = 0;
-    pub const INT: i32 = 3;
-    pub const BIGINT: i32 = 4;
-    pub const STRING: i32 = 7;
-}
+pub use crate::hs2::idl::enums::t_operation_type as op_type;
+/// `TTypeId` values.
+pub use crate::hs2::idl::enums::t_type_id as type_id;
 
 /// An operation handle as the client keeps it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,7 +44,7 @@ pub struct OpHandle {
 /// A `TStatus`, as read from a response.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {
-    /// `TStatusCode` (see [`crate::hs2::call::status`]).
+    /// `TStatusCode`.
     pub code: i64,
     /// `errorMessage`, or empty.
     pub message: String,
@@ -79,46 +53,50 @@ pub struct Status {
 impl Status {
     /// SUCCESS or SUCCESS_WITH_INFO (or STILL_EXECUTING, which is not a failure).
     pub fn is_success(&self) -> bool {
-        use crate::hs2::call::status::{STILL_EXECUTING, SUCCESS, SUCCESS_WITH_INFO};
-        matches!(self.code, SUCCESS | SUCCESS_WITH_INFO | STILL_EXECUTING)
+        use enums::t_status_code::{STILL_EXECUTING_STATUS, SUCCESS_STATUS, SUCCESS_WITH_INFO_STATUS};
+        [SUCCESS_STATUS, SUCCESS_WITH_INFO_STATUS, STILL_EXECUTING_STATUS].map(i64::from).contains(&self.code)
     }
 }
 
-/// A `TOperationHandle {1: operationId, 2: operationType, 3: hasResultSet}` with the type the client knows.
-/// (Session handles: [`requests::session_handle`].)
+/// A `TOperationHandle` with the type the client knows. (Session handles: [`requests::session_handle`].)
 pub fn operation_handle_value(op: &OpHandle) -> Value {
     Struct::new()
-        .with(1, requests::handle_identifier(&op.id))
-        .with(2, Value::I32(op.op_type))
-        .with(3, Value::Bool(op.has_result_set))
+        .with(t_operation_handle::OPERATION_ID, requests::handle_identifier(&op.id))
+        .with(t_operation_handle::OPERATION_TYPE, Value::I32(op.op_type))
+        .with(t_operation_handle::HAS_RESULT_SET, Value::Bool(op.has_result_set))
         .into_value()
 }
 
 /// Reads a `THandleIdentifier`; `None` unless guid and secret are 16 bytes each.
 pub fn read_handle_id(id: &Struct) -> Option<HandleId> {
-    let guid: [u8; ID_BYTES] = id.get_bytes(1)?.try_into().ok()?;
-    let secret: [u8; ID_BYTES] = id.get_bytes(2)?.try_into().ok()?;
+    let guid: [u8; ID_BYTES] = id.get_bytes(t_handle_identifier::GUID)?.try_into().ok()?;
+    let secret: [u8; ID_BYTES] = id.get_bytes(t_handle_identifier::SECRET)?.try_into().ok()?;
     Some(HandleId { guid: Guid(guid), secret: Secret(secret) })
 }
 
-/// Reads the id of a `TSessionHandle` or `TOperationHandle` (both keep it in field 1).
+/// Reads the id of a `TSessionHandle` or `TOperationHandle` (both keep it in the same field).
 pub fn read_handle(handle: &Struct) -> Option<HandleId> {
-    read_handle_id(handle.get_struct(1)?)
+    const _: () = assert!(t_session_handle::SESSION_ID == t_operation_handle::OPERATION_ID);
+    read_handle_id(handle.get_struct(t_session_handle::SESSION_ID)?)
 }
 
 /// Reads a `TOperationHandle`.
 pub fn read_op_handle(handle: &Struct) -> Option<OpHandle> {
     Some(OpHandle {
         id: read_handle(handle)?,
-        op_type: handle.get_i64(2).unwrap_or(op_type::UNKNOWN as i64) as i32,
-        has_result_set: handle.get_bool(3).unwrap_or(false),
+        op_type: handle.get_i64(t_operation_handle::OPERATION_TYPE).unwrap_or(op_type::UNKNOWN as i64) as i32,
+        has_result_set: handle.get_bool(t_operation_handle::HAS_RESULT_SET).unwrap_or(false),
     })
 }
 
-/// Reads field 1 (`TStatus`) of a response; `None` when it is missing or has no code.
+/// Reads the `TStatus` of a response (field 1 of every HS2 response); `None` when it is missing or has
+/// no code.
 pub fn read_status(resp: &Struct) -> Option<Status> {
     let status = resp.get_struct(1)?;
-    Some(Status { code: status.get_i64(1)?, message: status.get_str(5).unwrap_or_default().to_string() })
+    Some(Status {
+        code: status.get_i64(t_status::STATUS_CODE)?,
+        message: status.get_str(t_status::ERROR_MESSAGE).unwrap_or_default().to_string(),
+    })
 }
 
 /// One column of a fetched batch.
@@ -261,10 +239,10 @@ mod tests {
         }
         let v6 = idl::enum_value("TProtocolVersion", "HIVE_CLI_SERVICE_PROTOCOL_V6");
         assert_eq!(v6, Some(PROTOCOL_V6));
-        assert_eq!(idl::enum_value("TOperationState", "FINISHED_STATE"), Some(op_state::FINISHED));
+        assert_eq!(idl::enum_value("TOperationState", "FINISHED_STATE"), Some(op_state::FINISHED_STATE));
         assert_eq!(idl::enum_value("TOperationType", "GET_FUNCTIONS"), Some(op_type::GET_FUNCTIONS));
-        assert_eq!(idl::enum_value("TGetInfoType", "CLI_DBMS_VER"), Some(info_type::DBMS_VER));
-        assert_eq!(idl::enum_value("TTypeId", "STRING_TYPE"), Some(type_id::STRING));
+        assert_eq!(idl::enum_value("TGetInfoType", "CLI_DBMS_VER"), Some(info_type::CLI_DBMS_VER));
+        assert_eq!(idl::enum_value("TTypeId", "STRING_TYPE"), Some(type_id::STRING_TYPE));
     }
 
     #[test]

@@ -1,32 +1,45 @@
 //! HS2 over HTTP, both sides: each Thrift call is one POST whose body is the request message and whose
 //! response body is the reply message (Impala's hs2-http, Hive's `transport.mode=http`).
 //!
-//! - [`server`]: client-side HTTP (hyper): authentication, the proxy's own cookie, then the call goes
-//!   through `client` exactly like a binary one and the reply streams back as a chunked body.
 //! - [`upstream`]: an HTTP backend connection shaped like a byte stream, so that `conn::ThriftConn`,
 //!   the pool and the relay work over it unchanged.
-//! - [`cookie`]: the signed cookie and the credentials it stands for. No I/O.
+//! - [`client`]: the one small HTTP client (the CLI's admin calls, impalad's web port).
+//! - Basic authentication headers, both ways (here).
+//!
+//! The client-facing HTTP server is `frontend::http`.
 
-pub mod cookie;
-pub mod server;
+pub mod client;
 pub mod upstream;
+
+use std::fmt;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
-use crate::backend::pool::Credentials;
+/// A user and password from a Basic `Authorization` header; the password never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Basic {
+    pub user: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Basic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Basic {{ user: {:?}, password: <redacted> }}", self.user)
+    }
+}
 
 /// Longest `Authorization` value read (a Basic header with long LDAP names fits easily).
 const MAX_AUTHORIZATION_BYTES: usize = 8 * 1024;
 
-/// The `Authorization: Basic ...` value for `creds`.
-pub fn basic_authorization(creds: &Credentials) -> String {
-    format!("Basic {}", STANDARD.encode(format!("{}:{}", creds.user, creds.password)))
+/// The `Authorization: Basic ...` value for a user and password.
+pub fn basic_authorization(user: &str, password: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
 }
 
 /// Reads `Authorization: Basic <base64(user:password)>`. `Ok(None)` without the header; `Err` for a
 /// header that is there but unusable (another scheme, bad base64, no colon).
-pub fn parse_basic(value: Option<&[u8]>) -> Result<Option<Credentials>, String> {
+pub fn parse_basic(value: Option<&[u8]>) -> Result<Option<Basic>, String> {
     let Some(value) = value else { return Ok(None) };
     if value.len() > MAX_AUTHORIZATION_BYTES {
         return Err("the Authorization header is too long".into());
@@ -42,7 +55,7 @@ pub fn parse_basic(value: Option<&[u8]>) -> Result<Option<Credentials>, String> 
     if user.is_empty() {
         return Err("the Basic credentials have an empty user name".into());
     }
-    Ok(Some(Credentials { user: user.to_string(), password: password.to_string() }))
+    Ok(Some(Basic { user: user.to_string(), password: password.to_string() }))
 }
 
 #[cfg(test)]
@@ -51,8 +64,8 @@ mod tests {
 
     #[test]
     fn basic_round_trips_and_refuses_what_it_cannot_use() {
-        let creds = Credentials { user: "alice".into(), password: "s:cret".into() };
-        let header = basic_authorization(&creds);
+        let creds = Basic { user: "alice".into(), password: "s:cret".into() };
+        let header = basic_authorization(&creds.user, &creds.password);
         assert_eq!(parse_basic(Some(header.as_bytes())).unwrap(), Some(creds));
         assert_eq!(parse_basic(None).unwrap(), None);
         assert!(parse_basic(Some(b"Bearer abc")).unwrap_err().contains("Bearer"));

@@ -64,12 +64,18 @@ pub(super) fn ok() -> Value {
 /// A response to `method` with status ERROR and `message`, and every required field filled.
 pub(super) fn failure(method: &str, message: &str) -> Outcome {
     let Some(spec) = idl::method(method) else {
-        return Outcome::Exception { kind: reply::APP_INTERNAL_ERROR, message: message.to_string() };
+        return Outcome::Exception {
+            kind: crate::hs2::idl::enums::t_application_exception_type::INTERNAL_ERROR,
+            message: message.to_string(),
+        };
     };
     let status_field = spec.status_field.unwrap_or(1);
     let mut resp = reply::required_fields(spec.response, 0);
     resp.fields.retain(|(id, _)| *id != status_field);
-    resp.fields.insert(0, (status_field, reply::status(reply::ERROR_STATUS, Some(message)).into_value()));
+    resp.fields.insert(
+        0,
+        (status_field, reply::status(crate::hs2::idl::enums::t_status_code::ERROR_STATUS, Some(message)).into_value()),
+    );
     Outcome::Reply(resp)
 }
 
@@ -143,8 +149,8 @@ fn get_info(inner: &Inner, user: Option<&str>, req: &Struct) -> Outcome {
         return failure(M, &text);
     }
     let value = match req.get_i64(2).map(|v| v as i32) {
-        Some(info_type::SERVER_NAME | info_type::DBMS_NAME) => "Impala",
-        Some(info_type::DBMS_VER) => MOCK_VERSION,
+        Some(info_type::CLI_SERVER_NAME | info_type::CLI_DBMS_NAME) => "Impala",
+        Some(info_type::CLI_DBMS_VER) => MOCK_VERSION,
         _ => return failure(M, "Unsupported operation"),
     };
     let info = Struct::new().with(1, Value::string(value));

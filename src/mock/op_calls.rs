@@ -13,7 +13,7 @@ use super::rowset::{empty_log_rowset, no_rows_rowset};
 use super::sql::Statement;
 use super::state::{OpState, Operation};
 use super::Inner;
-use crate::hs2::reply::APP_UNKNOWN_METHOD;
+use crate::hs2::idl::enums::t_application_exception_type::UNKNOWN_METHOD as APP_UNKNOWN_METHOD;
 use crate::hs2client::wire::op_state;
 use crate::thrift::value::{encode_struct_bytes, Struct, Value};
 use crate::thrift::TType;
@@ -108,11 +108,11 @@ fn status(inner: &Inner, user: Option<&str>, req: &Struct) -> Outcome {
         let has_result_set = op.results.is_some();
         let resp = Struct::new().with(1, ok());
         let resp = match op.state() {
-            OpState::Running { .. } => resp.with(2, Value::I32(op_state::RUNNING)),
-            OpState::Finished => resp.with(2, Value::I32(op_state::FINISHED)),
-            OpState::Canceled => resp.with(2, Value::I32(op_state::CANCELED)),
+            OpState::Running { .. } => resp.with(2, Value::I32(op_state::RUNNING_STATE)),
+            OpState::Finished => resp.with(2, Value::I32(op_state::FINISHED_STATE)),
+            OpState::Canceled => resp.with(2, Value::I32(op_state::CANCELED_STATE)),
             OpState::Failed(e) => resp
-                .with(2, Value::I32(op_state::ERROR))
+                .with(2, Value::I32(op_state::ERROR_STATE))
                 .with(3, Value::string(crate::hs2::reply::SQLSTATE_GENERAL_ERROR))
                 .with(4, Value::I32(0))
                 .with(5, Value::string(e)),

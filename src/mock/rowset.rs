@@ -56,10 +56,10 @@ pub enum ColType {
 impl ColType {
     fn type_id(self) -> i32 {
         match self {
-            ColType::Boolean => type_id::BOOLEAN,
-            ColType::Int => type_id::INT,
-            ColType::BigInt => type_id::BIGINT,
-            ColType::String => type_id::STRING,
+            ColType::Boolean => type_id::BOOLEAN_TYPE,
+            ColType::Int => type_id::INT_TYPE,
+            ColType::BigInt => type_id::BIGINT_TYPE,
+            ColType::String => type_id::STRING_TYPE,
         }
     }
 

@@ -30,7 +30,7 @@ pub async fn mocks(n: usize, auth: MockAuth) -> Vec<MockImpalad> {
 /// A proxy in front of `mocks`; `tweak` adjusts the config first.
 pub async fn proxy(mocks: &[MockImpalad], transport: BackendTransport, tweak: impl FnOnce(&mut Config)) -> ProxyHandle {
     let mut c = base_config();
-    c.backend_transport = transport;
+    c.backend_auth.transport = transport;
     c.backends = mocks.iter().map(|m| BackendConfig::new(&m.local_addr().to_string())).collect();
     tweak(&mut c);
     server::start(c).await.expect("proxy starts")

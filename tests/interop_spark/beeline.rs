@@ -87,9 +87,9 @@ async fn parses_the_unknown_session_reply() {
         assert!(Instant::now() < deadline && !run.is_finished(), "beeline never reached the gate");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let sessions = proxy.proxy.routes.session_ids();
+    let sessions = proxy.proxy.session_ids();
     assert_eq!(sessions.len(), 1, "beeline's one session");
-    let session = proxy.proxy.routes.with_session(&sessions[0], |e| e.handle(sessions[0])).expect("known");
+    let session = proxy.proxy.with_session(&sessions[0], |e| e.handle(sessions[0])).expect("known");
     let mut direct = connect(owner_of(&proxy, &session), &mode.auth("jdbc")).await;
     direct.close_session(&session).await.expect("CloseSession directly on the server");
     std::fs::write(&go, "").expect("open the gate");

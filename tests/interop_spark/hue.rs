@@ -156,7 +156,7 @@ async fn query_steps(
 ) {
     let op = *op;
     let polled = on_new(addr, auth, |c| Box::pin(async move { c.wait_finished(&op).await })).await;
-    let finished = matches!(polled, Ok(op_state::FINISHED));
+    let finished = matches!(polled, Ok(op_state::FINISHED_STATE));
     rec(QUERY_STEPS[0], polled.map(|s| format!("state {s}")));
     if !finished {
         for name in &QUERY_STEPS[1..] {

@@ -1,9 +1,20 @@
-//! The first moments of a client connection: which transport it speaks, TLS, then hand-off.
+//! The server side of a client connection: the first moments (which transport it speaks, TLS), who the
+//! caller is, and the two transports' read loops. Every call then goes through `dispatch`.
 //!
-//! Every listener serves every transport: the first bytes say binary (unframed, framed, SASL), HTTP or
-//! TLS (`thrift::framing::sniff`). TLS is terminated here and the decrypted stream sniffed again, so
-//! binary and HTTP both work over it. Binary connections go to `client` (the per-connection task),
-//! HTTP ones to `http::server`; both route and forward through the same code.
+//! - here: sniffing and TLS; every listener serves every transport, the first bytes say binary
+//!   (unframed, framed, SASL), HTTP or TLS (`thrift::framing::sniff`); TLS is terminated and the
+//!   decrypted stream sniffed again, so binary and HTTP both work over it.
+//! - [`binary`]: a binary-protocol connection: handshake, then one call at a time.
+//! - [`http`]: an HTTP connection (hyper): one call per POST, the reply streamed as the body.
+//! - [`auth`]: checking a client's credentials; [`cookie`]: the proxy's own HTTP cookie. No I/O there.
+//!
+//! The whole handshake (first bytes, TLS, SASL with the upstream check of a password) has one deadline,
+//! `timeouts.handshake`, counted from the accept.
+
+pub mod auth;
+pub mod binary;
+pub mod cookie;
+pub mod http;
 
 use std::io;
 use std::net::SocketAddr;
@@ -13,24 +24,26 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
+use crate::config::Config;
 use crate::conn::Io;
-use crate::server::Proxy;
+use crate::proxy::Proxy;
 use crate::thrift::framing::{sniff, Sniffed, SNIFF_BYTES};
 use crate::tls::ServerTls;
 
-/// Front-end state shared by all connections: the listeners' TLS and the HTTP cookie keys.
+/// Front-end state shared by all client connections: the listeners' TLS and the HTTP cookie keys.
 #[derive(Debug)]
 pub struct Front {
     pub tls: Option<ServerTls>,
-    pub http: crate::http::server::HttpState,
+    pub http: http::HttpState,
 }
 
 impl Front {
-    pub fn new(config: &crate::config::Config) -> Front {
+    pub fn new(config: &Config) -> Front {
         Front {
             tls: config.tls.as_ref().map(|t| ServerTls::new(&t.cert_file, &t.key_file)),
-            http: crate::http::server::HttpState::new(&config.http),
+            http: http::HttpState::new(&config.http),
         }
     }
 }
@@ -44,10 +57,11 @@ struct Detected {
 }
 
 /// Serves one accepted connection until it closes.
-pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr) {
+pub async fn serve(proxy: Proxy, front: Arc<Front>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let timeout = proxy.config.handshake_timeout;
-    let detected = match tokio::time::timeout(timeout, detect(&proxy, Box::new(stream))).await {
+    let timeout = proxy.config().timeouts.handshake;
+    let deadline = Instant::now() + timeout;
+    let detected = match tokio::time::timeout_at(deadline, detect(&proxy, &front, Box::new(stream))).await {
         Ok(Ok(d)) => d,
         Ok(Err(e)) => {
             tracing::info!(client = %peer, error = %e, "client connection refused");
@@ -60,8 +74,8 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr) {
     };
     let Detected { io, kind, first, tls } = detected;
     match kind {
-        Sniffed::Http if proxy.config.http.enabled => {
-            crate::http::server::serve(proxy, Box::new(Prefixed::new(first, io)), peer, tls).await
+        Sniffed::Http if proxy.config().http.enabled => {
+            http::serve(proxy, front, Box::new(Prefixed::new(first, io)), peer, tls).await
         }
         Sniffed::Http => {
             let mut io = io;
@@ -72,20 +86,20 @@ pub async fn serve(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr) {
             let _ = io.shutdown().await;
             tracing::info!(client = %peer, "client connection refused: an HTTP request while http.enabled is false");
         }
-        kind => crate::client::serve_binary(proxy, io, first, kind, peer).await,
+        kind => binary::serve(&proxy, io, first, kind, peer, deadline).await,
     }
 }
 
 /// Reads the first bytes and terminates TLS.
-async fn detect(proxy: &Proxy, mut io: Box<dyn Io>) -> Result<Detected, String> {
+async fn detect(proxy: &Proxy, front: &Front, mut io: Box<dyn Io>) -> Result<Detected, String> {
     let (kind, first) = sniff_io(&mut io).await?;
     if kind != Sniffed::Tls {
-        if proxy.config.tls.as_ref().is_some_and(|t| !t.allow_plaintext) {
+        if proxy.config().tls.as_ref().is_some_and(|t| !t.allow_plaintext) {
             return Err("a connection without TLS (tls.allow_plaintext is false)".into());
         }
         return Ok(Detected { io, kind, first, tls: false });
     }
-    let Some(acceptor) = proxy.front.tls.as_ref().and_then(ServerTls::acceptor) else {
+    let Some(acceptor) = front.tls.as_ref().and_then(ServerTls::acceptor) else {
         return Err("a TLS handshake, but TLS is not configured (tls.cert_file, tls.key_file)".into());
     };
     let stream = acceptor.accept(Prefixed::new(first, io)).await.map_err(|e| format!("TLS handshake: {e}"))?;

@@ -1,5 +1,5 @@
 //! Every metric the proxy exports, in one place: names, help texts, labels, and the Prometheus text for
-//! `GET /metrics`. No I/O.
+//! `GET /metrics` (served by `admin`). No I/O.
 //!
 //! Two kinds of metric:
 //! - counted as things happen ([`Metrics`]: RPCs, errors, latency, bytes, probes, connections), held in
@@ -11,8 +11,7 @@
 //! `kind`, `result` and `state` come from fixed lists here. No session or query id is ever a label.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use prometheus_client::encoding::{text, EncodeLabelSet};
@@ -22,10 +21,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::backend::health::{AdminState, Observed};
-use crate::backend::Backend;
+use crate::backend::health::STATES;
+use crate::backend::pool::PoolStats;
 use crate::hs2::call::Request;
-use crate::server::Proxy;
 
 /// Every name below is exported with this prefix (`hs2_proxy_rpcs_total`); counters get `_total`.
 pub const PREFIX: &str = "hs2_proxy";
@@ -47,6 +45,9 @@ pub const PROBES: &str = "health_probes";
 pub const PROBE_DURATION: &str = "health_probe_duration_seconds";
 /// Sessions opened through the proxy, by backend.
 pub const SESSIONS_OPENED: &str = "sessions_opened";
+/// Lookups of handles the proxy did not know (asking every backend), by `result`: `found`, `missed`,
+/// `ambiguous` (several backends claimed it: treated as unknown), `timed_out` (`timeouts.recovery`).
+pub const HANDLE_LOOKUPS: &str = "handle_lookups";
 /// Client connections accepted / refused at the connection limit / open now.
 pub const CLIENT_CONNECTIONS_ACCEPTED: &str = "client_connections_accepted";
 pub const CLIENT_CONNECTIONS_REFUSED: &str = "client_connections_refused";
@@ -76,8 +77,11 @@ pub const START_TIME: &str = "start_time_seconds";
 
 /// The backend label of a call the proxy answered itself.
 pub const NO_BACKEND: &str = "none";
-/// Every value of the `state` label of [`BACKEND_STATE`].
-pub const STATES: [&str; 5] = ["up", "draining", "drain", "maintenance", "down"];
+/// The limit on client connections (`limits.max_client_connections`), for alerts on nearing it.
+pub const CLIENT_CONNECTIONS_MAX: &str = "client_connections_max";
+/// Bytes of unfinished requests held now, and the budget (`limits.max_buffered_request_bytes`).
+pub const BUFFERED_REQUEST_BYTES: &str = "buffered_request_bytes";
+pub const BUFFERED_REQUEST_BYTES_MAX: &str = "buffered_request_bytes_max";
 
 /// RPC latency buckets (seconds): sub-millisecond GetOperationStatus polls to five-minute fetches.
 const RPC_BUCKETS: [f64; 16] =
@@ -98,6 +102,10 @@ pub enum ErrorKind {
     Unroutable,
     /// No backend takes new sessions.
     NoBackend,
+    /// The client stopped reading the reply (`timeouts.client_write`): its connection was closed.
+    ClientStalled,
+    /// The client went away before the reply was complete.
+    ClientGone,
 }
 
 impl ErrorKind {
@@ -108,6 +116,8 @@ impl ErrorKind {
             ErrorKind::NoConnection => "no_connection",
             ErrorKind::Unroutable => "unroutable",
             ErrorKind::NoBackend => "no_backend",
+            ErrorKind::ClientStalled => "client_stalled",
+            ErrorKind::ClientGone => "client_gone",
         }
     }
 }
@@ -134,6 +144,11 @@ struct BackendLabels {
 struct BackendStateLabels {
     backend: String,
     state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -165,6 +180,7 @@ pub struct Metrics {
     probes: Family<ProbeLabels, Counter>,
     probe_latency: HistogramFamily<BackendLabels>,
     sessions_opened: Family<BackendLabels, Counter>,
+    lookups: Family<ResultLabels, Counter>,
     accepted: Counter,
     refused: Counter,
     connections: Gauge,
@@ -190,6 +206,7 @@ impl Metrics {
             probes: Family::default(),
             probe_latency: Family::new_with_constructor(probe_histogram),
             sessions_opened: Family::default(),
+            lookups: Family::default(),
             accepted: Counter::default(),
             refused: Counter::default(),
             connections: Gauge::default(),
@@ -211,6 +228,7 @@ impl Metrics {
         r.register(PROBES, "Health probes, by backend and result", m.probes.clone());
         r.register(PROBE_DURATION, "Health probe round-trip time", m.probe_latency.clone());
         r.register(SESSIONS_OPENED, "Sessions opened through the proxy", m.sessions_opened.clone());
+        r.register(HANDLE_LOOKUPS, "Lookups of unknown handles by asking the backends, by result", m.lookups.clone());
         r.register(CLIENT_CONNECTIONS_ACCEPTED, "Client connections accepted", m.accepted.clone());
         r.register(CLIENT_CONNECTIONS_REFUSED, "Client connections closed at the connection limit", m.refused.clone());
         r.register(CLIENT_CONNECTIONS, "Client connections open now", m.connections.clone());
@@ -246,6 +264,11 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// A lookup of an unknown handle ended with `result` (see [`HANDLE_LOOKUPS`]).
+    pub fn lookup(&self, result: &'static str) {
+        self.lookups.get_or_create(&ResultLabels { result }).inc();
+    }
+
     pub fn session_opened(&self, backend: &str) {
         self.sessions_opened.get_or_create(&BackendLabels { backend: backend.to_string() }).inc();
     }
@@ -273,13 +296,38 @@ impl Metrics {
     }
 
     /// The Prometheus (OpenMetrics) text: the counted metrics, then the state read now.
-    pub fn encode(&self, proxy: &Proxy) -> Result<String, std::fmt::Error> {
+    pub fn encode(&self, state: &StateFigures) -> Result<String, std::fmt::Error> {
         let mut out = String::with_capacity(16 * 1024);
         text::encode_registry(&mut out, &self.registry)?;
-        text::encode_registry(&mut out, &state_registry(proxy))?;
+        text::encode_registry(&mut out, &state_registry(state))?;
         text::encode_eof(&mut out)?;
         Ok(out)
     }
+}
+
+/// The proxy's state at scrape time, as the gauges show it.
+#[derive(Clone, Debug, Default)]
+pub struct StateFigures {
+    pub sessions: usize,
+    pub operations: usize,
+    pub max_client_connections: usize,
+    pub buffered_request_bytes: u64,
+    pub max_buffered_request_bytes: u64,
+    pub backends: Vec<BackendFigures>,
+}
+
+/// One backend's figures.
+#[derive(Clone, Debug)]
+pub struct BackendFigures {
+    pub addr: String,
+    pub sessions: u64,
+    pub operations: u64,
+    pub inflight: u64,
+    pub weight: u32,
+    /// One of [`STATES`].
+    pub state: &'static str,
+    pub impalad_sessions: Option<u64>,
+    pub pool: PoolStats,
 }
 
 /// The `method` label of a request: its IDL name, or `unknown` (a peer must not invent label values).
@@ -287,31 +335,35 @@ pub fn method_label(req: &Request) -> &'static str {
     req.method.map_or("unknown", |m| m.name)
 }
 
-/// The one word the operator view uses for a backend's state: what matters most first (down beats an
-/// operator state, an operator state beats the server's own draining).
-pub fn state_name(observed: Observed, admin: AdminState) -> &'static str {
-    match (observed, admin) {
-        (Observed::Down, _) => "down",
-        (_, AdminState::Maintenance) => "maintenance",
-        (_, AdminState::Drain) => "drain",
-        (Observed::Draining, _) => "draining",
-        (Observed::Up, AdminState::Active) => "up",
-    }
-}
-
 /// A registry built for one scrape from the proxy's state.
-fn state_registry(proxy: &Proxy) -> Registry {
+fn state_registry(state: &StateFigures) -> Registry {
     let mut r = Registry::with_prefix(PREFIX);
     let gauge = |v: i64| {
         let g: Gauge = Gauge::default();
         g.set(v);
         g
     };
-    r.register(SESSIONS, "Sessions the proxy routes", gauge(proxy.routes.session_count() as i64));
-    r.register(OPERATIONS, "Open operations the proxy routes", gauge(proxy.routes.operation_count() as i64));
+    let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    r.register(SESSIONS, "Sessions the proxy routes", gauge(state.sessions as i64));
+    r.register(OPERATIONS, "Open operations the proxy routes", gauge(state.operations as i64));
+    r.register(
+        CLIENT_CONNECTIONS_MAX,
+        "Client connection limit (limits.max_client_connections)",
+        gauge(state.max_client_connections as i64),
+    );
+    r.register(
+        BUFFERED_REQUEST_BYTES,
+        "Bytes of unfinished requests held now (beyond each connection's first buffer)",
+        gauge(as_i64(state.buffered_request_bytes)),
+    );
+    r.register(
+        BUFFERED_REQUEST_BYTES_MAX,
+        "Budget for those bytes (limits.max_buffered_request_bytes)",
+        gauge(as_i64(state.max_buffered_request_bytes)),
+    );
     let per_backend = BackendGauges::default();
-    for b in proxy.backends.all() {
-        per_backend.add(&b);
+    for b in &state.backends {
+        per_backend.add(b);
     }
     per_backend.register(&mut r);
     r
@@ -336,25 +388,21 @@ struct BackendGauges {
 }
 
 impl BackendGauges {
-    fn add(&self, b: &Arc<Backend>) {
+    fn add(&self, b: &BackendFigures) {
         let l = BackendLabels { backend: b.addr.clone() };
         let with_state = |state| BackendStateLabels { backend: b.addr.clone(), state };
-        let load = |v: &AtomicU64| v.load(Ordering::Relaxed) as i64;
-        self.sessions.get_or_create(&l).set(load(&b.sessions));
-        self.operations.get_or_create(&l).set(load(&b.operations));
-        self.inflight.get_or_create(&l).set(load(&b.inflight));
-        self.weight.get_or_create(&l).set(i64::from(b.weight.load(Ordering::Relaxed)));
-        let current = {
-            let h = b.health();
-            state_name(h.observed, h.admin)
-        };
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.sessions.get_or_create(&l).set(as_i64(b.sessions));
+        self.operations.get_or_create(&l).set(as_i64(b.operations));
+        self.inflight.get_or_create(&l).set(as_i64(b.inflight));
+        self.weight.get_or_create(&l).set(i64::from(b.weight));
         for s in STATES {
-            self.state.get_or_create(&with_state(s)).set(i64::from(s == current));
+            self.state.get_or_create(&with_state(s)).set(i64::from(s == b.state));
         }
-        if let Some(n) = b.external_sessions() {
-            self.impalad_sessions.get_or_create(&l).set(n as i64);
+        if let Some(n) = b.impalad_sessions {
+            self.impalad_sessions.get_or_create(&l).set(as_i64(n));
         }
-        let p = b.pool.stats();
+        let p = b.pool;
         self.connections.get_or_create(&with_state("busy")).set(p.busy() as i64);
         self.connections.get_or_create(&with_state("idle")).set(p.idle as i64);
         self.max.get_or_create(&l).set(p.max as i64);
@@ -398,18 +446,6 @@ pub fn backend_series(name: &str, backend: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn states_put_what_matters_first() {
-        use AdminState::*;
-        use Observed::*;
-        assert_eq!(state_name(Up, Active), "up");
-        assert_eq!(state_name(Down, Maintenance), "down");
-        assert_eq!(state_name(Draining, Drain), "drain");
-        assert_eq!(state_name(Up, Maintenance), "maintenance");
-        assert_eq!(state_name(Draining, Active), "draining");
-        assert!(STATES.contains(&state_name(Up, Drain)));
-    }
 
     #[test]
     fn counted_metrics_are_encoded_with_their_labels() {

@@ -1,0 +1,64 @@
+//! One task per backend: probe every `health.interval` (or at once when live traffic saw a failure),
+//! apply the evidence, learn the server's kind, refresh the impalad's own session count when configured,
+//! and remove a drained backend that left the configuration once it holds no session.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::stopped;
+use crate::backend::health::Evidence;
+use crate::backend::probe::{self, ProbeTarget};
+use crate::backend::{impalad_metrics, Backend, ProbeReport};
+use crate::proxy::Proxy;
+
+/// Starts the health task of `backend`.
+pub fn spawn(proxy: &Proxy, backend: Arc<Backend>) {
+    let proxy = proxy.clone();
+    tokio::spawn(async move {
+        let mut stop = proxy.stop_signal();
+        let interval = proxy.config().health.interval;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = backend.probe_now.notified() => {}
+                _ = stopped(&mut stop) => return,
+            }
+            if !round(&proxy, &backend).await {
+                return;
+            }
+        }
+    });
+}
+
+/// One probe round; false when the task should end (the backend was removed).
+async fn round(proxy: &Proxy, backend: &Arc<Backend>) -> bool {
+    let creds = proxy.service_credentials();
+    let timeout = proxy.config().health.timeout;
+    let target = ProbeTarget { endpoint: backend.pool.endpoint(), creds: &creds, timeout };
+    let found = probe::probe(&target).await;
+    let (outcome, result) = match &found.evidence {
+        Evidence::Alive => ("alive".to_string(), "alive"),
+        Evidence::ShuttingDown(t) => (format!("shutting down: {t}"), "shutting_down"),
+        Evidence::Failed(t) | Evidence::Unreachable(t) => (format!("failed: {t}"), "failed"),
+    };
+    proxy.metrics().probe(&backend.addr, result, found.latency);
+    *backend.last_probe.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some(ProbeReport { at: SystemTime::now(), latency: found.latency, outcome });
+    if let Some(kind) = found.kind {
+        backend.set_detected_kind(kind);
+    }
+    proxy.apply_evidence(backend, found.evidence);
+    if let Some(url) = &backend.metrics_url {
+        let count = impalad_metrics::open_sessions(url, timeout).await;
+        if let Err(e) = &count {
+            tracing::debug!(backend = %backend.addr, error = %e, "impalad metrics unavailable");
+        }
+        backend.set_external_sessions(count.ok());
+    }
+    if backend.removing.load(Ordering::Relaxed) && proxy.remove_backend(backend.id) {
+        tracing::info!(backend = %backend.addr, "drained backend removed");
+        return false;
+    }
+    true
+}

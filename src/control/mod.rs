@@ -1,0 +1,21 @@
+//! The proxy's control-plane jobs, each a small task over the shared `Proxy` handle:
+//!
+//! - [`health`]: one task per backend: probe, apply the evidence (failover), read impalad's own session
+//!   count, remove a drained backend that left the configuration.
+//! - [`reaper`]: closes sessions no client has used for the grace period, and idle upstream connections.
+//! - [`reload`]: applies a new backend list (SIGHUP).
+//!
+//! Every task ends when the proxy stops. None of them closes a session on shutdown: impalad keeps
+//! sessions, and another instance (or this one, restarted) finds them again.
+
+pub mod health;
+pub mod reaper;
+pub mod reload;
+
+use tokio::sync::watch;
+
+/// Resolves once the stop switch is on.
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is dropped at once: it must not live across an await.
+    let _ = rx.wait_for(|s| *s).await.is_ok();
+}

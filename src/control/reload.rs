@@ -1,0 +1,35 @@
+//! Applying a new configuration's backend list (SIGHUP): new backends are added (and probed), known ones
+//! re-weighted, removed ones drained; a drained backend leaves once its last session is gone (its health
+//! task removes it). Other settings need a restart.
+
+use std::sync::atomic::Ordering;
+
+use crate::backend::health::AdminState;
+use crate::config::Config;
+use crate::proxy::Proxy;
+
+pub fn apply(proxy: &Proxy, config: &Config) {
+    let known = proxy.backends();
+    for cfg in &config.backends {
+        match known.iter().find(|b| b.addr == cfg.addr) {
+            Some(b) => {
+                b.weight.store(cfg.weight, Ordering::Relaxed);
+                if b.removing.swap(false, Ordering::Relaxed) {
+                    b.set_admin(AdminState::Active);
+                }
+            }
+            None => {
+                let b = proxy.add_backend(cfg);
+                tracing::info!(backend = %b.addr, "backend added");
+                super::health::spawn(proxy, b);
+            }
+        }
+    }
+    for b in known.iter().filter(|b| !config.backends.iter().any(|c| c.addr == b.addr)) {
+        if !b.removing.swap(true, Ordering::Relaxed) {
+            b.set_admin(AdminState::Drain);
+            tracing::info!(backend = %b.addr, sessions = proxy.load(b.id).sessions,
+                "backend removed from the configuration: draining");
+        }
+    }
+}

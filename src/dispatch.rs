@@ -1,0 +1,400 @@
+//! One client call, top to bottom: route -> recover -> checkout -> exchange -> learn, the reply written
+//! into a [`ReplySink`] (a binary client connection or an HTTP response body; neither borrows the other).
+//!
+//! Glue only: routing decisions come from `routing` (through the `Proxy` handle), owners of unknown
+//! handles from `recover`, connections from the backend's pool, the relay from `conn`. What this module
+//! owns is the order of those steps and what each failure means:
+//! - anything a client can understand becomes an HS2 error reply, with Impala's own texts where Hue
+//!   heals itself on them;
+//! - a backend failure is evidence against the backend; a client that stalls or vanishes is the
+//!   client's failure only (its connection closes, the upstream connection goes back to the pool);
+//! - a reply that broke after bytes reached the client cannot be replaced: the client connection closes.
+//!
+//! A request is never sent twice.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::backend::health::Evidence;
+use crate::backend::pool::{Checkout, Credentials, PoolError};
+use crate::backend::{probe, Backend};
+use crate::conn::{ConnError, RelayDeadlines, RelayError, Relayed, ReplySink, SinkError};
+use crate::hs2::call::{reply_scanner, reply_summary, ReplySummary, Request};
+use crate::hs2::handle::Guid;
+use crate::hs2::idl::Effect;
+use crate::hs2::open_session::OpenSessionView;
+use crate::hs2::reply;
+use crate::metrics::{method_label, ErrorKind};
+use crate::proxy::Proxy;
+use crate::recover;
+use crate::routing::{Learned, NewSession, Reject, Route, SessionUsers};
+
+/// Who makes a call.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The identity the client authenticated as; it owns the sessions it opens. `None` when the client
+    /// did not authenticate.
+    pub identity: Option<String>,
+    /// What the call authenticates with upstream.
+    pub creds: Credentials,
+    pub peer: SocketAddr,
+    /// `X-Forwarded-For` for HTTP backends: what the client's own request said, then its address.
+    pub forwarded_for: String,
+}
+
+impl Caller {
+    pub fn new(identity: Option<String>, creds: Credentials, peer: SocketAddr) -> Caller {
+        Caller { identity, creds, peer, forwarded_for: peer.ip().to_string() }
+    }
+}
+
+/// The sessions one client connection has used: attached to them while it is open, detached when it
+/// closes (their clean-up clock starts). A std mutex, held for a set operation only.
+#[derive(Debug, Default)]
+pub struct Attachments {
+    used: Mutex<HashSet<Guid>>,
+}
+
+impl Attachments {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<Guid>> {
+        self.used.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks `session` used; true the first time.
+    fn first_use(&self, session: Guid) -> bool {
+        self.lock().insert(session)
+    }
+
+    fn forget(&self, session: &Guid) {
+        self.lock().remove(session);
+    }
+
+    /// The connection closed: detaches every session it used.
+    pub fn detach_all(&self, proxy: &Proxy, peer: SocketAddr) {
+        let now = Instant::now();
+        for s in self.lock().drain() {
+            proxy.detach(&s, peer, now);
+        }
+    }
+}
+
+/// Why the client connection must close after a call.
+#[derive(Debug, thiserror::Error)]
+pub enum CallEnd {
+    #[error("the reply from {backend} broke after {forwarded} bytes reached the client: {error}")]
+    BrokenReply { backend: String, forwarded: u64, error: String },
+    #[error("{0}")]
+    Client(#[from] SinkError),
+}
+
+/// Serves one call; the reply (relayed or synthesized) goes to `sink`.
+pub async fn call<S: ReplySink>(
+    proxy: &Proxy,
+    caller: &Caller,
+    attached: &Attachments,
+    req: Request,
+    sink: &mut S,
+) -> Result<(), CallEnd> {
+    let route = match proxy.route(&req, caller.identity.as_deref()) {
+        Route::Reject(reject) if reject.may_recover() => {
+            recover::find(proxy, &req, caller).await.unwrap_or(Route::Reject(reject))
+        }
+        route => route,
+    };
+    let call = Call { proxy, caller, attached, req: &req };
+    match route {
+        Route::NewSession | Route::Anywhere => call.open_anywhere(sink).await,
+        Route::Pinned { backend, session } => {
+            let Some(backend) = proxy.backend(backend).filter(|b| b.serving()) else {
+                // Failover is under way: answer as the server would for a session it lost.
+                proxy.metrics().rpc_error(method_label(&req), None, ErrorKind::Unroutable);
+                let g = session.or(req.operation.map(|o| o.guid)).unwrap_or(Guid([0; 16]));
+                return call.reply_error(sink, &reply::invalid_session_text(&g)).await;
+            };
+            if let Some(s) = session {
+                if attached.first_use(s) {
+                    proxy.attach(&s, caller.peer);
+                }
+                proxy.touch(&s);
+            }
+            call.forward(&backend, session, sink).await.map(drop)
+        }
+        Route::Reject(reject) => {
+            proxy.metrics().rpc_error(method_label(&req), None, ErrorKind::Unroutable);
+            if let Reject::WrongUser { session, owner, caller: who } = &reject {
+                tracing::warn!(client = %caller.peer, session = %session, owner = ?owner, caller = ?who,
+                    method = req.name(), "session used by another user: refused");
+            }
+            if let Reject::WrongSecret(op) = &reject {
+                tracing::warn!(client = %caller.peer, operation = %op, method = req.name(),
+                    "operation handle with the wrong secret: refused");
+            }
+            call.reply_error(sink, &reject.client_text()).await
+        }
+    }
+}
+
+/// What one forward attempt did.
+enum Forwarded {
+    Done,
+    /// Nothing reached the backend (no connection could be made): a new session may try another.
+    NotSent(PoolError),
+}
+
+/// A failed exchange, always the backend's side.
+enum ExchangeError {
+    /// The request could not be written: nothing of a reply exists.
+    Unsent(ConnError),
+    Relay(RelayError),
+}
+
+/// Counts a call as in flight on its backend while it lives (also when its future is dropped).
+struct InFlight<'a>(&'a AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn new(counter: &'a AtomicU64) -> InFlight<'a> {
+        counter.fetch_add(1, Ordering::Relaxed);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One call's context.
+struct Call<'a> {
+    proxy: &'a Proxy,
+    caller: &'a Caller,
+    attached: &'a Attachments,
+    req: &'a Request,
+}
+
+impl Call<'_> {
+    /// OpenSession (or a call with no handle): the least-loaded backend that accepts a connection.
+    async fn open_anywhere<S: ReplySink>(&self, sink: &mut S) -> Result<(), CallEnd> {
+        let candidates = self.proxy.preference();
+        if candidates.is_empty() {
+            self.proxy.metrics().rpc_error(method_label(self.req), None, ErrorKind::NoBackend);
+            return self.reply_error(sink, "hs2-proxy: no backend is available for a new session").await;
+        }
+        let mut last_error = String::new();
+        for backend in candidates {
+            match self.forward(&backend, None, sink).await? {
+                Forwarded::Done => return Ok(()),
+                Forwarded::NotSent(e) if e.is_connect_failure() => last_error = e.to_string(),
+                Forwarded::NotSent(e) => return self.reply_error(sink, &format!("hs2-proxy: {e}")).await,
+            }
+        }
+        self.reply_error(sink, &format!("hs2-proxy: no backend could be reached ({last_error})")).await
+    }
+
+    /// Sends the request to `backend` and relays the reply.
+    async fn forward<S: ReplySink>(
+        &self,
+        backend: &Arc<Backend>,
+        session: Option<Guid>,
+        sink: &mut S,
+    ) -> Result<Forwarded, CallEnd> {
+        let (proxy, req) = (self.proxy, self.req);
+        let started = Instant::now();
+        let method = method_label(req);
+        let mut up = match backend.pool.checkout(&self.caller.creds).await {
+            Ok(up) => up,
+            Err(e) => return self.no_connection(backend, e, session, sink).await,
+        };
+        up.set_forwarded_for(&self.caller.forwarded_for);
+        tracing::debug!(client = %self.caller.peer, method = req.name(), backend = %backend.addr,
+            session = ?session, conn = up.id(), "forwarding");
+        let outcome = {
+            let _inflight = InFlight::new(&backend.inflight);
+            self.exchange(&mut up, sink).await
+        };
+        let metrics = proxy.metrics();
+        let replied = outcome.as_ref().map_or(0, |(sum, _)| sum.bytes);
+        metrics.rpc(method, &backend.addr, started.elapsed(), req.bytes.len() as u64, replied);
+        match outcome {
+            Ok((summary, relayed)) => {
+                let conn = up.id();
+                // The whole reply was read: the connection is in step, whatever the client did.
+                up.release();
+                if summary.is_error() {
+                    metrics.rpc_error(method, Some(&backend.addr), ErrorKind::Status);
+                }
+                self.learn(&summary, backend, conn, session);
+                match relayed.client {
+                    None => Ok(Forwarded::Done),
+                    Some(e) => Err(self.client_failed(backend, e)),
+                }
+            }
+            Err(failure) => {
+                drop(up);
+                metrics.rpc_error(method, Some(&backend.addr), ErrorKind::Broken);
+                self.backend_failed(backend, failure, sink).await.map(|_| Forwarded::Done)
+            }
+        }
+    }
+
+    /// Writes the request upstream and relays the reply; never resends.
+    async fn exchange<S: ReplySink>(
+        &self,
+        up: &mut Checkout,
+        sink: &mut S,
+    ) -> Result<(ReplySummary, Relayed), ExchangeError> {
+        let t = &self.proxy.config().timeouts;
+        let write = tokio::time::timeout(t.backend_reply, up.conn().write_message(&self.req.bytes)).await;
+        match write {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(ExchangeError::Unsent(e)),
+            Err(_) => return Err(ExchangeError::Unsent(ConnError::Stalled(t.backend_reply))),
+        }
+        let mut scanner = reply_scanner(self.req, self.proxy.config().limits.reply);
+        let deadlines = RelayDeadlines { backend_inactivity: t.backend_reply, client_stall: t.client_write };
+        let relayed = up.conn().relay_reply(sink, &mut scanner, deadlines).await.map_err(ExchangeError::Relay)?;
+        Ok((reply_summary(&scanner), relayed))
+    }
+
+    /// No upstream connection could be had; nothing was sent.
+    async fn no_connection<S: ReplySink>(
+        &self,
+        backend: &Arc<Backend>,
+        e: PoolError,
+        session: Option<Guid>,
+        sink: &mut S,
+    ) -> Result<Forwarded, CallEnd> {
+        self.proxy.metrics().rpc_error(method_label(self.req), Some(&backend.addr), ErrorKind::NoConnection);
+        if e.is_connect_failure() {
+            self.proxy.apply_evidence(backend, Evidence::Unreachable(e.to_string()));
+            if self.req.opens_session() || session.is_none() && self.req.operation.is_none() {
+                return Ok(Forwarded::NotSent(e));
+            }
+        }
+        tracing::warn!(backend = %backend.addr, method = self.req.name(), error = %e, "no upstream connection");
+        // The handle's backend is gone: say what impalad would, so that Hue opens a new session.
+        let text = match (e.is_connect_failure(), session, self.req.operation) {
+            (true, Some(s), _) => reply::invalid_session_text(&s),
+            (true, None, Some(op)) => reply::invalid_query_text(&op.guid),
+            _ => format!("hs2-proxy: {e}"),
+        };
+        self.reply_error(sink, &text).await.map(|_| Forwarded::Done)
+    }
+
+    /// The backend failed the exchange: evidence against it, and an error for the client unless part of
+    /// the reply already reached it.
+    async fn backend_failed<S: ReplySink>(
+        &self,
+        backend: &Arc<Backend>,
+        failure: ExchangeError,
+        sink: &mut S,
+    ) -> Result<(), CallEnd> {
+        let (error, forwarded) = match failure {
+            ExchangeError::Unsent(e) => (e.to_string(), 0),
+            ExchangeError::Relay(r) => (r.error.to_string(), r.forwarded),
+        };
+        // One broken exchange is not proof; it counts, and the probe looks at once.
+        self.proxy.apply_evidence(backend, Evidence::Failed(error.clone()));
+        backend.probe_now.notify_one();
+        tracing::warn!(backend = %backend.addr, client = %self.caller.peer, method = self.req.name(), error = %error,
+            "call failed on the backend");
+        if forwarded > 0 {
+            return Err(CallEnd::BrokenReply { backend: backend.addr.clone(), forwarded, error });
+        }
+        let text = format!("hs2-proxy: backend {} failed during {}: {error}", backend.addr, self.req.name());
+        self.reply_error(sink, &text).await
+    }
+
+    /// The client stalled or went away mid-reply: its fault only. The backend's reply was read to its end.
+    fn client_failed(&self, backend: &Backend, e: SinkError) -> CallEnd {
+        let kind = match e {
+            SinkError::Stalled(_) => ErrorKind::ClientStalled,
+            SinkError::Gone(_) => ErrorKind::ClientGone,
+        };
+        self.proxy.metrics().rpc_error(method_label(self.req), Some(&backend.addr), kind);
+        tracing::info!(client = %self.caller.peer, backend = %backend.addr, method = self.req.name(), error = %e,
+            "client failed mid-reply: closing it; the upstream connection stays in use");
+        CallEnd::Client(e)
+    }
+
+    /// Updates the tables from a reply.
+    fn learn(&self, sum: &ReplySummary, backend: &Arc<Backend>, conn: u64, session: Option<Guid>) {
+        let (proxy, req, caller) = (self.proxy, self.req, self.caller);
+        if !sum.succeeded() {
+            if let Some(text) = sum.error.as_deref().filter(|t| t.contains(probe::SHUTTING_DOWN)) {
+                proxy.apply_evidence(backend, Evidence::ShuttingDown(text.to_string()));
+            }
+            if let Some(text) = &sum.error {
+                if proxy.forget_on_error(req, text) {
+                    tracing::info!(backend = %backend.addr, method = req.name(), error = %text,
+                        "backend no longer has the handle: forgotten");
+                }
+            }
+            return;
+        }
+        match req.effect() {
+            Effect::OpensSession => {
+                let Some(handle) = sum.new_session else { return };
+                let users = self.session_users();
+                tracing::info!(session = %handle.guid, backend = %backend.addr, user = ?users.user,
+                    effective_user = ?users.effective_user, client = %caller.peer, "session opened");
+                proxy.learn_session(NewSession {
+                    handle,
+                    backend: backend.id,
+                    users,
+                    conn: Some(conn),
+                    learned: Learned::Opened,
+                    client: Some(caller.peer),
+                });
+                self.attached.first_use(handle.guid);
+                proxy.metrics().session_opened(&backend.addr);
+            }
+            Effect::ClosesSession => {
+                if let Some(g) = session {
+                    if let Some(entry) = proxy.forget_session(&g) {
+                        tracing::info!(session = %g, backend = %backend.addr, user = ?entry.users.user,
+                            effective_user = ?entry.users.effective_user, client = %caller.peer, "session closed");
+                    }
+                    self.attached.forget(&g);
+                }
+            }
+            Effect::ClosesOperation => {
+                if let Some(op) = req.operation {
+                    proxy.forget_operation(&op.guid);
+                }
+            }
+            Effect::OpensOperation => {
+                if let (Some(op), Some(s)) = (sum.new_operation, session) {
+                    proxy.learn_operation(op, s, req.statement.as_deref());
+                }
+            }
+            Effect::None => {}
+        }
+    }
+
+    /// Who a new session is for: the authenticated identity, else OpenSession's `username`; and the
+    /// delegated user it names, if any.
+    fn session_users(&self) -> SessionUsers {
+        let view = OpenSessionView::parse(&self.req.bytes, &self.proxy.config().limits.request).unwrap_or_default();
+        let owner = self.caller.identity.clone();
+        let user = owner.clone().or(view.username.clone());
+        let effective_user = view.delegated_user().map(str::to_string).or(user.clone());
+        SessionUsers { owner, user, effective_user }
+    }
+
+    async fn reply_error<S: ReplySink>(&self, sink: &mut S, text: &str) -> Result<(), CallEnd> {
+        write_error(self.proxy, sink, self.req, text).await
+    }
+}
+
+/// Writes an HS2 error reply to `req` (valid for its method's IDL) into `sink`.
+pub async fn write_error<S: ReplySink>(proxy: &Proxy, sink: &mut S, req: &Request, text: &str) -> Result<(), CallEnd> {
+    let bytes = reply::error_reply(req.name(), req.header.seqid, text);
+    let stall = proxy.config().timeouts.client_write;
+    sink.write_part(&bytes, stall).await?;
+    sink.end_reply(stall).await?;
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! What an OpenSession request says about who the session is for: the `username` (which impalad uses on
+//! unauthenticated connections) and the configuration map (query options, delegation keys). No I/O.
+//!
+//! OpenSession is once per session and small, so it is decoded whole with the dynamic codec; the bytes
+//! forwarded upstream stay the client's own.
+
+use super::idl::fields::{t_open_session_req, t_open_session_resp};
+use crate::thrift::value::{decode_message, Value};
+use crate::thrift::{Limits, ProtocolError};
+
+/// Configuration keys that name a delegated (effective) user: Impala's, then Hive's and Spark's.
+pub const DELEGATION_KEYS: &[&str] = &["impala.doas.user", "hive.server2.proxy.user"];
+
+/// The parts of `TOpenSessionReq` the proxy acts on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenSessionView {
+    pub username: Option<String>,
+    /// Key/value pairs in the order the client sent them; non-text entries are skipped.
+    pub configuration: Vec<(String, String)>,
+}
+
+impl OpenSessionView {
+    /// Decodes an OpenSession call message (`args { 1: TOpenSessionReq }`).
+    pub fn parse(message: &[u8], limits: &Limits) -> Result<OpenSessionView, ProtocolError> {
+        let (_, args, _) = decode_message(message, limits)?;
+        let Some(req) = args.get_struct(1) else { return Ok(OpenSessionView::default()) };
+        let username = req.get_str(t_open_session_req::USERNAME).filter(|u| !u.is_empty()).map(str::to_string);
+        let configuration = req
+            .get(t_open_session_req::CONFIGURATION)
+            .and_then(Value::as_map)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string())))
+            .collect();
+        Ok(OpenSessionView { username, configuration })
+    }
+
+    /// The value of a configuration key, if sent.
+    pub fn config(&self, key: &str) -> Option<&str> {
+        self.configuration.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// The user the session is opened on behalf of, when the client delegates.
+    pub fn delegated_user(&self) -> Option<&str> {
+        DELEGATION_KEYS.iter().find_map(|k| self.config(k)).filter(|u| !u.is_empty())
+    }
+}
+
+/// The field of `TOpenSessionResp` that holds the new session handle (for tests and the mock).
+pub const RESP_SESSION_HANDLE: i16 = t_open_session_resp::SESSION_HANDLE;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hs2::idl::names;
+    use crate::thrift::value::{encode_message, Struct};
+    use crate::thrift::{MessageHeader, MessageKind, TType};
+
+    fn open(username: Option<&str>, conf: &[(&str, &str)]) -> Vec<u8> {
+        let map = conf.iter().map(|(k, v)| (Value::string(k), Value::string(v))).collect();
+        let req = Struct::new()
+            .with(t_open_session_req::CLIENT_PROTOCOL, Value::I32(5))
+            .with_opt(t_open_session_req::USERNAME, username.map(Value::string))
+            .with(t_open_session_req::CONFIGURATION, Value::Map(TType::String, TType::String, map));
+        let body = Struct::new().with(1, req.into_value());
+        encode_message(&MessageHeader::new(names::OPEN_SESSION, MessageKind::Call, 1), &body)
+    }
+
+    #[test]
+    fn the_user_and_the_delegated_user_are_read() {
+        let v =
+            OpenSessionView::parse(&open(Some("carol"), &[("impala.doas.user", "dave")]), &Limits::REQUEST).unwrap();
+        assert_eq!(v.username.as_deref(), Some("carol"));
+        assert_eq!(v.delegated_user(), Some("dave"));
+        let v = OpenSessionView::parse(&open(None, &[("hive.server2.proxy.user", "erin")]), &Limits::REQUEST).unwrap();
+        assert_eq!((v.username.as_deref(), v.delegated_user()), (None, Some("erin")));
+        let v = OpenSessionView::parse(&open(Some(""), &[("idle_session_timeout", "900")]), &Limits::REQUEST).unwrap();
+        assert_eq!(
+            (v.username.as_deref(), v.delegated_user(), v.config("idle_session_timeout")),
+            (None, None, Some("900"))
+        );
+        assert!(OpenSessionView::parse(b"junk", &Limits::REQUEST).is_err());
+    }
+}
