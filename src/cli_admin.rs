@@ -264,7 +264,7 @@ fn backends_table(b: &BackendsJson) -> String {
 }
 
 fn sessions_table(s: &SessionsJson) -> String {
-    let header = ["ID", "BACKEND", "USER", "CLIENTS", "OPENED", "IDLE", "OPS", "STATEMENT"];
+    let header = ["ID", "BACKEND", "USER", "AS", "CLIENTS", "SINCE", "IDLE", "OPS", "STATEMENT"];
     let rows = s.sessions.iter().map(|s| {
         let statement = match (&s.running_statement, &s.last_statement) {
             (Some(r), _) => format!("[running] {}", cut(r, STATEMENT_COLUMN)),
@@ -275,6 +275,8 @@ fn sessions_table(s: &SessionsJson) -> String {
             s.id.clone(),
             s.backend.clone(),
             s.user.clone().unwrap_or_else(|| "-".into()),
+            // The delegated user, when it is not the user.
+            s.effective_user.clone().filter(|e| Some(e) != s.user.as_ref()).unwrap_or_else(|| "-".into()),
             if s.clients.is_empty() { "-".into() } else { s.clients.join(",") },
             s.opened_at.clone(),
             format!("{:.0}s", s.idle_seconds),
