@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use hs2_proxy::cli::{Cli, Command, LogFormat};
+use hs2_proxy::config::{Config, ConfigError};
 use hs2_proxy::{cli_admin, demo, server};
 
 fn main() {
@@ -9,7 +10,7 @@ fn main() {
     if let Some((call, admin)) = cli.command.as_ref().and_then(cli_admin::admin_call) {
         std::process::exit(cli_admin::main(call, admin, cli.config.as_deref()));
     }
-    let config = match cli.file_config().and_then(|f| f.validate()) {
+    let config = match cli.file_config().and_then(|f| f.validate()).and_then(|c| require_backends(&cli, c)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("hs2-proxy: configuration error: {e}");
@@ -46,6 +47,22 @@ fn main() {
     if let Err(e) = result {
         eprintln!("hs2-proxy: {e}");
         std::process::exit(1);
+    }
+}
+
+/// A configuration file without backends is an error, not a demo: a service started before its operator
+/// listed the impalads must say so and stop (the packaged unit does not restart on exit code 2), not serve
+/// a mock cluster. Without a file, no backends still means the demo.
+fn require_backends(cli: &Cli, config: Config) -> Result<Config, ConfigError> {
+    match &cli.config {
+        Some(path) if config.backends.is_empty() && cli.command.is_none() => Err(ConfigError {
+            key: "backends".into(),
+            reason: format!(
+                "none configured in {} (list the impalads there, or pass --backend; `hs2-proxy demo` runs mock ones)",
+                path.display()
+            ),
+        }),
+        _ => Ok(config),
     }
 }
 

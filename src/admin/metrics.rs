@@ -51,6 +51,8 @@ pub const SESSIONS_OPENED: &str = "sessions_opened";
 pub const CLIENT_CONNECTIONS_ACCEPTED: &str = "client_connections_accepted";
 pub const CLIENT_CONNECTIONS_REFUSED: &str = "client_connections_refused";
 pub const CLIENT_CONNECTIONS: &str = "client_connections";
+/// `limits.max_client_connections`, so that alerts can compare [`CLIENT_CONNECTIONS`] with it.
+pub const CLIENT_CONNECTIONS_MAX: &str = "client_connections_max";
 
 // Read from the proxy's state at scrape time.
 pub const SESSIONS: &str = "sessions";
@@ -309,6 +311,8 @@ fn state_registry(proxy: &Proxy) -> Registry {
     };
     r.register(SESSIONS, "Sessions the proxy routes", gauge(proxy.routes.session_count() as i64));
     r.register(OPERATIONS, "Open operations the proxy routes", gauge(proxy.routes.operation_count() as i64));
+    let limit = i64::try_from(proxy.config.max_client_connections).unwrap_or(i64::MAX);
+    r.register(CLIENT_CONNECTIONS_MAX, "Client connection limit (limits.max_client_connections)", gauge(limit));
     let per_backend = BackendGauges::default();
     for b in proxy.backends.all() {
         per_backend.add(&b);
