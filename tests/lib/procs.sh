@@ -71,3 +71,8 @@ wait_proxy_listening() {
 
 # metric_sum TEXT_FILE REGEX: the sum of the samples whose series (name and labels) match the ERE REGEX.
 metric_sum() { awk -v re="$2" '$0 !~ /^#/ && $1 ~ re { s += $2 } END { printf "%g\n", s + 0 }' "$1"; }
+
+# free_port: a loopback port that was free a moment ago (for servers that cannot report a port 0 they bound).
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
