@@ -130,6 +130,12 @@ for m in "${MOCKS[@]}"; do admin "$m" undrain; done
 wait_for "a backend to take sessions again" 10 ready || fail "not ready after undrain"
 
 note "connections over the limit ($LIMIT) are refused"
+# Every earlier client has gone (the proxy saw each EOF), so exactly 6 of 30 are over the limit.
+no_clients() {
+    curl -fsS -H "Authorization: Bearer $TOKEN" "http://$ADMIN_ADDR/metrics" >"$WORK/metrics-now"
+    [[ "$(metric_sum "$WORK/metrics-now" '^hs2_proxy_client_connections$')" == 0 ]]
+}
+wait_for "the proxy to hold no client connection" 10 no_clients || fail "client connections still open"
 bench --scenario idle --sessions 1 --connections $((LIMIT + 6)) >"$WORK/over.json"
 [[ "$(json "$WORK/over.json" errors)" == 6 ]] || fail "want 6 refused connections: $(cat "$WORK/over.json")"
 
