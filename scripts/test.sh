@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: the fast cargo suites, then the suites against real peers (impyla, impala-shell, Spark
-# Thrift Server, beeline, HAProxy). Peers are installed first by the project's own scripts (idempotent); a
-# missing peer fails the run. Real-peer tests are `#[ignore]`d in cargo so that `cargo test` stays fast.
+# Thrift Server, beeline, HAProxy), then the shell suites (the Debian package, monitoring with Prometheus).
+# Peers are installed first by the project's own scripts (idempotent); a missing peer fails the run.
+# Real-peer tests are `#[ignore]`d in cargo so that `cargo test` stays fast.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -16,8 +17,16 @@ scripts/setup-python.sh
 scripts/setup-spark.sh
 scripts/setup-browser.sh
 scripts/setup-haproxy.sh
+scripts/setup-packaging.sh
+scripts/setup-prometheus.sh
 
 step "real-peer tests: cargo test -- --ignored"
 cargo test --all-targets -- --ignored --test-threads=1
+
+step "Debian package, installed and run: tests/package/test-deb.sh"
+tests/package/test-deb.sh
+
+step "monitoring with a real Prometheus: tests/monitoring/test-prometheus.sh"
+tests/monitoring/test-prometheus.sh
 
 step "all tests passed"
