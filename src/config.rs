@@ -12,7 +12,9 @@ use serde::Deserialize;
 
 use crate::thrift::Limits;
 
+mod discovery;
 mod transport;
+pub use discovery::*;
 pub use transport::*;
 
 /// A configuration error: one line naming the key and the reason.
@@ -54,6 +56,7 @@ pub struct FileConfig {
     pub admin: FileAdmin,
     pub tls: FileTls,
     pub http: FileHttp,
+    pub discovery: FileDiscovery,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -269,6 +272,8 @@ pub struct Config {
     /// TLS on the listeners (`[tls]`); `None` without a certificate.
     pub tls: Option<TlsListenConfig>,
     pub http: HttpConfig,
+    /// ZooKeeper registration (`[discovery]`); `None` unless `discovery.zookeeper` is set.
+    pub discovery: Option<DiscoveryConfig>,
 }
 
 /// Settings given on the command line; each overrides the file.
@@ -351,6 +356,7 @@ impl FileConfig {
         let admin = validate_admin(self.admin)?;
         let tls = validate_tls(self.tls)?;
         let http = validate_http(self.http)?;
+        let discovery = validate_discovery(self.discovery, listen)?;
         let l = self.limits;
         let positive = |key: &str, v: Option<u64>, default: u64| match v {
             Some(0) => Err(bad(key, "must be greater than 0")),
@@ -404,6 +410,7 @@ impl FileConfig {
             admin,
             tls,
             http,
+            discovery,
         })
     }
 }

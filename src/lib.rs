@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod conn;
 pub mod demo;
+pub mod discovery;
 pub mod frontend;
 pub mod hs2;
 pub mod hs2client;
