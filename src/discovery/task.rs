@@ -209,6 +209,7 @@ impl Runner {
                     if event == EventType::NodeDeleted {
                         warn!(znode = ?registered, "our znode was deleted by another client: registering again");
                         registered = None;
+                        self.set(|s| s.registered = None);
                     }
                 }
                 _ = sleep_opt(retry_in) => {}
@@ -264,6 +265,7 @@ impl Runner {
                     return Err(e);
                 }
                 info!(znode = %path, "deregistered from ZooKeeper (not available)");
+                self.set(|s| s.registered = None);
             }
             return Ok(None);
         }
@@ -284,6 +286,7 @@ impl Runner {
             }
             warn!(znode = %path, "our znode disappeared: registering again");
             *registered = None;
+            self.set(|s| s.registered = None);
         }
         Ok(None)
     }
@@ -308,7 +311,11 @@ impl Runner {
         };
         self.stale.clear();
         info!(znode = %path, advertised = %self.advert.uri(), "registered in ZooKeeper");
-        self.set(|s| s.registrations += 1);
+        self.set(|s| {
+            s.registrations += 1;
+            s.registered = Some(path.clone());
+            s.last_error = None;
+        });
         Ok(path)
     }
 
