@@ -12,8 +12,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use hs2_proxy::config::FileConfig;
-use hs2_proxy::discovery::{Advert, AdvertAuth, Deregistered, Link, Registrar, DEREGISTER_TIMEOUT};
 use hs2_proxy::discovery::znode::VERSION;
+use hs2_proxy::discovery::{Advert, AdvertAuth, Deregistered, Link, Registrar, DEREGISTER_TIMEOUT};
 use zookeeper_client::EventType;
 
 use common::zookeeper::ZooKeeper;

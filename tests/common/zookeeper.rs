@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The classpath scripts/setup-zookeeper.sh installs and checks (keep the two in step).
-const JARS: [&str; 3] = ["/usr/share/java/zookeeper.jar", "/usr/share/java/slf4j-log4j12.jar", "/usr/share/java/log4j-1.2.jar"];
+const JARS: [&str; 3] =
+    ["/usr/share/java/zookeeper.jar", "/usr/share/java/slf4j-log4j12.jar", "/usr/share/java/log4j-1.2.jar"];
 /// ZooKeeper's tick: sessions may time out from 2 ticks (1 s) up; expiry is checked every tick.
 const TICK_MS: u64 = 500;
 /// A JVM start on a loaded 2-core machine.
@@ -117,7 +118,11 @@ impl ZooKeeper {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("ZooKeeper exited with {status} before serving:\n{}", self.log_tail());
             }
-            assert!(Instant::now() < deadline, "ZooKeeper did not serve within {START_TIMEOUT:?}:\n{}", self.log_tail());
+            assert!(
+                Instant::now() < deadline,
+                "ZooKeeper did not serve within {START_TIMEOUT:?}:\n{}",
+                self.log_tail()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -82,7 +82,11 @@ impl Drop for ChildProcess {
 }
 
 /// Re-runs this test binary as a child that registers and then waits forever; returns its znode.
-pub async fn registrar_in_a_child_process(zk: &ZooKeeper, namespace: &str, timeout: Duration) -> (String, ChildProcess) {
+pub async fn registrar_in_a_child_process(
+    zk: &ZooKeeper,
+    namespace: &str,
+    timeout: Duration,
+) -> (String, ChildProcess) {
     let exe = std::env::current_exe().expect("test binary");
     let spec = format!("{}|{namespace}|{}", zk.connect_string(), timeout.as_millis());
     let mut child = Command::new(exe)
