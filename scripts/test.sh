@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: the fast cargo suites, then the suites against real peers (impyla, impala-shell, Spark
-# Thrift Server, beeline, HAProxy, ZooKeeper). Peers are installed first by the project's own scripts (idempotent); a
-# missing peer fails the run. Real-peer tests are `#[ignore]`d in cargo so that `cargo test` stays fast.
+# Thrift Server, beeline, HAProxy, ZooKeeper). Peers are installed first by the project's own scripts
+# (idempotent); a missing peer fails the run. Real-peer tests are `#[ignore]`d in cargo so that `cargo test`
+# stays fast.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
