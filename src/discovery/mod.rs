@@ -23,12 +23,13 @@ mod retry;
 mod task;
 pub mod znode;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::config::DiscoveryConfig;
+use crate::config::{BackendTransport, Config, DiscoveryConfig};
 pub use znode::{Advert, AdvertAuth, AdvertError, AdvertTransport};
 
 /// Longest wait in [`Registrar::deregister`].
@@ -76,6 +77,20 @@ pub enum Deregistered {
     Done,
     /// ZooKeeper did not answer in time: the znode goes when the session expires.
     TimedOut,
+}
+
+/// The advert for this proxy's HS2 listener, bound at `bound`: `advertise` (or the listen address),
+/// binary transport (the listener sniffs HTTP too, but binary is what JDBC defaults to), TLS when `[tls]`
+/// has a certificate, and SASL PLAIN: `LDAP` when the backends check passwords (`backend_auth.transport =
+/// "sasl"`), else `NONE`. The listener also takes NOSASL, but PLAIN carries the user's name, which owns
+/// the sessions. A Kerberos listener advertises `AdvertAuth::Kerberos` with its principal instead.
+pub fn advert_for(config: &Config, discovery: &DiscoveryConfig, bound: SocketAddr) -> Advert {
+    let (host, port) = discovery.advertised(bound);
+    let auth = match config.backend_transport {
+        BackendTransport::Sasl => AdvertAuth::Ldap,
+        BackendTransport::Nosasl => AdvertAuth::None,
+    };
+    Advert { tls: config.tls.is_some(), ..Advert::binary(host, port, auth) }
 }
 
 /// What the proxy wants; the task reads the latest value (a `watch`, so bursts of changes collapse).
@@ -160,5 +175,22 @@ impl Registrar {
 impl Drop for Registrar {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FileConfig;
+
+    #[test]
+    fn the_advert_follows_the_config_and_the_bound_port() {
+        let text = "listen = \"0.0.0.0:0\"\n[discovery]\nzookeeper = \"zk:2181\"\nadvertise = \"proxy1.example.com\"\n";
+        let c = FileConfig::parse(text).and_then(FileConfig::validate).unwrap();
+        let d = c.discovery.clone().unwrap();
+        let a = advert_for(&c, &d, "0.0.0.0:21050".parse().unwrap());
+        assert_eq!(a, Advert::binary("proxy1.example.com", 21050, AdvertAuth::None));
+        let sasl = Config { backend_transport: BackendTransport::Sasl, ..c };
+        assert_eq!(advert_for(&sasl, &d, "0.0.0.0:1".parse().unwrap()).auth, AdvertAuth::Ldap);
     }
 }

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hs2_proxy::config::BackendTransport;
-use hs2_proxy::discovery::{Advert, AdvertAuth, AdvertTransport, Registrar};
+use hs2_proxy::config::DiscoveryConfig;
+use hs2_proxy::discovery::{advert_for, Advert, AdvertAuth, AdvertTransport, Registrar};
 use hs2_proxy::mock::{MockAuth, MockImpalad};
 use hs2_proxy::server::ProxyHandle;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,14 +30,12 @@ struct Instance {
     reg: Registrar,
 }
 
+/// A proxy registered the way the proxy's start code does it: `advert_for` its config and bound port.
 async fn instance(zk: &ZooKeeper, namespace: &str) -> Instance {
-    instance_with(zk, namespace, AdvertTransport::Binary).await
-}
-
-/// The proxy serves binary and HTTP on one port (sniffed), so either can be advertised.
-async fn instance_with(zk: &ZooKeeper, namespace: &str, transport: AdvertTransport) -> Instance {
     let (mock, proxy) = proxy_and_mock().await;
-    register(zk, namespace, mock, proxy, transport, None).await
+    let d = cfg(zk, namespace, SESSION);
+    let advert = advert_for(&proxy.proxy.config, &d, proxy.local_addr);
+    register(zk, d, mock, proxy, advert).await
 }
 
 async fn proxy_and_mock() -> (MockImpalad, ProxyHandle) {
@@ -45,18 +44,14 @@ async fn proxy_and_mock() -> (MockImpalad, ProxyHandle) {
     (mocks.remove(0), proxy)
 }
 
-/// Registers `proxy` (or `port`, e.g. a relay in front of it) with `transport`.
 async fn register(
     zk: &ZooKeeper,
-    namespace: &str,
+    d: DiscoveryConfig,
     mock: MockImpalad,
     proxy: ProxyHandle,
-    transport: AdvertTransport,
-    port: Option<u16>,
+    advert: Advert,
 ) -> Instance {
-    let mut advert = Advert::binary("127.0.0.1", port.unwrap_or(proxy.local_addr.port()), AdvertAuth::None);
-    advert.transport = transport;
-    let reg = Registrar::start(cfg(zk, namespace, SESSION), advert).expect("advert");
+    let reg = Registrar::start(d, advert).expect("advert");
     until(&reg, zk, "registered", |s| s.registered.is_some()).await;
     Instance { mock, proxy, reg }
 }
@@ -154,8 +149,12 @@ async fn beeline_takes_http_transport_from_the_znode() {
     let zk = ZooKeeper::start().await;
     let (mock, proxy) = proxy_and_mock().await;
     let (relay, seen) = sniffing_relay(proxy.local_addr).await;
-    let http = AdvertTransport::Http { path: "cliservice".into() };
-    let a = register(&zk, "bl-http", mock, proxy, http, Some(relay)).await;
+    // The proxy serves binary and HTTP on one port (sniffed), so either can be advertised.
+    let advert = Advert {
+        transport: AdvertTransport::Http { path: "cliservice".into() },
+        ..Advert::binary("127.0.0.1", relay, AdvertAuth::None)
+    };
+    let a = register(&zk, cfg(&zk, "bl-http", SESSION), mock, proxy, advert).await;
     // The URL says nothing about the transport: Hive JDBC takes transport.mode, thrift.port and
     // thrift.http.path from the znode.
     let ran = beeline_select_1(&zk, "bl-http").await;
