@@ -183,20 +183,11 @@ impl Runner {
             if link.is_terminated() {
                 return self.session_lost(session.0, link, registered);
             }
-            let mut watch = None;
-            let mut retry_in = None;
-            if link == SessionState::SyncConnected {
-                match self.reconcile(client, w.available, &mut registered).await {
-                    Ok(w) => {
-                        watch = w;
-                        self.succeeded();
-                    }
-                    Err(e) => {
-                        self.failed(&e);
-                        retry_in = Some(self.backoff.next_delay(rand::random::<f64>()));
-                    }
-                }
-            }
+            let (watch, retry_in) = if link == SessionState::SyncConnected {
+                self.step(client, w.available, &mut registered).await
+            } else {
+                (None, None) // reconnecting: wait for the link to change
+            };
             self.set(|s| s.registered = registered.clone());
             tokio::select! {
                 changed = want.changed() => {
@@ -213,6 +204,25 @@ impl Runner {
                     }
                 }
                 _ = sleep_opt(retry_in) => {}
+            }
+        }
+    }
+
+    /// One reconciliation: a watch on our znode when registered, or a retry delay when it failed.
+    async fn step(
+        &mut self,
+        client: &Client,
+        available: bool,
+        registered: &mut Option<String>,
+    ) -> (Option<OneshotWatcher>, Option<Duration>) {
+        match self.reconcile(client, available, registered).await {
+            Ok(watch) => {
+                self.succeeded();
+                (watch, None)
+            }
+            Err(e) => {
+                self.failed(&e);
+                (None, Some(self.backoff.next_delay(rand::random::<f64>())))
             }
         }
     }
