@@ -13,9 +13,11 @@ use serde::Deserialize;
 use crate::thrift::Limits;
 
 mod check;
+mod discovery;
 mod transport;
 use check::{counts, durations};
 pub use check::{format_duration, parse_duration};
+pub use discovery::*;
 pub use transport::*;
 
 /// A configuration error: one line naming the key and the reason.
@@ -57,6 +59,7 @@ pub struct FileConfig {
     pub admin: FileAdmin,
     pub tls: FileTls,
     pub http: FileHttp,
+    pub discovery: FileDiscovery,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -355,6 +358,8 @@ pub struct Config {
     /// TLS on the listeners (`[tls]`); `None` without a certificate.
     pub tls: Option<TlsListenConfig>,
     pub http: HttpConfig,
+    /// ZooKeeper registration (`[discovery]`); `None` unless `discovery.zookeeper` is set.
+    pub discovery: Option<DiscoveryConfig>,
 }
 
 /// Settings given on the command line; each overrides the file.
@@ -430,6 +435,7 @@ impl FileConfig {
         let listen = listen_text.parse().map_err(|_| bad("listen", format!("{listen_text:?} is not an ip:port")))?;
         let backends = self.backends.into_iter().map(validate_backend).collect::<Result<Vec<_>, _>>()?;
         let backend_auth = validate_backend_auth(self.backend_auth)?;
+        let discovery = validate_discovery(self.discovery, listen)?;
         Ok(Config {
             listen,
             backends,
@@ -455,6 +461,7 @@ impl FileConfig {
             admin: validate_admin(self.admin)?,
             tls: validate_tls(self.tls)?,
             http: validate_http(self.http)?,
+            discovery,
         })
     }
 }

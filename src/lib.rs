@@ -35,6 +35,7 @@ pub mod conn;
 pub mod control;
 #[cfg(feature = "testbed")]
 pub mod demo;
+pub mod discovery;
 pub mod dispatch;
 pub mod frontend;
 pub mod hs2;

@@ -116,7 +116,8 @@ async fn reload_on_sighup(run: RunArgs, proxy: hs2_proxy::proxy::Proxy) {
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HS2_PROXY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // zookeeper-client logs every reconnect attempt at warn and sessions at info: keep its errors only.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,zookeeper_client=error"));
     // Colours only for a person at a terminal: log files and pipes get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);

@@ -19,6 +19,7 @@ use crate::backend::pool::Credentials;
 use crate::backend::{Backend, Backends};
 use crate::config::{BackendConfig, Config};
 use crate::conn::RequestBudget;
+use crate::discovery::{DiscoveryState, Registrar};
 use crate::hs2::call::Request;
 use crate::hs2::handle::{Guid, HandleId};
 use crate::metrics::{BackendFigures, Metrics, StateFigures};
@@ -46,11 +47,14 @@ struct Shared {
     rotor: AtomicUsize,
     /// Flips to `true` once, when the proxy starts shutting down.
     stop: watch::Sender<bool>,
+    /// ZooKeeper registration (`[discovery]`), when configured.
+    registrar: Option<Registrar>,
 }
 
 impl Proxy {
-    pub fn new(config: Config) -> Proxy {
+    pub fn new(config: Config, registrar: Option<Registrar>) -> Proxy {
         let shared = Shared {
+            registrar,
             backends: Backends::new(&config),
             routes: Routes::new(),
             misses: Misses::default(),
@@ -101,6 +105,28 @@ impl Proxy {
         self.shared.stop.send_replace(true);
     }
 
+    /// Takes this instance out of ZooKeeper for good (before draining, so new clients go elsewhere);
+    /// bounded. Does nothing without `[discovery]`.
+    pub async fn deregister(&self) {
+        if let Some(r) = &self.shared.registrar {
+            let how = r.deregister().await;
+            tracing::info!(result = ?how, "deregistered from ZooKeeper");
+        }
+    }
+
+    /// The ZooKeeper registration, as the admin view shows it.
+    pub fn discovery(&self) -> Option<DiscoveryState> {
+        self.shared.registrar.as_ref().map(Registrar::state)
+    }
+
+    /// Registered in ZooKeeper only while some backend takes new sessions (clients finding a proxy that
+    /// cannot open a session would fail); called whenever a backend's state may have changed.
+    pub fn refresh_availability(&self) {
+        if let Some(r) = &self.shared.registrar {
+            r.set_available(self.backends().iter().any(|b| self.is_eligible(b)));
+        }
+    }
+
     // ---- backends
 
     pub fn backends(&self) -> Vec<Arc<Backend>> {
@@ -149,6 +175,7 @@ impl Proxy {
         let Some(b) = self.find_backend(addr) else { return false };
         b.set_admin(state);
         tracing::info!(backend = %addr, state = %state, "operator set backend state");
+        self.refresh_availability();
         true
     }
 
@@ -158,6 +185,7 @@ impl Proxy {
         let h = &self.shared.config.health;
         let thresholds = Thresholds { rise: h.rise, fall: h.fall };
         let Some(t) = backend.health().record(evidence, thresholds) else { return };
+        self.refresh_availability();
         if t.to == Observed::Up {
             tracing::info!(backend = %backend.addr, from = %t.from, to = %t.to, reason = %t.reason, "backend state changed");
             return;

@@ -52,9 +52,10 @@ impl ProxyHandle {
         self.connections.wait_empty().await;
     }
 
-    /// Shuts down and waits for the connections, at most `timeouts.shutdown_grace`; returns how many were
-    /// still open when the grace ran out.
+    /// Leaves ZooKeeper (bounded), shuts down, and waits for the connections, at most
+    /// `timeouts.shutdown_grace`; returns how many were still open when the grace ran out.
     pub async fn shutdown_gracefully(&self) -> usize {
+        self.proxy.deregister().await;
         self.shutdown();
         let grace = self.proxy.config().timeouts.shutdown_grace;
         match tokio::time::timeout(grace, self.drained()).await {
@@ -83,7 +84,17 @@ pub async fn start(mut config: Config) -> std::io::Result<ProxyHandle> {
     config.http.listen = http.as_ref().map(TcpListener::local_addr).transpose()?;
     let (admin_addr, http_addr) = (config.admin.listen, config.http.listen);
     let front = Arc::new(Front::new(&config));
-    let proxy = Proxy::new(config);
+    let registrar = match &config.discovery {
+        Some(d) => {
+            let advert = crate::discovery::advert_for(&config, d, local_addr);
+            let r = crate::discovery::Registrar::start(d.clone(), advert).map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("discovery.advertise: {e}"))
+            })?;
+            Some(r)
+        }
+        None => None,
+    };
+    let proxy = Proxy::new(config, registrar);
     for b in proxy.backends() {
         control::health::spawn(&proxy, b);
     }

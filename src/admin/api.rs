@@ -214,6 +214,34 @@ pub fn filtered_sessions(proxy: &Proxy, filter: &SessionFilter) -> SessionsJson 
     SessionsJson { sessions }
 }
 
+/// The instance itself.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatusJson {
+    pub version: String,
+    pub listen: String,
+    pub started_at: String,
+    pub uptime_seconds: f64,
+    pub stopping: bool,
+    pub client_connections: i64,
+    pub sessions: usize,
+    /// The ZooKeeper registration (`[discovery]`); `null` without it.
+    pub discovery: Option<crate::discovery::DiscoveryState>,
+}
+
+pub async fn status(_: Authorized, State(proxy): State<Proxy>) -> Response {
+    let body = StatusJson {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        listen: proxy.config().listen.to_string(),
+        started_at: rfc3339(proxy.started_at()),
+        uptime_seconds: round_ms(proxy.uptime()),
+        stopping: proxy.is_stopping(),
+        client_connections: proxy.metrics().client_connections(),
+        sessions: proxy.session_count(),
+        discovery: proxy.discovery(),
+    };
+    json(StatusCode::OK, &body)
+}
+
 pub async fn backends(_: Authorized, State(proxy): State<Proxy>) -> Response {
     json(StatusCode::OK, &all_backends(&proxy))
 }

@@ -4,6 +4,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /` | status page (backends, sessions per impalad), refreshed by `fetch()` polling `/fragment` |
+//! | `GET /api/status` | the instance: version, listeners, uptime, connections, ZooKeeper registration |
 //! | `GET /api/backends` | every backend: state, weight, load, upstream pool, last probe |
 //! | `POST /api/backends/{addr}/drain`, `/undrain`, `/maintenance` | operator state of a backend |
 //! | `GET /api/sessions?backend=&user=` | every session (never its secret) |
@@ -92,6 +93,7 @@ pub fn router(proxy: Proxy) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .route("/api/status", get(api::status))
         .route("/api/backends", get(api::backends))
         .route("/api/backends/{addr}/{action}", post(api::backend_action))
         .route("/api/sessions", get(api::sessions))

@@ -67,6 +67,8 @@ pub mod durations {
         DurationKey::new("health.timeout", "2s", Duration::from_millis(10), Duration::from_secs(300));
     pub const COOKIE_MAX_AGE: DurationKey =
         DurationKey::new("http.cookie_max_age", "1d", MINUTE, Duration::from_secs(365 * 86_400));
+    pub const ZOOKEEPER_SESSION: DurationKey =
+        DurationKey::new("discovery.session_timeout", "15s", SECOND, Duration::from_secs(600));
     pub const ADMIN_HEADER_READ: DurationKey =
         DurationKey::new("admin.header_read_timeout", "10s", Duration::from_millis(100), Duration::from_secs(600));
 }

@@ -32,4 +32,5 @@ pub fn apply(proxy: &Proxy, config: &Config) {
                 "backend removed from the configuration: draining");
         }
     }
+    proxy.refresh_availability();
 }
