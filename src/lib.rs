@@ -13,6 +13,7 @@ pub mod frontend;
 pub mod hs2;
 pub mod hs2client;
 pub mod http;
+pub mod kerberos;
 pub mod mock;
 pub mod recover;
 pub mod routing;

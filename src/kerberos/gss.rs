@@ -1,0 +1,442 @@
+//! Safe GSS-API over MIT krb5, loaded at run time: credentials from a keytab or a credential cache, and
+//! security contexts for both sides (step with the peer's token, wrap, unwrap).
+//!
+//! Credentials come from MIT's cred store (`gss_acquire_cred_from`), never from the process environment:
+//! each listener and each upstream identity names its own keytab, and an initiator gets a private
+//! `MEMORY:` ccache that the library fills and refreshes from the client keytab by itself (no kinit, no
+//! renewal thread). Every failure carries the library's own text (`gss_display_status`).
+//!
+//! Threads: a [`Credential`] is shared freely (MIT locks its credential records); a context is `Send` and
+//! used by one task at a time (`&mut self`).
+
+use std::ffi::{c_int, CString};
+use std::path::Path;
+use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use super::ffi::{self, oid, Api, BufferDesc, KeyValueElement, KeyValueSet, OmUint32};
+
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum GssError {
+    #[error("cannot load the GSS-API library {library} (Debian package libgssapi-krb5-2): {reason}")]
+    Load { library: &'static str, reason: String },
+    /// A GSS-API call failed; `message` is the library's major and minor status text.
+    #[error("{what}: {message}")]
+    Call { what: String, major: u32, minor: u32, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The loaded library; clones share it.
+#[derive(Clone)]
+pub struct Gss {
+    api: Arc<Api>,
+}
+
+/// Loaded once per process: the library stays mapped for the life of the process anyway.
+static LOADED: OnceLock<Result<Arc<Api>, String>> = OnceLock::new();
+
+/// Makes each initiator's `MEMORY:` ccache name unique within the process (MEMORY ccaches are shared by
+/// name process-wide).
+static CCACHE_SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl Gss {
+    /// Opens `libgssapi_krb5.so.2`; the error names the library and the package that has it.
+    pub fn load() -> Result<Gss, GssError> {
+        match LOADED.get_or_init(|| Api::load().map(Arc::new)) {
+            Ok(api) => Ok(Gss { api: api.clone() }),
+            Err(reason) => Err(GssError::Load { library: ffi::LIBRARY, reason: reason.clone() }),
+        }
+    }
+
+    /// Acceptor credentials from `keytab`: for `principal` only, or (`None`) for any key in the keytab.
+    /// The same credentials accept raw Kerberos (SASL GSSAPI) and SPNEGO (HTTP Negotiate) tokens.
+    pub fn acceptor(&self, keytab: &Path, principal: Option<&str>) -> Result<Credential, GssError> {
+        let keytab = format!("FILE:{}", path_text(keytab)?);
+        let what = match principal {
+            Some(p) => format!("acceptor {p} from {keytab}"),
+            None => format!("acceptor (any principal) from {keytab}"),
+        };
+        self.acquire(principal, ffi::GSS_C_ACCEPT, &[("keytab", &keytab)], what)
+    }
+
+    /// Initiator credentials for `principal` from `client_keytab`, in a private `MEMORY:` ccache: the
+    /// library gets a TGT from the keytab when it needs one and again before it expires.
+    pub fn initiator_with_keytab(&self, principal: &str, client_keytab: &Path) -> Result<Credential, GssError> {
+        let keytab = format!("FILE:{}", path_text(client_keytab)?);
+        let seq = CCACHE_SEQ.fetch_add(1, Ordering::Relaxed);
+        let ccache = format!("MEMORY:hs2-proxy-{}-{seq}", std::process::id());
+        let store = [("client_keytab", keytab.as_str()), ("ccache", ccache.as_str())];
+        self.acquire(Some(principal), ffi::GSS_C_INITIATE, &store, format!("initiator {principal} from {keytab}"))
+    }
+
+    /// Initiator credentials from an existing ccache (`FILE:/tmp/krb5cc_1000`, a kinit'd user): its
+    /// default principal unless `principal` is given. Nothing renews these tickets.
+    pub fn initiator_from_ccache(&self, ccache: &str, principal: Option<&str>) -> Result<Credential, GssError> {
+        let what = format!("initiator from ccache {ccache}");
+        self.acquire(principal, ffi::GSS_C_INITIATE, &[("ccache", ccache)], what)
+    }
+
+    fn acquire(
+        &self,
+        principal: Option<&str>,
+        usage: c_int,
+        store: &[(&str, &str)],
+        what: String,
+    ) -> Result<Credential, GssError> {
+        let name = principal.map(|p| self.import_principal(p)).transpose()?;
+        let texts: Vec<(CString, CString)> =
+            store.iter().map(|(k, v)| Ok((c_string(k)?, c_string(v)?))).collect::<Result<_, GssError>>()?;
+        let mut elements: Vec<KeyValueElement> =
+            texts.iter().map(|(k, v)| KeyValueElement { key: k.as_ptr(), value: v.as_ptr() }).collect();
+        let set = KeyValueSet { count: elements.len() as OmUint32, elements: elements.as_mut_ptr() };
+        let mut cred: ffi::Cred = ptr::null_mut();
+        let mut minor = 0;
+        // SAFETY: every pointer is valid for the call; the strings outlive it; outputs are ours to release.
+        let major = unsafe {
+            (self.api.acquire_cred_from)(
+                &mut minor,
+                name.as_ref().map_or(ptr::null_mut(), |n| n.raw),
+                ffi::GSS_C_INDEFINITE,
+                ptr::null_mut(),
+                usage,
+                &set,
+                &mut cred,
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        };
+        self.check(&format!("acquiring Kerberos credentials ({what})"), major, minor)?;
+        Ok(Credential { inner: Arc::new(CredInner { gss: self.clone(), raw: cred, what }) })
+    }
+
+    /// A Kerberos principal name (`impala/host@REALM`; without `@REALM` the default realm).
+    fn import_principal(&self, principal: &str) -> Result<OwnedName, GssError> {
+        let mut desc = ffi::oid_desc(oid::KRB5_NT_PRINCIPAL_NAME);
+        let mut buf = BufferDesc::borrowing(principal.as_bytes());
+        let mut raw: ffi::Name = ptr::null_mut();
+        let mut minor = 0;
+        // SAFETY: the input buffer and OID are valid for the call; the output name is released by OwnedName.
+        let major = unsafe { (self.api.import_name)(&mut minor, &mut buf, &mut desc, &mut raw) };
+        self.check("importing a principal name", major, minor)
+            .map_err(|e| GssError::Invalid(format!("{principal:?} is not a Kerberos principal name: {e}")))?;
+        Ok(OwnedName { gss: self.clone(), raw })
+    }
+
+    /// A name as text (`alice@EXAMPLE.TEST`).
+    fn display_name(&self, name: ffi::Name) -> Result<String, GssError> {
+        let mut buf = BufferDesc::empty();
+        let mut minor = 0;
+        // SAFETY: `name` is a valid name; the output buffer is released by take_buffer.
+        let major = unsafe { (self.api.display_name)(&mut minor, name, &mut buf, ptr::null_mut()) };
+        self.check("displaying a name", major, minor)?;
+        Ok(String::from_utf8_lossy(&self.take_buffer(&mut buf)).into_owned())
+    }
+
+    /// Copies a buffer the library allocated and frees it.
+    fn take_buffer(&self, buf: &mut BufferDesc) -> Vec<u8> {
+        let bytes = if buf.value.is_null() || buf.length == 0 {
+            Vec::new()
+        } else {
+            // SAFETY: the library filled `value` with `length` readable bytes.
+            unsafe { std::slice::from_raw_parts(buf.value as *const u8, buf.length) }.to_vec()
+        };
+        let mut minor = 0;
+        // SAFETY: the buffer came from the library (or is empty, which release_buffer accepts).
+        unsafe { (self.api.release_buffer)(&mut minor, buf) };
+        bytes
+    }
+
+    /// `Ok(major)` unless `major` is an error; the error text is the library's.
+    fn check(&self, what: &str, major: OmUint32, minor: OmUint32) -> Result<OmUint32, GssError> {
+        if major & ffi::GSS_ERROR_MASK == 0 {
+            return Ok(major);
+        }
+        let major_text = self.status_text(major & ffi::GSS_ERROR_MASK, ffi::GSS_C_GSS_CODE);
+        let minor_text = if minor == 0 { String::new() } else { self.status_text(minor, ffi::GSS_C_MECH_CODE) };
+        // MIT's major text for GSS_S_FAILURE only says to read the minor one: then the minor says it all.
+        let message = match (major_text.as_str(), minor_text.as_str()) {
+            (m, "") => m.to_string(),
+            (m, n) if m.starts_with("Unspecified GSS failure") => n.to_string(),
+            (m, n) => format!("{m} ({n})"),
+        };
+        Err(GssError::Call { what: what.to_string(), major, minor, message })
+    }
+
+    fn status_text(&self, code: OmUint32, kind: c_int) -> String {
+        let mut parts = Vec::new();
+        let mut more: OmUint32 = 0;
+        let mut mech = ffi::oid_desc(oid::KRB5_MECH);
+        // A status may have several messages; the library bounds them, and so do we.
+        for _ in 0..8 {
+            let mut buf = BufferDesc::empty();
+            let mut minor = 0;
+            // SAFETY: valid pointers; the output buffer is released by take_buffer.
+            let major = unsafe { (self.api.display_status)(&mut minor, code, kind, &mut mech, &mut more, &mut buf) };
+            if major & ffi::GSS_ERROR_MASK != 0 {
+                break;
+            }
+            parts.push(String::from_utf8_lossy(&self.take_buffer(&mut buf)).into_owned());
+            if more == 0 {
+                break;
+            }
+        }
+        if parts.is_empty() {
+            format!("status {code:#x}")
+        } else {
+            parts.join("; ")
+        }
+    }
+}
+
+fn c_string(text: &str) -> Result<CString, GssError> {
+    CString::new(text).map_err(|_| GssError::Invalid(format!("{text:?} contains a NUL byte")))
+}
+
+fn path_text(path: &Path) -> Result<&str, GssError> {
+    path.to_str().ok_or_else(|| GssError::Invalid(format!("{} is not valid UTF-8", path.display())))
+}
+
+struct OwnedName {
+    gss: Gss,
+    raw: ffi::Name,
+}
+
+impl Drop for OwnedName {
+    fn drop(&mut self) {
+        if self.raw.is_null() {
+            return;
+        }
+        let mut minor = 0;
+        // SAFETY: the name came from import_name or accept_sec_context and is released once.
+        unsafe { (self.gss.api.release_name)(&mut minor, &mut self.raw) };
+    }
+}
+
+// SAFETY: a GSS name is plain data inside the library, not tied to a thread; it is never shared (no Sync).
+unsafe impl Send for OwnedName {}
+
+/// Credentials (acceptor or initiator); clones share them.
+#[derive(Clone)]
+pub struct Credential {
+    inner: Arc<CredInner>,
+}
+
+struct CredInner {
+    gss: Gss,
+    raw: ffi::Cred,
+    /// What they are, for logs and errors (no secret in it: principal and keytab path).
+    what: String,
+}
+
+// SAFETY: MIT's krb5 credential records carry their own mutex and every GSS call on them takes it
+// (krb5_gss_cred_id_rec.lock), so one handle may be used from several threads at once.
+unsafe impl Send for CredInner {}
+unsafe impl Sync for CredInner {}
+
+impl Drop for CredInner {
+    fn drop(&mut self) {
+        let mut minor = 0;
+        // SAFETY: acquired by acquire_cred_from, released once; no context outlives it (they hold the Arc).
+        unsafe { (self.gss.api.release_cred)(&mut minor, &mut self.raw) };
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credential({})", self.inner.what)
+    }
+}
+
+impl Credential {
+    /// A fresh acceptor context (one per client handshake or HTTP request).
+    pub fn server_context(&self) -> ServerContext {
+        ServerContext { cred: self.clone(), ctx: Context::new(self.inner.gss.clone()), done: false }
+    }
+
+    /// A fresh initiator context for the service `target` (`hive/host@REALM`), raw Kerberos 5 with
+    /// mutual authentication, as SASL GSSAPI wants.
+    pub fn client_context(&self, target: &str) -> Result<ClientContext, GssError> {
+        let name = self.inner.gss.import_principal(target)?;
+        Ok(ClientContext {
+            cred: self.clone(),
+            target: name,
+            target_text: target.to_string(),
+            ctx: Context::new(self.inner.gss.clone()),
+            done: false,
+        })
+    }
+}
+
+/// One round of context establishment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Send this token to the peer and wait for its answer.
+    Continue(Vec<u8>),
+    /// Established; `token` (maybe empty) still goes to the peer. `peer` is the other side's principal
+    /// (for an acceptor the client, for an initiator the target).
+    Established { token: Vec<u8>, peer: String },
+}
+
+/// A context handle with per-message calls; deleted on drop.
+struct Context {
+    gss: Gss,
+    raw: ffi::Ctx,
+}
+
+// SAFETY: a GSS context is not tied to the thread that made it; `&mut self` keeps its use exclusive.
+unsafe impl Send for Context {}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        if !self.raw.is_null() {
+            let mut minor = 0;
+            // SAFETY: the handle came from the library and is deleted once.
+            unsafe { (self.gss.api.delete_sec_context)(&mut minor, &mut self.raw, ptr::null_mut()) };
+        }
+    }
+}
+
+impl Context {
+    fn new(gss: Gss) -> Context {
+        Context { gss, raw: ptr::null_mut() }
+    }
+
+    /// `gss_wrap` with integrity only (SASL's security-layer negotiation messages).
+    fn wrap(&mut self, plain: &[u8]) -> Result<Vec<u8>, GssError> {
+        let mut input = BufferDesc::borrowing(plain);
+        let mut out = BufferDesc::empty();
+        let (mut minor, mut conf) = (0, 0);
+        // SAFETY: an established context, valid buffers; the output is released by take_buffer.
+        let major = unsafe {
+            (self.gss.api.wrap)(&mut minor, self.raw, 0, ffi::GSS_C_QOP_DEFAULT, &mut input, &mut conf, &mut out)
+        };
+        let taken = self.gss.take_buffer(&mut out);
+        self.gss.check("wrapping a message", major, minor)?;
+        Ok(taken)
+    }
+
+    fn unwrap(&mut self, wrapped: &[u8]) -> Result<Vec<u8>, GssError> {
+        let mut input = BufferDesc::borrowing(wrapped);
+        let mut out = BufferDesc::empty();
+        let (mut minor, mut conf, mut qop) = (0, 0, 0);
+        // SAFETY: an established context, valid buffers; the output is released by take_buffer.
+        let major = unsafe { (self.gss.api.unwrap)(&mut minor, self.raw, &mut input, &mut out, &mut conf, &mut qop) };
+        let taken = self.gss.take_buffer(&mut out);
+        self.gss.check("unwrapping a message", major, minor)?;
+        Ok(taken)
+    }
+}
+
+/// The acceptor side of one authentication.
+pub struct ServerContext {
+    cred: Credential,
+    ctx: Context,
+    done: bool,
+}
+
+impl ServerContext {
+    /// Accepts the client's next token.
+    pub fn step(&mut self, token: &[u8]) -> Result<Step, GssError> {
+        if self.done {
+            return Err(GssError::Invalid("the security context is already established".into()));
+        }
+        let gss = self.ctx.gss.clone();
+        let mut input = BufferDesc::borrowing(token);
+        let mut out = BufferDesc::empty();
+        let mut src: ffi::Name = ptr::null_mut();
+        let mut minor = 0;
+        // SAFETY: valid pointers for the call; outputs (token, name) are released below.
+        let major = unsafe {
+            (gss.api.accept_sec_context)(
+                &mut minor,
+                &mut self.ctx.raw,
+                self.cred.inner.raw,
+                &mut input,
+                ptr::null_mut(),
+                &mut src,
+                ptr::null_mut(),
+                &mut out,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        };
+        let token = gss.take_buffer(&mut out);
+        let src = OwnedName { gss: gss.clone(), raw: src };
+        let major = gss.check("accepting a Kerberos security context", major, minor)?;
+        if major & ffi::GSS_S_CONTINUE_NEEDED != 0 {
+            return Ok(Step::Continue(token));
+        }
+        self.done = true;
+        Ok(Step::Established { token, peer: gss.display_name(src.raw)? })
+    }
+
+    pub fn wrap(&mut self, plain: &[u8]) -> Result<Vec<u8>, GssError> {
+        self.ctx.wrap(plain)
+    }
+
+    pub fn unwrap(&mut self, wrapped: &[u8]) -> Result<Vec<u8>, GssError> {
+        self.ctx.unwrap(wrapped)
+    }
+}
+
+/// The initiator side of one authentication.
+pub struct ClientContext {
+    cred: Credential,
+    target: OwnedName,
+    target_text: String,
+    ctx: Context,
+    done: bool,
+}
+
+impl ClientContext {
+    /// The next token for the server; `server_token` is empty on the first call.
+    pub fn step(&mut self, server_token: &[u8]) -> Result<Step, GssError> {
+        if self.done {
+            return Err(GssError::Invalid("the security context is already established".into()));
+        }
+        let gss = self.ctx.gss.clone();
+        let mut mech = ffi::oid_desc(oid::KRB5_MECH);
+        let mut input = BufferDesc::borrowing(server_token);
+        // The first call takes GSS_C_NO_BUFFER.
+        let input_ptr: *mut BufferDesc = if server_token.is_empty() { ptr::null_mut() } else { &mut input };
+        let mut out = BufferDesc::empty();
+        let mut minor = 0;
+        // SAFETY: valid pointers for the call; the output token is released by take_buffer.
+        let major = unsafe {
+            (gss.api.init_sec_context)(
+                &mut minor,
+                self.cred.inner.raw,
+                &mut self.ctx.raw,
+                self.target.raw,
+                &mut mech,
+                ffi::GSS_C_MUTUAL_FLAG,
+                0,
+                ptr::null_mut(),
+                input_ptr,
+                ptr::null_mut(),
+                &mut out,
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        };
+        let token = gss.take_buffer(&mut out);
+        let what = format!("initiating a Kerberos security context with {}", self.target_text);
+        let major = gss.check(&what, major, minor)?;
+        if major & ffi::GSS_S_CONTINUE_NEEDED != 0 {
+            return Ok(Step::Continue(token));
+        }
+        self.done = true;
+        Ok(Step::Established { token, peer: self.target_text.clone() })
+    }
+
+    pub fn wrap(&mut self, plain: &[u8]) -> Result<Vec<u8>, GssError> {
+        self.ctx.wrap(plain)
+    }
+
+    pub fn unwrap(&mut self, wrapped: &[u8]) -> Result<Vec<u8>, GssError> {
+        self.ctx.unwrap(wrapped)
+    }
+}

@@ -1,0 +1,109 @@
+//! Kerberos against real peers: MIT's GSS-API library and KDC (a private realm started by this binary),
+//! then impyla, beeline, impala-shell and a Kerberized Spark Thrift Server.
+//!
+//! `#[ignore]`d so that `cargo test` needs no Kerberos packages; `scripts/test.sh` installs them
+//! (`scripts/setup-kerberos.sh`) and runs these with `--ignored`. A missing tool fails loudly with the setup
+//! command. One realm per test binary ([`testkdc::shared`]): GSS-API reads its configuration from the
+//! process environment.
+//!
+//! - here: the GSS-API bindings and the SASL machines in-process, over real tokens.
+//! - `kerberos/sockets.rs`: the socket helpers and the Kerberized mock impalad, through real TCP.
+//! - `kerberos/clients.rs`: impyla, beeline, impala-shell and curl (SPNEGO) against them.
+//! - `kerberos/spark.rs`: our client side against a Kerberized Spark Thrift Server, with delegation.
+
+mod common;
+#[path = "kerberos/sockets.rs"]
+mod sockets;
+
+use hs2_proxy::kerberos::sasl_gssapi::{ClientOutput, GssapiClient, GssapiServer, ServerOutput};
+use hs2_proxy::kerberos::testkdc::{self, TestKdc};
+use hs2_proxy::kerberos::{Credential, Gss, GssError, Step};
+
+const IGNORE: &str = "needs MIT Kerberos (scripts/setup-kerberos.sh); run by scripts/test.sh";
+
+pub fn gss() -> Gss {
+    testkdc::shared();
+    Gss::load().unwrap_or_else(|e| panic!("{e}: run scripts/setup-kerberos.sh"))
+}
+
+/// Acceptor credentials for `impala/localhost`, bound to that principal.
+pub fn impala_acceptor() -> Credential {
+    let kdc = testkdc::shared();
+    gss().acceptor(&kdc.keytab("impala/localhost"), Some("impala/localhost")).expect("acceptor from impala keytab")
+}
+
+/// The proxy's own initiator: hs2proxy from its keytab, private MEMORY ccache.
+pub fn proxy_initiator() -> Credential {
+    let kdc = testkdc::shared();
+    gss().initiator_with_keytab("hs2proxy", &kdc.keytab("hs2proxy")).expect("initiator from hs2proxy keytab")
+}
+
+#[test]
+#[ignore = "needs MIT Kerberos (scripts/setup-kerberos.sh); run by scripts/test.sh"]
+fn contexts_establish_and_wrap_over_real_tokens() {
+    let _ = IGNORE;
+    let acceptor = impala_acceptor();
+    let mut client = proxy_initiator().client_context("impala/localhost@EXAMPLE.TEST").unwrap();
+    let mut server = acceptor.server_context();
+    let Step::Continue(ap_req) = client.step(b"").unwrap() else { panic!("mutual auth needs a second leg") };
+    assert!(ap_req.len() > 300, "an AP-REQ of {} bytes", ap_req.len());
+    let Step::Established { token: ap_rep, peer } = server.step(&ap_req).unwrap() else { panic!("one leg") };
+    assert_eq!(peer, "hs2proxy@EXAMPLE.TEST");
+    let Step::Established { token, peer } = client.step(&ap_rep).unwrap() else { panic!("AP-REP completes") };
+    assert!(token.is_empty());
+    assert_eq!(peer, "impala/localhost@EXAMPLE.TEST");
+    let sealed = server.wrap(b"hello").unwrap();
+    assert_ne!(sealed, b"hello");
+    assert_eq!(client.unwrap(&sealed).unwrap(), b"hello");
+    assert!(server.unwrap(b"forged").is_err());
+    // The same AP-REQ again is a replay.
+    let replay = acceptor.server_context().step(&ap_req).unwrap_err();
+    assert!(replay.to_string().to_lowercase().contains("replay"), "{replay}");
+}
+
+#[test]
+#[ignore = "needs MIT Kerberos (scripts/setup-kerberos.sh); run by scripts/test.sh"]
+fn the_sasl_machines_over_real_contexts() {
+    let mut c = GssapiClient::new(proxy_initiator().client_context("impala/localhost").unwrap());
+    let mut s = GssapiServer::new(impala_acceptor().server_context());
+    let [_, mut to_server] = c.start().unwrap();
+    let principal = loop {
+        match s.step(&to_server).unwrap() {
+            ServerOutput::Send(m) => match c.step(&m).unwrap() {
+                ClientOutput::Send(m) => to_server = m,
+                ClientOutput::Done => panic!("client done first"),
+            },
+            ServerOutput::Complete { reply, principal } => {
+                assert_eq!(c.step(&reply).unwrap(), ClientOutput::Done);
+                break principal;
+            }
+        }
+    };
+    assert_eq!(principal, "hs2proxy@EXAMPLE.TEST");
+}
+
+#[test]
+#[ignore = "needs MIT Kerberos (scripts/setup-kerberos.sh); run by scripts/test.sh"]
+fn errors_say_what_is_wrong() {
+    let kdc = testkdc::shared();
+    let gss = gss();
+    // A ticket for hive/localhost presented to an acceptor that only has impala/localhost's key.
+    let mut client = proxy_initiator().client_context("hive/localhost").unwrap();
+    let Step::Continue(ap_req) = client.step(b"").unwrap() else { panic!() };
+    let e = impala_acceptor().server_context().step(&ap_req).unwrap_err();
+    assert!(e.to_string().contains("hive/localhost@EXAMPLE.TEST"), "{e}");
+    // An unknown service: the KDC says so.
+    let e = proxy_initiator().client_context("nosuch/localhost").unwrap().step(b"").unwrap_err();
+    assert!(e.to_string().contains("not found in Kerberos database"), "{e}");
+    // Missing keytabs.
+    let missing = kdc.dir().join("missing.keytab");
+    let e = gss.acceptor(&missing, None).unwrap_err();
+    assert!(e.to_string().contains("missing.keytab"), "{e}");
+    let e =
+        gss.initiator_with_keytab("hs2proxy", &missing).and_then(|c| c.client_context("impala/localhost")?.step(b""));
+    assert!(matches!(e, Err(GssError::Call { .. })), "{e:?}");
+    // A principal the keytab does not hold.
+    let e = gss.acceptor(&kdc.keytab("impala/localhost"), Some("HTTP/localhost")).unwrap_err();
+    assert!(e.to_string().contains("HTTP/localhost"), "{e}");
+    let _ = TestKdc::principal("x");
+}

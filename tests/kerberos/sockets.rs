@@ -1,0 +1,1 @@
+//! The socket helpers and the Kerberized mock impalad, through real TCP.
