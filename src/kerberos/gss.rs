@@ -3,8 +3,11 @@
 //!
 //! Credentials come from MIT's cred store (`gss_acquire_cred_from`), never from the process environment:
 //! each listener and each upstream identity names its own keytab, and an initiator gets a private
-//! `MEMORY:` ccache that the library fills and refreshes from the client keytab by itself (no kinit, no
-//! renewal thread). Every failure carries the library's own text (`gss_display_status`).
+//! `MEMORY:` ccache that the library fills from the client keytab by itself (no kinit, no renewal
+//! thread). MIT refreshes that TGT only while *acquiring* (halfway through its life, or when it is
+//! about to expire), never inside a credential handle it already returned: so an initiator is
+//! re-acquired for every new context, which costs nothing while the ccache holds a good TGT. Every
+//! failure carries the library's own text (`gss_display_status`).
 //!
 //! Threads: a [`Credential`] is shared freely (MIT locks its credential records); a context is `Send` and
 //! used by one task at a time (`&mut self`).
@@ -58,7 +61,7 @@ impl Gss {
             Some(p) => format!("acceptor {p} from {keytab}"),
             None => format!("acceptor (any principal) from {keytab}"),
         };
-        self.acquire(principal, ffi::GSS_C_ACCEPT, &[("keytab", &keytab)], what)
+        self.acquire(principal, ffi::GSS_C_ACCEPT, &[("keytab", &keytab)], what, false)
     }
 
     /// Initiator credentials for `principal` from `client_keytab`, in a private `MEMORY:` ccache: the
@@ -68,14 +71,15 @@ impl Gss {
         let seq = CCACHE_SEQ.fetch_add(1, Ordering::Relaxed);
         let ccache = format!("MEMORY:hs2-proxy-{}-{seq}", std::process::id());
         let store = [("client_keytab", keytab.as_str()), ("ccache", ccache.as_str())];
-        self.acquire(Some(principal), ffi::GSS_C_INITIATE, &store, format!("initiator {principal} from {keytab}"))
+        self.acquire(Some(principal), ffi::GSS_C_INITIATE, &store, format!("initiator {principal} from {keytab}"), true)
     }
 
     /// Initiator credentials from an existing ccache (`FILE:/tmp/krb5cc_1000`, a kinit'd user): its
     /// default principal unless `principal` is given. Nothing renews these tickets.
     pub fn initiator_from_ccache(&self, ccache: &str, principal: Option<&str>) -> Result<Credential, GssError> {
         let what = format!("initiator from ccache {ccache}");
-        self.acquire(principal, ffi::GSS_C_INITIATE, &[("ccache", ccache)], what)
+        // Re-acquired per context too: a ccache renewed outside (kinit -R, k5start) is then followed.
+        self.acquire(principal, ffi::GSS_C_INITIATE, &[("ccache", ccache)], what, true)
     }
 
     fn acquire(
@@ -84,6 +88,7 @@ impl Gss {
         usage: c_int,
         store: &[(&str, &str)],
         what: String,
+        reacquire: bool,
     ) -> Result<Credential, GssError> {
         let name = principal.map(|p| self.import_principal(p)).transpose()?;
         let texts: Vec<(CString, CString)> =
@@ -108,7 +113,17 @@ impl Gss {
             )
         };
         self.check(&format!("acquiring Kerberos credentials ({what})"), major, minor)?;
-        Ok(Credential { inner: Arc::new(CredInner { gss: self.clone(), raw: cred, what }) })
+        let spec = reacquire.then(|| Spec {
+            principal: principal.map(str::to_string),
+            store: store.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        });
+        Ok(Credential { inner: Arc::new(CredInner { gss: self.clone(), raw: cred, what, spec }) })
+    }
+
+    /// The same credentials again: MIT refreshes an initiator's TGT only while acquiring.
+    fn reacquire(&self, spec: &Spec, what: &str) -> Result<Credential, GssError> {
+        let store: Vec<(&str, &str)> = spec.store.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.acquire(spec.principal.as_deref(), ffi::GSS_C_INITIATE, &store, what.to_string(), true)
     }
 
     /// A Kerberos principal name (`impala/host@REALM`; without `@REALM` the default realm).
@@ -228,6 +243,14 @@ struct CredInner {
     raw: ffi::Cred,
     /// What they are, for logs and errors (no secret in it: principal and keytab path).
     what: String,
+    /// How to acquire them again (initiators only).
+    spec: Option<Spec>,
+}
+
+/// The arguments of an acquisition (no secret: principal, keytab path, ccache name).
+struct Spec {
+    principal: Option<String>,
+    store: Vec<(String, String)>,
 }
 
 // SAFETY: MIT's krb5 credential records carry their own mutex and every GSS call on them takes it
@@ -256,11 +279,17 @@ impl Credential {
     }
 
     /// A fresh initiator context for the service `target` (`hive/host@REALM`), raw Kerberos 5 with
-    /// mutual authentication, as SASL GSSAPI wants.
+    /// mutual authentication, as SASL GSSAPI wants. The credentials are acquired again first, so that an
+    /// expiring TGT is replaced (from the client keytab) before it is needed.
     pub fn client_context(&self, target: &str) -> Result<ClientContext, GssError> {
-        let name = self.inner.gss.import_principal(target)?;
+        let gss = &self.inner.gss;
+        let cred = match &self.inner.spec {
+            Some(spec) => gss.reacquire(spec, &self.inner.what)?,
+            None => self.clone(),
+        };
+        let name = gss.import_principal(target)?;
         Ok(ClientContext {
-            cred: self.clone(),
+            cred,
             target: name,
             target_text: target.to_string(),
             ctx: Context::new(self.inner.gss.clone()),

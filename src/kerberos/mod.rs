@@ -5,9 +5,11 @@
 //! - [`gss`]: safe credentials and contexts over it; the only code that calls GSS-API.
 //! - [`sasl_gssapi`]: the SASL GSSAPI exchange over TSasl messages, both sides. No I/O.
 //! - [`spnego`]: one HTTP Negotiate token in, the principal and the reply token out.
+//! - [`delegation`]: who may act for whom, and the OpenSession keys that say it. No I/O.
 //! - [`principal`]: `alice@REALM` -> `alice`, by `auth_to_local`-style rules. No I/O.
 //! - [`testkdc`]: a private MIT realm for tests (shells out to MIT's tools).
 
+pub mod delegation;
 pub mod ffi;
 pub mod gss;
 pub mod principal;
