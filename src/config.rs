@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::thrift::Limits;
 
+pub mod kerberos;
 mod transport;
 pub use transport::*;
 
@@ -54,6 +55,7 @@ pub struct FileConfig {
     pub admin: FileAdmin,
     pub tls: FileTls,
     pub http: FileHttp,
+    pub kerberos: Option<kerberos::FileKerberos>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -269,6 +271,8 @@ pub struct Config {
     /// TLS on the listeners (`[tls]`); `None` without a certificate.
     pub tls: Option<TlsListenConfig>,
     pub http: HttpConfig,
+    /// `[kerberos]`; `None` without the section.
+    pub kerberos: Option<kerberos::KerberosConfig>,
 }
 
 /// Settings given on the command line; each overrides the file.
@@ -351,6 +355,7 @@ impl FileConfig {
         let admin = validate_admin(self.admin)?;
         let tls = validate_tls(self.tls)?;
         let http = validate_http(self.http)?;
+        let kerberos = self.kerberos.map(kerberos::FileKerberos::validate).transpose()?;
         let l = self.limits;
         let positive = |key: &str, v: Option<u64>, default: u64| match v {
             Some(0) => Err(bad(key, "must be greater than 0")),
@@ -404,6 +409,7 @@ impl FileConfig {
             admin,
             tls,
             http,
+            kerberos,
         })
     }
 }
