@@ -8,7 +8,7 @@
 
 use crate::conn::{ConnError, ThriftConn};
 use crate::kerberos::principal::ShortNames;
-use crate::kerberos::sasl_gssapi::{self, ClientOutput, GssapiClient, GssapiError, GssapiServer, ServerOutput};
+use crate::kerberos::sasl_gssapi::{self, ClientOutput, Ending, GssapiClient, GssapiError, GssapiServer, ServerOutput};
 use crate::kerberos::Credential;
 use crate::thrift::framing::{Framing, PlainCredentials, SaslMessage, SaslStatus};
 
@@ -167,6 +167,9 @@ pub struct KerberosUser {
     pub principal: String,
     /// By the `auth_to_local` rules: `alice`. Sessions belong to this name.
     pub short_name: String,
+    /// How the client ended the negotiation (Java: COMPLETE and an empty authzid; pure-sasl: OK and its
+    /// principal), for debug logs.
+    pub ending: Ending,
 }
 
 /// Server side after START named GSSAPI: runs the Kerberos exchange with `acceptor` and maps the
@@ -185,14 +188,14 @@ pub async fn server_accept_gssapi(
         machine = back;
         match out {
             Ok(ServerOutput::Send(reply)) => conn.write_raw(&reply.encode()).await?,
-            Ok(ServerOutput::Complete { reply, principal }) => {
+            Ok(ServerOutput::Complete { reply, principal, ending }) => {
                 let short_name = match names.short_name(&principal) {
                     Ok(name) => name,
                     Err(e) => return Err(refuse(conn, SaslError::Refused(e.to_string())).await),
                 };
                 conn.write_raw(&reply.encode()).await?;
                 conn.set_framing(Framing::Framed, max_frame);
-                return Ok(KerberosUser { principal, short_name });
+                return Ok(KerberosUser { principal, short_name, ending });
             }
             // The client already knows why it gave up.
             Err(GssapiError::Refused(text)) => return Err(SaslError::Refused(text)),

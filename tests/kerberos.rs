@@ -11,6 +11,8 @@
 //! - `kerberos/clients.rs`: impyla, beeline, impala-shell and curl (SPNEGO) against them.
 //! - `kerberos/spark.rs`: our client side against a Kerberized Spark Thrift Server, with delegation.
 
+#[path = "kerberos/clients.rs"]
+mod clients;
 mod common;
 #[path = "kerberos/sockets.rs"]
 mod sockets;
@@ -117,7 +119,7 @@ fn the_sasl_machines_over_real_contexts() {
                 ClientOutput::Send(m) => to_server = m,
                 ClientOutput::Done => panic!("client done first"),
             },
-            ServerOutput::Complete { reply, principal } => {
+            ServerOutput::Complete { reply, principal, .. } => {
                 assert_eq!(c.step(&reply).unwrap(), ClientOutput::Done);
                 break principal;
             }

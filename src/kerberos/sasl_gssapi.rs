@@ -114,8 +114,9 @@ fn check_status(msg: &SaslMessage) -> Result<(), GssapiError> {
 pub enum ServerOutput {
     /// An OK challenge; more client messages follow.
     Send(SaslMessage),
-    /// The final COMPLETE; `principal` is the authenticated client (`alice@EXAMPLE.TEST`).
-    Complete { reply: SaslMessage, principal: String },
+    /// The final COMPLETE; `principal` is the authenticated client (`alice@EXAMPLE.TEST`). `ending` is how
+    /// the client ended (for logs: Java and pure-sasl differ).
+    Complete { reply: SaslMessage, principal: String, ending: Ending },
 }
 
 #[derive(Debug)]
@@ -130,6 +131,13 @@ enum ServerState {
         principal: String,
     },
     Finished,
+}
+
+/// How a client sent its last message: the status it used and the authzid (empty or its principal).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ending {
+    pub status: SaslStatus,
+    pub authzid: String,
 }
 
 /// The server side; feed it every client message after START.
@@ -162,7 +170,7 @@ impl<C: SecurityContext> GssapiServer<C> {
             },
             // The client's answer to the last context token carries nothing we use.
             ServerState::AwaitEmpty { principal } => self.offer(principal),
-            ServerState::AwaitLayer { principal } => self.choose(&msg.payload, principal),
+            ServerState::AwaitLayer { principal } => self.choose(msg, principal),
             ServerState::Finished => Err(protocol("message after the negotiation finished")),
         }
     }
@@ -175,8 +183,8 @@ impl<C: SecurityContext> GssapiServer<C> {
         Ok(ServerOutput::Send(SaslMessage::new(SaslStatus::Ok, &wrapped)))
     }
 
-    fn choose(&mut self, wrapped: &[u8], principal: String) -> Result<ServerOutput, GssapiError> {
-        let answer = self.ctx.unwrap(wrapped)?;
+    fn choose(&mut self, msg: &SaslMessage, principal: String) -> Result<ServerOutput, GssapiError> {
+        let answer = self.ctx.unwrap(&msg.payload)?;
         let (&layer, rest) = answer.split_first().ok_or_else(|| protocol("empty security-layer answer"))?;
         if rest.len() < 3 {
             return Err(protocol(format!("security-layer answer of {} bytes (at least 4 expected)", answer.len())));
@@ -189,7 +197,8 @@ impl<C: SecurityContext> GssapiServer<C> {
         if !authzid.is_empty() && authzid != principal {
             return Err(GssapiError::Authzid { authzid, principal });
         }
-        Ok(ServerOutput::Complete { reply: SaslMessage::new(SaslStatus::Complete, b""), principal })
+        let ending = Ending { status: msg.status, authzid };
+        Ok(ServerOutput::Complete { reply: SaslMessage::new(SaslStatus::Complete, b""), principal, ending })
     }
 }
 

@@ -55,15 +55,19 @@ fn to_offer(s: &mut GssapiServer<Fake>) {
     assert_eq!(s.step(&msg(SaslStatus::Ok, b"")).unwrap(), offer);
 }
 
-fn complete() -> ServerOutput {
-    ServerOutput::Complete { reply: msg(SaslStatus::Complete, b""), principal: ALICE.into() }
+fn complete(status: SaslStatus, authzid: &str) -> ServerOutput {
+    let ending = Ending { status, authzid: authzid.into() };
+    ServerOutput::Complete { reply: msg(SaslStatus::Complete, b""), principal: ALICE.into(), ending }
 }
 
 #[test]
 fn java_final_message_complete_with_an_empty_authzid() {
     let mut s = server();
     to_offer(&mut s);
-    assert_eq!(s.step(&msg(SaslStatus::Complete, &wrapped(&[1, 0, 0, 0]))).unwrap(), complete());
+    assert_eq!(
+        s.step(&msg(SaslStatus::Complete, &wrapped(&[1, 0, 0, 0]))).unwrap(),
+        complete(SaslStatus::Complete, "")
+    );
     assert!(matches!(s.step(&msg(SaslStatus::Ok, b"")), Err(GssapiError::Protocol(_))), "nothing after the end");
 }
 
@@ -72,7 +76,7 @@ fn pure_sasl_final_message_ok_with_the_principal_as_authzid() {
     let mut s = server();
     to_offer(&mut s);
     let answer = [&[1u8, 0xff, 0xff, 0xff][..], ALICE.as_bytes()].concat();
-    assert_eq!(s.step(&msg(SaslStatus::Ok, &wrapped(&answer))).unwrap(), complete());
+    assert_eq!(s.step(&msg(SaslStatus::Ok, &wrapped(&answer))).unwrap(), complete(SaslStatus::Ok, ALICE));
 }
 
 #[test]
@@ -116,7 +120,10 @@ fn without_a_last_context_token_the_offer_comes_at_once() {
     let mut s = GssapiServer::new(Fake { server: true, mutual: false });
     let offer = ServerOutput::Send(msg(SaslStatus::Ok, &wrapped(&[1, 1, 0, 0])));
     assert_eq!(s.step(&msg(SaslStatus::Ok, b"AP-REQ")).unwrap(), offer);
-    assert_eq!(s.step(&msg(SaslStatus::Complete, &wrapped(&[1, 0, 0, 0]))).unwrap(), complete());
+    assert_eq!(
+        s.step(&msg(SaslStatus::Complete, &wrapped(&[1, 0, 0, 0]))).unwrap(),
+        complete(SaslStatus::Complete, "")
+    );
 }
 
 /// Our client and our server, message by message, for both context shapes.
@@ -134,7 +141,7 @@ fn our_client_against_our_server() {
             assert!(rounds < 10, "no progress");
             let reply = match s.step(&to_server).unwrap() {
                 ServerOutput::Send(m) => m,
-                ServerOutput::Complete { reply, principal } => {
+                ServerOutput::Complete { reply, principal, .. } => {
                     assert_eq!(c.step(&reply).unwrap(), ClientOutput::Done);
                     break principal;
                 }

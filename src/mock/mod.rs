@@ -38,6 +38,7 @@ use tokio::task::JoinHandle;
 use crate::hs2::handle::Guid;
 use crate::kerberos::delegation::ProxyUsers;
 use crate::kerberos::{Credential, Gss};
+use crate::sasl::KerberosUser;
 use state::State;
 
 /// The version the mock reports (GetInfo CLI_DBMS_VER, PingImpalaHS2Service).
@@ -131,6 +132,8 @@ pub(crate) struct Inner {
     prepared: Mutex<HashMap<BatchShape, Arc<Vec<u8>>>>,
     /// Kerberos acceptor credentials (`MockAuth::Gssapi`), acquired once at start.
     acceptor: Option<Credential>,
+    /// Every Kerberos login, in order (tests read how real clients end the negotiation).
+    kerberos_logins: Mutex<Vec<KerberosUser>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -204,6 +207,7 @@ impl MockImpalad {
             accept_task: Mutex::new(None),
             prepared: Mutex::new(HashMap::new()),
             acceptor,
+            kerberos_logins: Mutex::new(Vec::new()),
         });
         let task = tokio::spawn(server::accept_loop(listener, inner.clone(), stopped));
         *lock(&inner.accept_task) = Some(task);
@@ -244,6 +248,11 @@ impl MockImpalad {
     /// The user the session runs as (the delegated one, if any).
     pub fn session_effective_user(&self, g: &Guid) -> Option<String> {
         self.inner.state().sessions.get(g).map(|s| s.effective_user().to_string())
+    }
+
+    /// Every Kerberos login so far: principal, short name, and how the client ended the negotiation.
+    pub fn kerberos_logins(&self) -> Vec<KerberosUser> {
+        lock(&self.inner.kerberos_logins).clone()
     }
 
     pub fn open_operations(&self) -> usize {

@@ -15,7 +15,6 @@ use super::{Inner, MockAuth};
 use crate::conn::ThriftConn;
 use crate::hs2::reply;
 use crate::kerberos::principal::ShortNames;
-use crate::kerberos::Credential;
 use crate::sasl::{self, Mechanism, SaslError};
 use crate::thrift::framing::Framing;
 use crate::thrift::value::{decode_message, encode_message, Struct};
@@ -82,7 +81,7 @@ async fn serve(stream: TcpStream, inner: Arc<Inner>) {
                 return;
             }
         },
-        MockAuth::Gssapi { .. } => match authenticate_gssapi(&mut conn, inner.acceptor.as_ref()).await {
+        MockAuth::Gssapi { .. } => match authenticate_gssapi(&mut conn, &inner).await {
             Ok(user) => Some(user),
             Err(e) => {
                 tracing::info!(%name, error = %e, "SASL GSSAPI handshake failed");
@@ -128,8 +127,8 @@ async fn authenticate(conn: &mut ThriftConn, users: Option<&[(String, String)]>)
 }
 
 /// Server half of SASL GSSAPI; returns the client principal's short name (impalad's default rule).
-async fn authenticate_gssapi(conn: &mut ThriftConn, acceptor: Option<&Credential>) -> Result<String, SaslError> {
-    let Some(acceptor) = acceptor else {
+async fn authenticate_gssapi(conn: &mut ThriftConn, inner: &Inner) -> Result<String, SaslError> {
+    let Some(acceptor) = inner.acceptor.as_ref() else {
         return Err(SaslError::Malformed("no Kerberos acceptor credentials".into()));
     };
     if let Mechanism::Plain(_) = sasl::server_read_start(conn, true).await? {
@@ -139,8 +138,10 @@ async fn authenticate_gssapi(conn: &mut ThriftConn, acceptor: Option<&Credential
         return Err(SaslError::Refused(text));
     }
     let user = sasl::server_accept_gssapi(conn, acceptor, &ShortNames::default(), MAX_FRAME_BYTES).await?;
-    tracing::debug!(principal = %user.principal, user = %user.short_name, "Kerberos client authenticated");
-    Ok(user.short_name)
+    tracing::debug!(principal = %user.principal, user = %user.short_name, ending = ?user.ending, "Kerberos login");
+    let name = user.short_name.clone();
+    super::lock(&inner.kerberos_logins).push(user);
+    Ok(name)
 }
 
 /// The bytes to write for one request, and whether the connection stays open afterwards.
