@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: the fast cargo suites, then the suites against real peers (impyla, impala-shell, Spark
-# Thrift Server, beeline, HAProxy). Peers are installed first by the project's own scripts (idempotent); a
-# missing peer fails the run. Real-peer tests are `#[ignore]`d in cargo so that `cargo test` stays fast.
+# Thrift Server, beeline, HAProxy, an MIT Kerberos KDC). Peers are installed first by the project's own scripts
+# (idempotent); a missing peer fails the run. Real-peer tests are `#[ignore]`d in cargo so that `cargo test` stays fast.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -16,6 +16,7 @@ scripts/setup-python.sh
 scripts/setup-spark.sh
 scripts/setup-browser.sh
 scripts/setup-haproxy.sh
+scripts/setup-kerberos.sh
 
 step "real-peer tests: cargo test -- --ignored"
 cargo test --all-targets -- --ignored --test-threads=1

@@ -16,6 +16,8 @@ mod clients;
 mod common;
 #[path = "kerberos/sockets.rs"]
 mod sockets;
+#[path = "kerberos/spark.rs"]
+mod spark;
 
 use std::net::SocketAddr;
 use std::time::Duration;
