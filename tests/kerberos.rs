@@ -155,3 +155,21 @@ fn errors_say_what_is_wrong() {
     assert!(e.to_string().contains("HTTP/localhost"), "{e}");
     assert_eq!(TestKdc::principal("alice"), "alice@EXAMPLE.TEST");
 }
+
+#[test]
+#[ignore = "needs MIT Kerberos (scripts/setup-kerberos.sh); run by scripts/test.sh"]
+fn the_config_section_acquires_its_credentials_naming_the_key() {
+    use hs2_proxy::config::FileConfig;
+    let kdc = testkdc::shared();
+    let keytab = kdc.merged_keytab(&["impala/localhost", "HTTP/localhost", "hs2proxy"], "all.keytab").unwrap();
+    let section = |extra: &str| {
+        let text = format!("[kerberos]\nkeytab = {:?}\n{extra}", keytab.display().to_string());
+        FileConfig::parse(&text).and_then(FileConfig::validate).expect("valid config").kerberos.expect("section")
+    };
+    let creds = section("service_principal = 'impala/localhost'\nclient_principal = 'hs2proxy'").acquire().unwrap();
+    assert!(creds.sasl.is_some() && creds.http.is_some() && creds.upstream.is_some());
+    let e = section("service_principal = 'impala/elsewhere'").acquire().unwrap_err().to_string();
+    assert!(e.starts_with("kerberos.service_principal: ") && e.contains("impala/elsewhere@EXAMPLE.TEST"), "{e}");
+    let e = section("service_principal = 'impala/localhost'\nclient_principal = 'alice'").acquire().unwrap_err();
+    assert!(e.to_string().starts_with("kerberos.client_principal: ") && e.to_string().contains("alice"), "{e}");
+}

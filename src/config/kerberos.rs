@@ -16,7 +16,7 @@
 //! ```
 //! These key names are a contract (other tools write them). Validation reads the keytabs' headers so that a
 //! missing or unreadable one stops the start naming its key; whether a keytab holds the principal is only
-//! known to GSS-API, when the credentials are acquired (see [`KerberosConfig::acceptor_principal`]).
+//! known to GSS-API: [`KerberosConfig::acquire`] gets the credentials at start, its errors naming keys too.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -27,6 +27,7 @@ use serde::Deserialize;
 use super::{bad, ConfigError};
 use crate::kerberos::delegation::{Delegation, ProxyUsers};
 use crate::kerberos::principal::ShortNames;
+use crate::kerberos::{Credential, Gss};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -87,10 +88,41 @@ impl KerberosConfig {
         Some(format!("HTTP/{host}"))
     }
 
-    /// The principal the SASL acceptor is bound to, and the key to name when acquiring it fails.
-    pub fn acceptor_principal(&self) -> Option<(&str, &'static str)> {
-        self.acceptor.as_ref().map(|a| (a.service_principal.as_str(), "kerberos.service_principal"))
+    /// Loads GSS-API and acquires every credential the section asks for; errors name the key. The
+    /// upstream initiator gets its first TGT here, so the KDC must answer (as impalad's own kinit at start).
+    pub fn acquire(&self) -> Result<KerberosCredentials, ConfigError> {
+        let gss = Gss::load().map_err(|e| bad("kerberos", e.to_string()))?;
+        let (sasl, http) = match &self.acceptor {
+            None => (None, None),
+            Some(a) => {
+                let sasl = gss
+                    .acceptor(&a.keytab, Some(&a.service_principal))
+                    .map_err(|e| bad("kerberos.service_principal", e.to_string()))?;
+                // SPNEGO clients ask for HTTP/<the host they typed>: any key of the proxy's keytab serves.
+                let http = gss.acceptor(&a.keytab, None).map_err(|e| bad("kerberos.keytab", e.to_string()))?;
+                (Some(sasl), Some(http))
+            }
+        };
+        let upstream = match &self.upstream {
+            None => None,
+            Some(u) => Some(
+                gss.initiator_with_keytab(&u.client_principal, &u.client_keytab)
+                    .map_err(|e| bad("kerberos.client_principal", e.to_string()))?,
+            ),
+        };
+        Ok(KerberosCredentials { sasl, http, upstream })
     }
+}
+
+/// The credentials of a `[kerberos]` section, acquired ([`KerberosConfig::acquire`]); clones share them.
+#[derive(Clone, Debug)]
+pub struct KerberosCredentials {
+    /// SASL GSSAPI acceptor, bound to `service_principal`.
+    pub sasl: Option<Credential>,
+    /// HTTP Negotiate acceptor: any principal of `keytab` (it should hold `HTTP/<host>`).
+    pub http: Option<Credential>,
+    /// The proxy's own initiator (`client_principal` from `client_keytab`).
+    pub upstream: Option<Credential>,
 }
 
 impl UpstreamKerberos {

@@ -162,10 +162,15 @@ pub struct Api {
 }
 
 impl Api {
-    /// Opens the library and resolves every function; the error names what was missing.
+    /// Opens [`LIBRARY`] and resolves every function; the error names what was missing.
     pub fn load() -> Result<Api, String> {
+        Api::load_from(LIBRARY)
+    }
+
+    /// As [`Api::load`], from another file name (tests: a missing library).
+    pub fn load_from(library: &str) -> Result<Api, String> {
         // SAFETY: loading MIT's GSS-API runs its (well-behaved) initialisers and nothing else.
-        let lib = unsafe { Library::new(LIBRARY) }.map_err(|e| e.to_string())?;
+        let lib = unsafe { Library::new(library) }.map_err(|e| e.to_string())?;
         macro_rules! sym {
             ($name:literal) => {
                 // SAFETY: the declared type matches the C prototype in MIT's gssapi.h / gssapi_ext.h.
@@ -193,4 +198,25 @@ impl Api {
 /// An OID descriptor pointing at one of the constants in [`oid`] (the library never writes through it).
 pub fn oid_desc(der: &'static [u8]) -> OidDesc {
     OidDesc { length: der.len() as OmUint32, elements: der.as_ptr() as *mut c_void }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_library_is_named() {
+        let e = Api::load_from("libgssapi_nonexistent.so.9").err().expect("no such library");
+        assert!(e.contains("libgssapi_nonexistent.so.9"), "{e}");
+    }
+
+    #[test]
+    fn layouts_match_lp64_c() {
+        // gssapi.h on LP64: {size_t, void*}, {OM_uint32, void*}, {OM_uint32, ptr}, {char*, char*}.
+        assert_eq!((std::mem::size_of::<BufferDesc>(), std::mem::align_of::<BufferDesc>()), (16, 8));
+        assert_eq!(std::mem::size_of::<OidDesc>(), 16);
+        assert_eq!(std::mem::size_of::<KeyValueSet>(), 16);
+        assert_eq!(std::mem::size_of::<KeyValueElement>(), 16);
+        assert_eq!(std::mem::size_of::<OidSetDesc>(), 16);
+    }
 }

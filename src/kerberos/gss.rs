@@ -411,6 +411,16 @@ impl ServerContext {
     }
 }
 
+/// Contexts move between tokio tasks (and the blocking pool); credentials are shared by many.
+const _: () = {
+    const fn send<T: Send>() {}
+    const fn send_sync<T: Send + Sync>() {}
+    send::<ServerContext>();
+    send::<ClientContext>();
+    send_sync::<Credential>();
+    send_sync::<Gss>();
+};
+
 /// The initiator side of one authentication.
 pub struct ClientContext {
     cred: Credential,
