@@ -9,8 +9,8 @@
 //! re-acquired for every new context, which costs nothing while the ccache holds a good TGT. Every
 //! failure carries the library's own text (`gss_display_status`).
 //!
-//! Threads: a [`Credential`] is shared freely (MIT locks its credential records); a context is `Send` and
-//! used by one task at a time (`&mut self`).
+//! Threads: a [`Credential`] is shared freely (MIT locks its credential records); a context
+//! (`super::context`) is `Send` and used by one task at a time (`&mut self`).
 
 use std::ffi::{c_int, CString};
 use std::path::Path;
@@ -18,6 +18,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use super::context::{ClientContext, ServerContext};
 use super::ffi::{self, oid, Api, BufferDesc, KeyValueElement, KeyValueSet, OmUint32};
 
 #[derive(Clone, Debug, thiserror::Error)]
@@ -34,7 +35,7 @@ pub enum GssError {
 /// The loaded library; clones share it.
 #[derive(Clone)]
 pub struct Gss {
-    api: Arc<Api>,
+    pub(super) api: Arc<Api>,
 }
 
 /// Loaded once per process: the library stays mapped for the life of the process anyway.
@@ -127,7 +128,7 @@ impl Gss {
     }
 
     /// A Kerberos principal name (`impala/host@REALM`; without `@REALM` the default realm).
-    fn import_principal(&self, principal: &str) -> Result<OwnedName, GssError> {
+    pub(super) fn import_principal(&self, principal: &str) -> Result<OwnedName, GssError> {
         let mut desc = ffi::oid_desc(oid::KRB5_NT_PRINCIPAL_NAME);
         let mut buf = BufferDesc::borrowing(principal.as_bytes());
         let mut raw: ffi::Name = ptr::null_mut();
@@ -140,7 +141,7 @@ impl Gss {
     }
 
     /// A name as text (`alice@EXAMPLE.TEST`).
-    fn display_name(&self, name: ffi::Name) -> Result<String, GssError> {
+    pub(super) fn display_name(&self, name: ffi::Name) -> Result<String, GssError> {
         let mut buf = BufferDesc::empty();
         let mut minor = 0;
         // SAFETY: `name` is a valid name; the output buffer is released by take_buffer.
@@ -150,7 +151,7 @@ impl Gss {
     }
 
     /// Copies a buffer the library allocated and frees it.
-    fn take_buffer(&self, buf: &mut BufferDesc) -> Vec<u8> {
+    pub(super) fn take_buffer(&self, buf: &mut BufferDesc) -> Vec<u8> {
         let bytes = if buf.value.is_null() || buf.length == 0 {
             Vec::new()
         } else {
@@ -164,7 +165,7 @@ impl Gss {
     }
 
     /// `Ok(major)` unless `major` is an error; the error text is the library's.
-    fn check(&self, what: &str, major: OmUint32, minor: OmUint32) -> Result<OmUint32, GssError> {
+    pub(super) fn check(&self, what: &str, major: OmUint32, minor: OmUint32) -> Result<OmUint32, GssError> {
         if major & ffi::GSS_ERROR_MASK == 0 {
             return Ok(major);
         }
@@ -213,9 +214,9 @@ fn path_text(path: &Path) -> Result<&str, GssError> {
     path.to_str().ok_or_else(|| GssError::Invalid(format!("{} is not valid UTF-8", path.display())))
 }
 
-struct OwnedName {
-    gss: Gss,
-    raw: ffi::Name,
+pub(super) struct OwnedName {
+    pub(super) gss: Gss,
+    pub(super) raw: ffi::Name,
 }
 
 impl Drop for OwnedName {
@@ -235,12 +236,12 @@ unsafe impl Send for OwnedName {}
 /// Credentials (acceptor or initiator); clones share them.
 #[derive(Clone)]
 pub struct Credential {
-    inner: Arc<CredInner>,
+    pub(super) inner: Arc<CredInner>,
 }
 
-struct CredInner {
-    gss: Gss,
-    raw: ffi::Cred,
+pub(super) struct CredInner {
+    pub(super) gss: Gss,
+    pub(super) raw: ffi::Cred,
     /// What they are, for logs and errors (no secret in it: principal and keytab path).
     what: String,
     /// How to acquire them again (initiators only).
@@ -275,7 +276,7 @@ impl std::fmt::Debug for Credential {
 impl Credential {
     /// A fresh acceptor context (one per client handshake or HTTP request).
     pub fn server_context(&self) -> ServerContext {
-        ServerContext { cred: self.clone(), ctx: Context::new(self.inner.gss.clone()), done: false }
+        ServerContext::new(self.clone())
     }
 
     /// A fresh initiator context for the service `target` (`hive/host@REALM`), raw Kerberos 5 with
@@ -288,194 +289,6 @@ impl Credential {
             None => self.clone(),
         };
         let name = gss.import_principal(target)?;
-        Ok(ClientContext {
-            cred,
-            target: name,
-            target_text: target.to_string(),
-            ctx: Context::new(self.inner.gss.clone()),
-            done: false,
-        })
-    }
-}
-
-/// One round of context establishment.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Step {
-    /// Send this token to the peer and wait for its answer.
-    Continue(Vec<u8>),
-    /// Established; `token` (maybe empty) still goes to the peer. `peer` is the other side's principal
-    /// (for an acceptor the client, for an initiator the target).
-    Established { token: Vec<u8>, peer: String },
-}
-
-/// A context handle with per-message calls; deleted on drop.
-struct Context {
-    gss: Gss,
-    raw: ffi::Ctx,
-}
-
-// SAFETY: a GSS context is not tied to the thread that made it; `&mut self` keeps its use exclusive.
-unsafe impl Send for Context {}
-
-impl Drop for Context {
-    fn drop(&mut self) {
-        if !self.raw.is_null() {
-            let mut minor = 0;
-            // SAFETY: the handle came from the library and is deleted once.
-            unsafe { (self.gss.api.delete_sec_context)(&mut minor, &mut self.raw, ptr::null_mut()) };
-        }
-    }
-}
-
-impl Context {
-    fn new(gss: Gss) -> Context {
-        Context { gss, raw: ptr::null_mut() }
-    }
-
-    /// `gss_wrap` with integrity only (SASL's security-layer negotiation messages).
-    fn wrap(&mut self, plain: &[u8]) -> Result<Vec<u8>, GssError> {
-        let mut input = BufferDesc::borrowing(plain);
-        let mut out = BufferDesc::empty();
-        let (mut minor, mut conf) = (0, 0);
-        // SAFETY: an established context, valid buffers; the output is released by take_buffer.
-        let major = unsafe {
-            (self.gss.api.wrap)(&mut minor, self.raw, 0, ffi::GSS_C_QOP_DEFAULT, &mut input, &mut conf, &mut out)
-        };
-        let taken = self.gss.take_buffer(&mut out);
-        self.gss.check("wrapping a message", major, minor)?;
-        Ok(taken)
-    }
-
-    fn unwrap(&mut self, wrapped: &[u8]) -> Result<Vec<u8>, GssError> {
-        let mut input = BufferDesc::borrowing(wrapped);
-        let mut out = BufferDesc::empty();
-        let (mut minor, mut conf, mut qop) = (0, 0, 0);
-        // SAFETY: an established context, valid buffers; the output is released by take_buffer.
-        let major = unsafe { (self.gss.api.unwrap)(&mut minor, self.raw, &mut input, &mut out, &mut conf, &mut qop) };
-        let taken = self.gss.take_buffer(&mut out);
-        self.gss.check("unwrapping a message", major, minor)?;
-        Ok(taken)
-    }
-}
-
-/// The acceptor side of one authentication.
-pub struct ServerContext {
-    cred: Credential,
-    ctx: Context,
-    done: bool,
-}
-
-impl ServerContext {
-    /// Accepts the client's next token.
-    pub fn step(&mut self, token: &[u8]) -> Result<Step, GssError> {
-        if self.done {
-            return Err(GssError::Invalid("the security context is already established".into()));
-        }
-        let gss = self.ctx.gss.clone();
-        let mut input = BufferDesc::borrowing(token);
-        let mut out = BufferDesc::empty();
-        let mut src: ffi::Name = ptr::null_mut();
-        let mut minor = 0;
-        // SAFETY: valid pointers for the call; outputs (token, name) are released below.
-        let major = unsafe {
-            (gss.api.accept_sec_context)(
-                &mut minor,
-                &mut self.ctx.raw,
-                self.cred.inner.raw,
-                &mut input,
-                ptr::null_mut(),
-                &mut src,
-                ptr::null_mut(),
-                &mut out,
-                ptr::null_mut(),
-                ptr::null_mut(),
-                ptr::null_mut(),
-            )
-        };
-        let token = gss.take_buffer(&mut out);
-        let src = OwnedName { gss: gss.clone(), raw: src };
-        let major = gss.check("accepting a Kerberos security context", major, minor)?;
-        if major & ffi::GSS_S_CONTINUE_NEEDED != 0 {
-            return Ok(Step::Continue(token));
-        }
-        self.done = true;
-        Ok(Step::Established { token, peer: gss.display_name(src.raw)? })
-    }
-
-    pub fn wrap(&mut self, plain: &[u8]) -> Result<Vec<u8>, GssError> {
-        self.ctx.wrap(plain)
-    }
-
-    pub fn unwrap(&mut self, wrapped: &[u8]) -> Result<Vec<u8>, GssError> {
-        self.ctx.unwrap(wrapped)
-    }
-}
-
-/// Contexts move between tokio tasks (and the blocking pool); credentials are shared by many.
-const _: () = {
-    const fn send<T: Send>() {}
-    const fn send_sync<T: Send + Sync>() {}
-    send::<ServerContext>();
-    send::<ClientContext>();
-    send_sync::<Credential>();
-    send_sync::<Gss>();
-};
-
-/// The initiator side of one authentication.
-pub struct ClientContext {
-    cred: Credential,
-    target: OwnedName,
-    target_text: String,
-    ctx: Context,
-    done: bool,
-}
-
-impl ClientContext {
-    /// The next token for the server; `server_token` is empty on the first call.
-    pub fn step(&mut self, server_token: &[u8]) -> Result<Step, GssError> {
-        if self.done {
-            return Err(GssError::Invalid("the security context is already established".into()));
-        }
-        let gss = self.ctx.gss.clone();
-        let mut mech = ffi::oid_desc(oid::KRB5_MECH);
-        let mut input = BufferDesc::borrowing(server_token);
-        // The first call takes GSS_C_NO_BUFFER.
-        let input_ptr: *mut BufferDesc = if server_token.is_empty() { ptr::null_mut() } else { &mut input };
-        let mut out = BufferDesc::empty();
-        let mut minor = 0;
-        // SAFETY: valid pointers for the call; the output token is released by take_buffer.
-        let major = unsafe {
-            (gss.api.init_sec_context)(
-                &mut minor,
-                self.cred.inner.raw,
-                &mut self.ctx.raw,
-                self.target.raw,
-                &mut mech,
-                ffi::GSS_C_MUTUAL_FLAG,
-                0,
-                ptr::null_mut(),
-                input_ptr,
-                ptr::null_mut(),
-                &mut out,
-                ptr::null_mut(),
-                ptr::null_mut(),
-            )
-        };
-        let token = gss.take_buffer(&mut out);
-        let what = format!("initiating a Kerberos security context with {}", self.target_text);
-        let major = gss.check(&what, major, minor)?;
-        if major & ffi::GSS_S_CONTINUE_NEEDED != 0 {
-            return Ok(Step::Continue(token));
-        }
-        self.done = true;
-        Ok(Step::Established { token, peer: self.target_text.clone() })
-    }
-
-    pub fn wrap(&mut self, plain: &[u8]) -> Result<Vec<u8>, GssError> {
-        self.ctx.wrap(plain)
-    }
-
-    pub fn unwrap(&mut self, wrapped: &[u8]) -> Result<Vec<u8>, GssError> {
-        self.ctx.unwrap(wrapped)
+        Ok(ClientContext::new(cred, name, target))
     }
 }

@@ -15,7 +15,8 @@
 //! The machines are generic over [`SecurityContext`] so that they are tested with a fake; the real one is
 //! `kerberos::gss`.
 
-use super::gss::{ClientContext, GssError, ServerContext, Step};
+use super::context::{ClientContext, ServerContext, Step};
+use super::gss::GssError;
 use crate::thrift::framing::{SaslMessage, SaslStatus};
 
 /// The SASL mechanism name in START.

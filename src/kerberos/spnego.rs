@@ -8,7 +8,8 @@
 
 use base64::Engine;
 
-use super::gss::{Credential, GssError, Step};
+use super::context::Step;
+use super::gss::{Credential, GssError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpnegoError {
