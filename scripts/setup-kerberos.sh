@@ -46,6 +46,6 @@ fi
 for tool in "${TOOLS[@]}"; do
     command -v "$tool" >/dev/null || [[ -x "/usr/sbin/$tool" ]] || die "$tool not found after installing ${DEB_PKGS[*]}"
 done
-ldconfig -p | grep -q 'libgssapi_krb5\.so\.2 ' || die "libgssapi_krb5.so.2 is not in the loader cache"
+{ ldconfig -p 2>/dev/null || /sbin/ldconfig -p; } | grep -q 'libgssapi_krb5\.so\.2 ' || die "libgssapi_krb5.so.2 is not in the loader cache"
 ls /usr/lib/*/sasl2/libgssapiv2.so* >/dev/null 2>&1 || die "Cyrus SASL GSSAPI plugin (libgssapiv2.so) not found"
 log "ok: $(krb5-config --version 2>/dev/null || dpkg-query -W -f='krb5-kdc ${Version}' krb5-kdc)"
