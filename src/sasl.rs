@@ -213,9 +213,13 @@ pub async fn client_handshake_gssapi(
     target: &str,
     max_frame: u64,
 ) -> Result<(), SaslError> {
-    let ctx = initiator.client_context(target).map_err(GssapiError::from)?;
-    let (mut machine, opening) = off_runtime(GssapiClient::new(ctx), |m| m.start()).await;
-    let [start, first] = opening?;
+    // Acquiring the credentials again may fetch a TGT from the KDC: off the runtime too.
+    let (initiator, target) = (initiator.clone(), target.to_string());
+    let opened = off_runtime((), move |_| {
+        let mut machine = GssapiClient::new(initiator.client_context(&target)?);
+        machine.start().map(|first| (machine, first))
+    });
+    let (mut machine, [start, first]) = opened.await.1?;
     let mut hello = start.encode();
     hello.extend_from_slice(&first.encode());
     conn.write_raw(&hello).await?;

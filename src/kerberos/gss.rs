@@ -16,7 +16,7 @@ use std::ffi::{c_int, CString};
 use std::path::Path;
 use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::context::{ClientContext, ServerContext};
 use super::ffi::{self, oid, Api, BufferDesc, KeyValueElement, KeyValueSet, OmUint32};
@@ -117,6 +117,7 @@ impl Gss {
         let spec = reacquire.then(|| Spec {
             principal: principal.map(str::to_string),
             store: store.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            lock: Mutex::new(()),
         });
         Ok(Credential { inner: Arc::new(CredInner { gss: self.clone(), raw: cred, what, spec }) })
     }
@@ -124,6 +125,8 @@ impl Gss {
     /// The same credentials again: MIT refreshes an initiator's TGT only while acquiring.
     fn reacquire(&self, spec: &Spec, what: &str) -> Result<Credential, GssError> {
         let store: Vec<(&str, &str)> = spec.store.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        // A poisoned lock guards nothing broken (the ccache is the library's): go on.
+        let _one_at_a_time = spec.lock.lock().unwrap_or_else(|p| p.into_inner());
         self.acquire(spec.principal.as_deref(), ffi::GSS_C_INITIATE, &store, what.to_string(), true)
     }
 
@@ -252,6 +255,9 @@ pub(super) struct CredInner {
 struct Spec {
     principal: Option<String>,
     store: Vec<(String, String)>,
+    /// One acquisition at a time: a refresh rewrites the shared MEMORY ccache, which a concurrent
+    /// acquisition must not read half-written.
+    lock: Mutex<()>,
 }
 
 // SAFETY: MIT's krb5 credential records carry their own mutex and every GSS call on them takes it
@@ -281,7 +287,8 @@ impl Credential {
 
     /// A fresh initiator context for the service `target` (`hive/host@REALM`), raw Kerberos 5 with
     /// mutual authentication, as SASL GSSAPI wants. The credentials are acquired again first, so that an
-    /// expiring TGT is replaced (from the client keytab) before it is needed.
+    /// expiring TGT is replaced (from the client keytab) before it is needed. Blocking: it may ask the
+    /// KDC for a TGT (`sasl::client_handshake_gssapi` calls it on the blocking pool).
     pub fn client_context(&self, target: &str) -> Result<ClientContext, GssError> {
         let gss = &self.inner.gss;
         let cred = match &self.inner.spec {
