@@ -146,16 +146,9 @@ pub async fn client_handshake(
 
 /// GSS-API calls block (the replay cache is a file; an initiator may ask the KDC for tickets): they run
 /// on the blocking pool, the machine moving there and back.
-async fn off_runtime<M: Send + 'static, T: Send + 'static>(
-    mut machine: M,
-    f: impl FnOnce(&mut M) -> T + Send + 'static,
-) -> (M, T) {
-    let joined = tokio::task::spawn_blocking(move || {
-        let out = f(&mut machine);
-        (machine, out)
-    });
-    match joined.await {
-        Ok(both) => both,
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(out) => out,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }
@@ -184,8 +177,12 @@ pub async fn server_accept_gssapi(
     let mut machine = GssapiServer::new(acceptor.server_context());
     for _ in 0..MAX_GSSAPI_ROUNDS {
         let msg = conn.read_sasl_message(MAX_NEGOTIATION_BYTES).await?;
-        let (back, out) = off_runtime(machine, move |m| m.step(&msg)).await;
-        machine = back;
+        let out;
+        (machine, out) = blocking(move || {
+            let out = machine.step(&msg);
+            (machine, out)
+        })
+        .await;
         match out {
             Ok(ServerOutput::Send(reply)) => conn.write_raw(&reply.encode()).await?,
             Ok(ServerOutput::Complete { reply, principal, ending }) => {
@@ -215,18 +212,23 @@ pub async fn client_handshake_gssapi(
 ) -> Result<(), SaslError> {
     // Acquiring the credentials again may fetch a TGT from the KDC: off the runtime too.
     let (initiator, target) = (initiator.clone(), target.to_string());
-    let opened = off_runtime((), move |_| {
+    let (mut machine, [start, first]) = blocking(move || -> Result<_, GssapiError> {
         let mut machine = GssapiClient::new(initiator.client_context(&target)?);
-        machine.start().map(|first| (machine, first))
-    });
-    let (mut machine, [start, first]) = opened.await.1?;
+        let opening = machine.start()?;
+        Ok((machine, opening))
+    })
+    .await?;
     let mut hello = start.encode();
     hello.extend_from_slice(&first.encode());
     conn.write_raw(&hello).await?;
     for _ in 0..MAX_GSSAPI_ROUNDS {
         let msg = conn.read_sasl_message(MAX_NEGOTIATION_BYTES).await?;
-        let (back, out) = off_runtime(machine, move |m| m.step(&msg)).await;
-        machine = back;
+        let out;
+        (machine, out) = blocking(move || {
+            let out = machine.step(&msg);
+            (machine, out)
+        })
+        .await;
         match out {
             Ok(ClientOutput::Send(reply)) => conn.write_raw(&reply.encode()).await?,
             // The server's BAD/ERROR text, as for PLAIN.
