@@ -11,7 +11,10 @@
 # so beeline row-heavy runs are dominated by round-trip latency: a good proxy stress, a poor throughput test.
 # Beeline keeps ~/.beeline/history; BEELINE_JAVA_OPTS=-Dbeeline.rcfile=DIR moves it.
 # Runs java directly (not the wheel's bin/beeline, which first starts Spark's launcher JVM).
-# Env: BEELINE_JAVA_OPTS adds JVM options.
+# Kerberos: -u '...;principal=impala/HOST@REALM' with KRB5CCNAME set, BEELINE_CONF_DIR=<dir with a core-site.xml
+#   saying hadoop.security.authentication=kerberos> and BEELINE_JAVA_OPTS=-Djava.security.krb5.conf=<krb5.conf>
+#   (Java ignores KRB5_CONFIG).
+# Env: BEELINE_JAVA_OPTS adds JVM options; BEELINE_CONF_DIR goes first on the classpath (Hadoop's *-site.xml).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,4 +35,6 @@ opts=(
 # shellcheck disable=SC2206
 opts+=(${BEELINE_JAVA_OPTS:-})
 
-exec java "${opts[@]}" -cp "$spark_home/jars/*" org.apache.hive.beeline.BeeLine "$@"
+cp="$spark_home/jars/*"
+[[ -z "${BEELINE_CONF_DIR:-}" ]] || cp="$BEELINE_CONF_DIR:$cp"
+exec java "${opts[@]}" -cp "$cp" org.apache.hive.beeline.BeeLine "$@"

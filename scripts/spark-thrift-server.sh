@@ -2,7 +2,8 @@
 # Run one Spark Thrift Server (a real HiveServer2) for interop tests, from the pyspark wheel that
 # scripts/setup-spark.sh installs into $REPO/.venv-spark.
 #
-#   spark-thrift-server.sh start --port P --mode sasl|nosasl|http --dir D [--hiveconf K=V] [--conf K=V]
+#   spark-thrift-server.sh start --port P --mode sasl|nosasl|http|kerberos --dir D [--hiveconf K=V] [--conf K=V]
+#                                [--keytab F --principal P --krb5-conf F [--proxyuser U]...]   # kerberos mode
 #                                                                           # prints the server's PID
 #   spark-thrift-server.sh stop --dir D
 #
@@ -12,6 +13,10 @@
 #        nosasl = unframed binary TBinaryProtocol, no SASL;
 #        http   = HTTP transport, path /cliservice, needs a Basic Authorization header (any user/password).
 #                 NOTE: in http mode Hive's Jetty ignores the bind host and listens on ALL interfaces.
+#        kerberos = SASL GSSAPI, QOP auth, binary transport: the server logs in as --principal (hive/localhost@REALM)
+#                 from --keytab itself; --krb5-conf is the realm's krb5.conf (Java ignores KRB5_CONFIG). Each
+#                 --proxyuser U may impersonate anyone (hive.server2.proxy.user): hadoop.proxyuser.U.hosts/groups=*
+#                 in a core-site.xml under D/hadoop-conf (HADOOP_CONF_DIR).
 # Env: SPARK_TS_MEMORY (driver heap, default 512m), SPARK_TS_TIMEOUT (start timeout s, default 120),
 #      SPARK_TS_JAVA_OPTS (extra JVM options), SPARK_TS_NICE (niceness, default 10),
 #      SPARK_TS_CDS=0 (don't map the class-data archive), SPARK_TS_STOP_TIMEOUT (s before SIGKILL, default 20).
@@ -21,16 +26,20 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO/.venv-spark"
 
 die() { echo "spark-thrift-server: $*" >&2; exit 1; }
-usage() { die "usage: $0 start --port P --mode sasl|nosasl|http --dir D [--hiveconf K=V]... [--conf K=V]... | stop --dir D"; }
+usage() { die "usage: $0 start --port P --mode sasl|nosasl|http|kerberos --dir D [--hiveconf K=V]... [--conf K=V]... [--keytab F --principal P --krb5-conf F [--proxyuser U]...] | stop --dir D"; }
 
 cmd="${1:-}"; [[ $# -gt 0 ]] && shift
-port="" mode="" dir="" extra=()
+port="" mode="" dir="" extra=() keytab="" principal="" krb5_conf="" proxyusers=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --port) port="${2:?}"; shift 2 ;;
         --mode) mode="${2:?}"; shift 2 ;;
         --dir)  dir="${2:?}";  shift 2 ;;
         --hiveconf|--conf) extra+=("$1" "${2:?}"); shift 2 ;;   # passed on to spark-submit, after ours
+        --keytab) keytab="${2:?}"; shift 2 ;;
+        --principal) principal="${2:?}"; shift 2 ;;
+        --krb5-conf) krb5_conf="${2:?}"; shift 2 ;;
+        --proxyuser) proxyusers+=("${2:?}"); shift 2 ;;
         *) usage ;;
     esac
 done
@@ -67,6 +76,22 @@ stop() {
     echo "spark-thrift-server: killed $pid (no clean exit in $t s)"
 }
 
+# core-site.xml for kerberos mode: Kerberos authentication and a proxyuser rule per --proxyuser.
+write_core_site() {
+    local conf="$1" u
+    mkdir -p "$conf"
+    {
+        echo '<?xml version="1.0"?>'
+        echo '<configuration>'
+        echo '  <property><name>hadoop.security.authentication</name><value>kerberos</value></property>'
+        for u in "${proxyusers[@]}"; do
+            echo "  <property><name>hadoop.proxyuser.$u.hosts</name><value>*</value></property>"
+            echo "  <property><name>hadoop.proxyuser.$u.groups</name><value>*</value></property>"
+        done
+        echo '</configuration>'
+    } > "$conf/core-site.xml"
+}
+
 start() {
     [[ "$port" =~ ^[0-9]+$ ]] || usage
     local auth transport
@@ -74,8 +99,14 @@ start() {
         sasl)   auth=NONE;   transport=binary ;;
         nosasl) auth=NOSASL; transport=binary ;;
         http)   auth=NONE;   transport=http ;;
+        kerberos) auth=KERBEROS; transport=binary ;;
         *) usage ;;
     esac
+    if [[ "$mode" == kerberos ]]; then
+        [[ -n "$keytab" && -n "$principal" && -n "$krb5_conf" ]] || die "kerberos mode needs --keytab, --principal and --krb5-conf"
+        [[ -r "$keytab" ]] || die "keytab $keytab is not readable"
+        [[ -r "$krb5_conf" ]] || die "krb5.conf $krb5_conf is not readable"
+    fi
     local spark_home="$VENV/lib/python3.11/site-packages/pyspark"
     [[ -x "$spark_home/bin/spark-submit" ]] \
         || spark_home="$("$VENV/bin/python" -c 'import os,pyspark;print(os.path.dirname(pyspark.__file__))' 2>/dev/null)" \
@@ -110,6 +141,10 @@ start() {
         jvm_opts+=(-XX:ArchiveClassesAtExit="$SPARK_TS_CDS_DUMP")   # used by setup-spark.sh only
     elif [[ -f "$cds" && "${SPARK_TS_CDS:-1}" != 0 ]]; then
         jvm_opts+=(-XX:SharedArchiveFile="$cds")
+    fi
+    if [[ "$mode" == kerberos ]]; then
+        # Java's Kerberos reads only this file; subject credentials come from the server's own keytab login.
+        jvm_opts+=(-Djava.security.krb5.conf="$krb5_conf" -Djavax.security.auth.useSubjectCredsOnly=true)
     fi
     # shellcheck disable=SC2206
     jvm_opts+=(${SPARK_TS_JAVA_OPTS:-})       # extra JVM options from the caller (no spaces inside one option)
@@ -150,6 +185,15 @@ start() {
         --conf spark.executor.heartbeatInterval=60s       # local mode: nothing to detect, fewer wakeups
         --conf spark.cleaner.periodicGC.interval=600min   # no forced full GC every 30 min
     )
+    if [[ "$mode" == kerberos ]]; then
+        hiveconf+=(
+            hive.server2.authentication.kerberos.principal="$principal"
+            hive.server2.authentication.kerberos.keytab="$keytab"
+            hive.server2.thrift.sasl.qop=auth       # what Impala speaks, and all hs2-proxy accepts
+        )
+        args+=(--conf spark.hadoop.hadoop.security.authentication=kerberos)
+        write_core_site "$dir/hadoop-conf"
+    fi
     local h; for h in "${hiveconf[@]}"; do args+=(--hiveconf "$h"); done
     args+=("${extra[@]}" spark-internal)
 
@@ -159,6 +203,10 @@ start() {
         export SPARK_HOME="$spark_home" SPARK_LOCAL_IP=127.0.0.1
         export SPARK_LAUNCHER_OPTS="-XX:-UsePerfData"   # spark-submit's short launcher JVM: no /tmp/hsperfdata file
         export SPARK_LOG_DIR="$dir" SPARK_PID_DIR="$dir"
+        if [[ "$mode" == kerberos ]]; then
+            # core-site.xml (authentication, proxy users) on the classpath; the login's tickets in a private ccache
+            export HADOOP_CONF_DIR="$dir/hadoop-conf" KRB5CCNAME="FILE:$dir/server.ccache"
+        fi
         exec setsid nice -n "${SPARK_TS_NICE:-10}" "$spark_home/bin/spark-submit" "${args[@]}" \
             </dev/null >>"$log" 2>&1
     ) &

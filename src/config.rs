@@ -14,6 +14,7 @@ use crate::thrift::Limits;
 
 mod check;
 mod discovery;
+pub mod kerberos;
 mod transport;
 use check::{counts, durations};
 pub use check::{format_duration, parse_duration};
@@ -60,6 +61,7 @@ pub struct FileConfig {
     pub tls: FileTls,
     pub http: FileHttp,
     pub discovery: FileDiscovery,
+    pub kerberos: Option<kerberos::FileKerberos>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -360,6 +362,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// ZooKeeper registration (`[discovery]`); `None` unless `discovery.zookeeper` is set.
     pub discovery: Option<DiscoveryConfig>,
+    /// `[kerberos]`; `None` without the section.
+    pub kerberos: Option<kerberos::KerberosConfig>,
 }
 
 /// Settings given on the command line; each overrides the file.
@@ -436,6 +440,7 @@ impl FileConfig {
         let backends = self.backends.into_iter().map(validate_backend).collect::<Result<Vec<_>, _>>()?;
         let backend_auth = validate_backend_auth(self.backend_auth)?;
         let discovery = validate_discovery(self.discovery, listen)?;
+        let kerberos = self.kerberos.map(kerberos::FileKerberos::validate).transpose()?;
         Ok(Config {
             listen,
             backends,
@@ -462,6 +467,7 @@ impl FileConfig {
             tls: validate_tls(self.tls)?,
             http: validate_http(self.http)?,
             discovery,
+            kerberos,
         })
     }
 }

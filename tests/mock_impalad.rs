@@ -277,3 +277,41 @@ async fn fast_mode_reuses_prepared_batches() {
     assert_eq!((h.name.as_str(), h.seqid), ("FetchResults", 7));
     assert_eq!(body.get_struct(0).and_then(|r| r.get_bool(2)), Some(true));
 }
+
+/// The one STRING a statement returns (`select current_user()`).
+async fn one_string(c: &mut Hs2Client, session: &HandleId, statement: &str) -> String {
+    let op = c.execute(session, statement).await.unwrap();
+    let (columns, _) = c.fetch(&op, 10).await.unwrap();
+    columns[0].values[0].as_str().expect("a string").to_string()
+}
+
+/// Impala's delegation without Kerberos: `impala.doas.user` needs an authorised proxy user (impalad's
+/// `--authorized_proxy_user_config`); `current_user()` is the effective user, `user()` the connected one.
+#[tokio::test]
+async fn delegation_follows_the_authorized_proxy_user_config() {
+    let proxy_users = hs2_proxy::kerberos::delegation::ProxyUsers::parse_impala_flag("hue=*").unwrap();
+    let cfg = MockConfig {
+        auth: MockAuth::Plain { users: None },
+        authorized_proxy_users: proxy_users,
+        ..MockConfig::default()
+    };
+    let mock = start(cfg).await;
+    let mut hue = connect(&mock, &plain("hue", "pw")).await;
+    let session = hue.open_session(None, &[("impala.doas.user", "alice")]).await.unwrap();
+    assert_eq!(one_string(&mut hue, &session, "select current_user()").await, "alice");
+    assert_eq!(one_string(&mut hue, &session, "select user()").await, "hue");
+    assert_eq!(mock.session_user(&session.guid).as_deref(), Some("hue"), "sessions belong to the connected user");
+    let mut bob = connect(&mock, &plain("bob", "pw")).await;
+    let refused = bob.open_session(None, &[("impala.doas.user", "alice")]).await.unwrap_err();
+    assert_eq!(status_message(refused), "User 'bob' is not authorized to delegate to 'alice'.");
+    // Without a config nobody delegates; without delegation current_user() is the connected user.
+    let mock = start(MockConfig::default()).await;
+    let mut c = connect(&mock, &ClientAuth::NoSasl).await;
+    let refused = c.open_session(Some("hue"), &[("impala.doas.user", "alice")]).await.unwrap_err();
+    assert_eq!(
+        status_message(refused),
+        "User 'hue' is not authorized to delegate to 'alice'. User delegation is disabled."
+    );
+    let session = c.open_session(Some("carol"), &[]).await.unwrap();
+    assert_eq!(one_string(&mut c, &session, "select current_user()").await, "carol");
+}

@@ -417,7 +417,10 @@ async fn an_operation_handle_with_a_wrong_secret_is_refused() {
 /// filter finds either.
 #[tokio::test]
 async fn unauthenticated_sessions_show_their_user_and_effective_user() {
-    let mocks = mocks(1, MockAuth::NoSasl).await;
+    // impalad checks delegation (`--authorized_proxy_user_config=carol=dave`); the proxy only reports it.
+    let mut cfg = hs2_proxy::mock::MockConfig::default();
+    cfg.authorized_proxy_users.allow("carol", ["dave"]);
+    let mocks = vec![hs2_proxy::mock::MockImpalad::start("127.0.0.1:0", cfg).await.unwrap()];
     let proxy = proxy(&mocks, BackendTransport::Nosasl, quiet_health).await;
     let mut c = connect(&proxy, &ClientAuth::NoSasl).await;
     c.open_session(Some("carol"), &[("impala.doas.user", "dave")]).await.unwrap();

@@ -2,11 +2,14 @@
 //!
 //! ```text
 //! mock-impalad --listen 127.0.0.1:21050 [--name X] [--sasl] [--user U:PW ...] [--delay-ms N] [--frame-bytes N]
+//!              [--keytab FILE [--principal impala/HOST]] [--authorized-proxy-user-config 'hs2proxy=*;hue=alice']
 //! ```
+//! With `--keytab` clients authenticate with Kerberos (SASL GSSAPI); KRB5_CONFIG tells the realm.
 
 use std::time::Duration;
 
 use clap::Parser;
+use hs2_proxy::kerberos::delegation::ProxyUsers;
 use hs2_proxy::mock::{MockAuth, MockConfig, MockImpalad};
 
 #[derive(Parser, Debug)]
@@ -36,9 +39,21 @@ struct Args {
     /// Benchmark mode: large result batches are encoded once and reused (see `MockConfig::fast`).
     #[arg(long)]
     fast: bool,
+    /// Require Kerberos (SASL GSSAPI), accepting with this keytab's keys.
+    #[arg(long, conflicts_with = "sasl")]
+    keytab: Option<std::path::PathBuf>,
+    /// With --keytab: accept only tickets for this principal (default: any principal in the keytab).
+    #[arg(long, requires = "keytab")]
+    principal: Option<String>,
+    /// Who may delegate with impala.doas.user, in impalad's syntax: `hs2proxy=*;hue=alice,bob`.
+    #[arg(long, default_value = "")]
+    authorized_proxy_user_config: String,
 }
 
 fn auth(args: &Args) -> Result<MockAuth, String> {
+    if let Some(keytab) = &args.keytab {
+        return Ok(MockAuth::Gssapi { keytab: keytab.clone(), principal: args.principal.clone() });
+    }
     if !args.sasl {
         return Ok(MockAuth::NoSasl);
     }
@@ -68,6 +83,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         write_frame_bytes: args.frame_bytes,
         fetch_default_rows: args.fetch_default_rows,
         fast: args.fast,
+        authorized_proxy_users: ProxyUsers::parse_impala_flag(&args.authorized_proxy_user_config)
+            .map_err(|e| format!("--authorized-proxy-user-config: {e}"))?,
     };
     let mock = MockImpalad::start(&args.listen, cfg).await?;
     tokio::signal::ctrl_c().await?;

@@ -14,6 +14,7 @@ use super::{Inner, MOCK_VERSION};
 use crate::hs2::handle::HandleId;
 use crate::hs2::{idl, reply, requests};
 use crate::hs2client::wire::{self, info_type, op_type, OpHandle, PROTOCOL_V6};
+use crate::kerberos::delegation::IMPALA_DOAS_KEY;
 use crate::thrift::value::{Struct, Value};
 use crate::thrift::TType;
 
@@ -110,13 +111,22 @@ fn open_session(inner: &Inner, user: Option<&str>, req: &Struct) -> Outcome {
     let client_protocol = req.get_i64(1).map(|v| v as i32).unwrap_or(PROTOCOL_V6);
     // Impala's connected_user: the transport's user if it authenticated one, else the request's.
     let session_user = user.or(req.get_str(2)).unwrap_or_default().to_string();
+    // Delegation, as impalad: its own key only (case-insensitive), authorised for the connected user.
+    let doas = string_pairs(req.get(4)).find(|(k, _)| k.eq_ignore_ascii_case(IMPALA_DOAS_KEY)).map(|(_, v)| v);
+    if let Some(doas) = doas {
+        if let Err(text) = inner.cfg.authorized_proxy_users.authorize(&session_user, doas) {
+            return failure("OpenSession", &text);
+        }
+    }
+    let delegated = doas.map(str::to_string);
     // Entries that are not Impala's own settings are query options (e.g. idle_session_timeout).
     let options = string_pairs(req.get(4))
-        .filter(|(k, _)| !k.starts_with("impala."))
+        .filter(|(k, _)| !k.to_ascii_lowercase().starts_with("impala."))
         .map(|(k, v)| (k.to_ascii_uppercase(), v.to_string()))
         .collect();
     let id = HandleId::random();
-    let session = Session { secret: id.secret, user: session_user, options, database: "default".to_string() };
+    let session =
+        Session { secret: id.secret, user: session_user, delegated, options, database: "default".to_string() };
     inner.state().sessions.insert(id.guid, session);
     let http_addr = format!("{}:25000", inner.cfg.name);
     let config =
@@ -189,7 +199,7 @@ async fn execute(inner: &Inner, user: Option<&str>, req: &Struct) -> Outcome {
             Statement::Use(db) => session.database = db.clone(),
             _ => {}
         }
-        let results = ResultSet::for_statement(&stmt, &session.options);
+        let results = ResultSet::for_statement(&stmt, session);
         let (state, wait) = match stmt {
             Statement::Sleep(ms) => {
                 let d = Duration::from_millis(ms);

@@ -10,7 +10,9 @@
 //! them and work from any connection; an operation's secret is its session's secret; unknown handles get
 //! `Invalid session id: <hi:lo>` / `Invalid or unknown query handle: <hi:lo>.`; a draining server answers
 //! `Server is being shut down: ...`; SASL replies can be split into small frames like Impala's 128 KiB
-//! write buffer does.
+//! write buffer does. With Kerberos (`MockAuth::Gssapi`) the connected user is the principal's short name,
+//! and `impala.doas.user` needs [`MockConfig::authorized_proxy_users`], as impalad's
+//! `--authorized_proxy_user_config`; `select current_user()` answers the session's effective user.
 
 mod calls;
 mod op_calls;
@@ -24,6 +26,7 @@ mod state;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -33,6 +36,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::hs2::handle::Guid;
+use crate::kerberos::delegation::ProxyUsers;
+use crate::kerberos::{Credential, Gss};
+use crate::sasl::KerberosUser;
 use state::State;
 
 /// The version the mock reports (GetInfo CLI_DBMS_VER, PingImpalaHS2Service).
@@ -45,6 +51,9 @@ pub enum MockAuth {
     NoSasl,
     /// SASL PLAIN; `None` accepts any user and password.
     Plain { users: Option<Vec<(String, String)>> },
+    /// SASL GSSAPI (Kerberos) with the keys of `keytab`: for `principal` only (`impala/localhost`), or for
+    /// any principal in it. The connected user is the client principal's short name.
+    Gssapi { keytab: PathBuf, principal: Option<String> },
 }
 
 impl fmt::Debug for MockAuth {
@@ -53,6 +62,9 @@ impl fmt::Debug for MockAuth {
             MockAuth::NoSasl => f.write_str("NoSasl"),
             MockAuth::Plain { users: None } => f.write_str("Plain(any user)"),
             MockAuth::Plain { users: Some(u) } => write!(f, "Plain({} users)", u.len()),
+            MockAuth::Gssapi { keytab, principal } => {
+                write!(f, "Gssapi({} from {})", principal.as_deref().unwrap_or("any principal"), keytab.display())
+            }
         }
     }
 }
@@ -72,6 +84,9 @@ pub struct MockConfig {
     /// first batch's rows and says `startRowOffset` 0), so that the mock is never the bottleneck
     /// of a throughput measurement. Off by default (tests check per-row content).
     pub fast: bool,
+    /// Who may delegate with `impala.doas.user` (impalad's `--authorized_proxy_user_config`); empty:
+    /// nobody (Impala's "User delegation is disabled.").
+    pub authorized_proxy_users: ProxyUsers,
 }
 
 impl Default for MockConfig {
@@ -83,6 +98,7 @@ impl Default for MockConfig {
             write_frame_bytes: None,
             fetch_default_rows: 1024,
             fast: false,
+            authorized_proxy_users: ProxyUsers::default(),
         }
     }
 }
@@ -114,6 +130,10 @@ pub(crate) struct Inner {
     accept_task: Mutex<Option<JoinHandle<()>>>,
     /// Fast mode: encoded `result` bodies of `blobs` batches, by (rows, row bytes, hasMoreRows).
     prepared: Mutex<HashMap<BatchShape, Arc<Vec<u8>>>>,
+    /// Kerberos acceptor credentials (`MockAuth::Gssapi`), acquired once at start.
+    acceptor: Option<Credential>,
+    /// Every Kerberos login, in order (tests read how real clients end the negotiation).
+    kerberos_logins: Mutex<Vec<KerberosUser>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -163,6 +183,13 @@ impl Inner {
 impl MockImpalad {
     /// Binds `addr` (port 0 for any) and starts serving.
     pub async fn start(addr: &str, cfg: MockConfig) -> std::io::Result<MockImpalad> {
+        let acceptor = match &cfg.auth {
+            MockAuth::Gssapi { keytab, principal } => {
+                let gss = Gss::load().map_err(std::io::Error::other)?;
+                Some(gss.acceptor(keytab, principal.as_deref()).map_err(std::io::Error::other)?)
+            }
+            _ => None,
+        };
         let listener = TcpListener::bind(addr).await?;
         // Subscribed before the loop starts, so that a `stop` right after `start` is not missed.
         let (stop, stopped) = watch::channel(false);
@@ -179,6 +206,8 @@ impl MockImpalad {
             drop_generation: watch::channel(0).0,
             accept_task: Mutex::new(None),
             prepared: Mutex::new(HashMap::new()),
+            acceptor,
+            kerberos_logins: Mutex::new(Vec::new()),
         });
         let task = tokio::spawn(server::accept_loop(listener, inner.clone(), stopped));
         *lock(&inner.accept_task) = Some(task);
@@ -211,8 +240,19 @@ impl MockImpalad {
         self.inner.state().sessions.contains_key(g)
     }
 
+    /// The session's connected user.
     pub fn session_user(&self, g: &Guid) -> Option<String> {
         self.inner.state().sessions.get(g).map(|s| s.user.clone())
+    }
+
+    /// The user the session runs as (the delegated one, if any).
+    pub fn session_effective_user(&self, g: &Guid) -> Option<String> {
+        self.inner.state().sessions.get(g).map(|s| s.effective_user().to_string())
+    }
+
+    /// Every Kerberos login so far: principal, short name, and how the client ended the negotiation.
+    pub fn kerberos_logins(&self) -> Vec<KerberosUser> {
+        lock(&self.inner.kerberos_logins).clone()
     }
 
     pub fn open_operations(&self) -> usize {

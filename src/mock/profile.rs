@@ -35,7 +35,7 @@ pub fn text(op: &mut Operation, host: &str) -> String {
         ("Query State", state.to_string()),
         ("Query Status", status),
         ("Impala Version", format!("impalad version {MOCK_VERSION} RELEASE (build mock)")),
-        ("User", op.user.clone()),
+        ("User", op.effective_user.clone()),
         ("Connected User", op.user.clone()),
         ("Default Db", op.database.clone()),
         ("Sql Statement", op.statement.clone()),

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::sql::Statement;
+use super::state::Session;
 use crate::hs2client::wire::{column_arm, op_type, type_id};
 use crate::thrift::value::{Struct, Value};
 use crate::thrift::TType;
@@ -143,9 +144,10 @@ impl ResultSet {
         ResultSet { columns: defs(columns), rows: Rows::Table(Arc::new(rows)), cursor: 0 }
     }
 
-    /// The result set of a statement, given the session's option overrides; `None` when it has none.
-    pub fn for_statement(stmt: &Statement, options: &BTreeMap<String, String>) -> Option<ResultSet> {
+    /// The result set of a statement in `session` (its options and users); `None` when it has none.
+    pub fn for_statement(stmt: &Statement, session: &Session) -> Option<ResultSet> {
         let s = Value::string;
+        let options = &session.options;
         Some(match stmt {
             Statement::Literal { value, name } => {
                 ResultSet::table(&[(name, ColType::BigInt)], vec![vec![Value::I64(*value)]])
@@ -163,6 +165,10 @@ impl ResultSet {
                     &cols,
                     option_rows(options).into_iter().map(|r| r.iter().map(|c| s(c)).collect()).collect(),
                 )
+            }
+            Statement::User { effective, name } => {
+                let user = if *effective { session.effective_user() } else { &session.user };
+                ResultSet::table(&[(name, ColType::String)], vec![vec![s(user)]])
             }
             Statement::ShowDatabases => ResultSet::table(
                 &[("name", ColType::String), ("comment", ColType::String)],

@@ -14,7 +14,8 @@ use super::calls::{self, Outcome};
 use super::{Inner, MockAuth};
 use crate::conn::ThriftConn;
 use crate::hs2::reply;
-use crate::sasl::{self, SaslError};
+use crate::kerberos::principal::ShortNames;
+use crate::sasl::{self, Mechanism, SaslError};
 use crate::thrift::framing::Framing;
 use crate::thrift::value::{decode_message, encode_message, Struct};
 use crate::thrift::{Limits, MessageHeader, MessageKind};
@@ -80,6 +81,13 @@ async fn serve(stream: TcpStream, inner: Arc<Inner>) {
                 return;
             }
         },
+        MockAuth::Gssapi { .. } => match authenticate_gssapi(&mut conn, &inner).await {
+            Ok(user) => Some(user),
+            Err(e) => {
+                tracing::info!(%name, error = %e, "SASL GSSAPI handshake failed");
+                return;
+            }
+        },
     };
     if let Some(n) = inner.cfg.write_frame_bytes {
         conn.set_max_write_frame(n);
@@ -116,6 +124,24 @@ async fn authenticate(conn: &mut ThriftConn, users: Option<&[(String, String)]>)
     let verdict = if known { Ok(()) } else { Err(format!("Invalid username or password for user '{}'", creds.user)) };
     sasl::server_finish(conn, verdict, MAX_FRAME_BYTES).await?;
     Ok(creds.user)
+}
+
+/// Server half of SASL GSSAPI; returns the client principal's short name (impalad's default rule).
+async fn authenticate_gssapi(conn: &mut ThriftConn, inner: &Inner) -> Result<String, SaslError> {
+    let Some(acceptor) = inner.acceptor.as_ref() else {
+        return Err(SaslError::Malformed("no Kerberos acceptor credentials".into()));
+    };
+    if let Mechanism::Plain(_) = sasl::server_read_start(conn, true).await? {
+        // As an impalad with Kerberos only. server_finish sends BAD with the text.
+        let text = "SASL mechanism PLAIN is not supported here (supported: GSSAPI)".to_string();
+        sasl::server_finish(conn, Err(text.clone()), MAX_FRAME_BYTES).await?;
+        return Err(SaslError::Refused(text));
+    }
+    let user = sasl::server_accept_gssapi(conn, acceptor, &ShortNames::default(), MAX_FRAME_BYTES).await?;
+    tracing::debug!(principal = %user.principal, user = %user.short_name, ending = ?user.ending, "Kerberos login");
+    let name = user.short_name.clone();
+    super::lock(&inner.kerberos_logins).push(user);
+    Ok(name)
 }
 
 /// The bytes to write for one request, and whether the connection stays open afterwards.

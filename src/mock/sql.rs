@@ -36,6 +36,9 @@ pub enum Statement {
     Dml { rows: u64 },
     /// `show databases`.
     ShowDatabases,
+    /// `select current_user()` / `effective_user()` (the delegated user if any, as in Impala), or
+    /// `select user()` / `session_user()` (the connected user): one STRING column named as written.
+    User { effective: bool, name: String },
 }
 
 impl Statement {
@@ -100,6 +103,8 @@ fn select(words: &str, lower: &str) -> Option<Statement> {
     match rest {
         "crash()" => Some(Statement::Crash),
         "fail()" => Some(Statement::Fail),
+        "current_user()" | "effective_user()" => Some(Statement::User { effective: true, name: rest.into() }),
+        "user()" | "session_user()" => Some(Statement::User { effective: false, name: rest.into() }),
         _ => None,
     }
 }
@@ -186,6 +191,11 @@ mod tests {
         assert_eq!(parse("delete from t where x = 1"), Ok(Statement::Dml { rows: 0 }));
         assert_eq!(parse("invalidate metadata"), Ok(Statement::Ddl));
         assert_eq!(parse("show databases"), Ok(Statement::ShowDatabases));
+        assert_eq!(
+            parse("SELECT current_user()"),
+            Ok(Statement::User { effective: true, name: "current_user()".into() })
+        );
+        assert_eq!(parse("select user ( )"), Ok(Statement::User { effective: false, name: "user()".into() }));
         assert!(!Statement::Ddl.has_result_set() && Statement::Crash.has_result_set());
         assert!(!Statement::Dml { rows: 1 }.has_result_set());
     }

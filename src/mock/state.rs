@@ -16,11 +16,21 @@ use crate::hs2::reply::{invalid_query_text, invalid_session_text};
 
 pub struct Session {
     pub secret: Secret,
-    /// The SASL user of the opening connection, else the request's `username` (Impala's `connected_user`).
+    /// The SASL user of the opening connection (a Kerberos principal's short name), else the request's
+    /// `username` (Impala's `connected_user`). Connections of this user may use the session.
     pub user: String,
+    /// The user the session runs as, from `impala.doas.user` (Impala's `do_as_user`), if delegated.
+    pub delegated: Option<String>,
     /// Query options set by OpenSession's configuration or `set k=v`, keys upper-cased.
     pub options: BTreeMap<String, String>,
     pub database: String,
+}
+
+impl Session {
+    /// Delegated user if any, else the connected user (Impala's `effective_user()`).
+    pub fn effective_user(&self) -> &str {
+        self.delegated.as_deref().unwrap_or(&self.user)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,8 +61,10 @@ pub struct Operation {
     pub results: Option<ResultSet>,
     /// `select crash()`: the next FetchResults breaks the connection mid-reply.
     pub crash_on_fetch: bool,
-    /// The session's user and database when the query was submitted (the profile shows them).
+    /// The session's connected and effective users and its database when the query was submitted (the
+    /// profile shows them).
     pub user: String,
+    pub effective_user: String,
     pub database: String,
     /// Query options in effect: the session's, then the request's `confOverlay` (keys upper-cased).
     pub options: BTreeMap<String, String>,
@@ -77,6 +89,7 @@ impl Operation {
             results: None,
             crash_on_fetch: false,
             user: session.user.clone(),
+            effective_user: session.effective_user().to_string(),
             database: session.database.clone(),
             options: session.options.clone(),
             submitted: SystemTime::now(),
@@ -218,7 +231,14 @@ mod tests {
 
     fn session(user: &str) -> (HandleId, Session) {
         let id = HandleId::random();
-        (id, Session { secret: id.secret, user: user.into(), options: BTreeMap::new(), database: "default".into() })
+        let s = Session {
+            secret: id.secret,
+            user: user.into(),
+            delegated: None,
+            options: BTreeMap::new(),
+            database: "default".into(),
+        };
+        (id, s)
     }
 
     #[test]
