@@ -95,13 +95,35 @@ pub struct RelayDeadlines {
 }
 
 /// A relay whose backend side completed: the whole reply was read, and the upstream connection is in
-/// step. `client` says whether the client got it all.
+/// step. The reply's last piece is held back ([`Relayed::finish`] writes it), so that the caller can
+/// update its tables from the reply before the client can see the reply's end and act on it (a Hue-like
+/// client that uses a new handle at once, from another connection).
 #[derive(Debug)]
 pub struct Relayed {
     /// Reply bytes that reached the client.
     pub forwarded: u64,
     /// Set when the client failed midway (the rest of the reply was read and dropped).
     pub client: Option<SinkError>,
+    /// The reply's last piece, not written yet.
+    tail: Bytes,
+}
+
+impl Relayed {
+    /// Writes the held-back end of the reply and ends it; afterwards `client` says whether the client
+    /// got the whole reply.
+    pub async fn finish<S: ReplySink>(&mut self, sink: &mut S, stall: Duration) -> &Option<SinkError> {
+        if self.client.is_none() {
+            let tail = std::mem::take(&mut self.tail);
+            self.client = match sink.write_part(&tail, stall).await {
+                Ok(()) => {
+                    self.forwarded += tail.len() as u64;
+                    sink.end_reply(stall).await.err()
+                }
+                Err(e) => Some(e),
+            };
+        }
+        &self.client
+    }
 }
 
 /// A relay that failed on the backend side. A reply that broke after bytes reached the client cannot be
@@ -355,6 +377,7 @@ impl ThriftConn {
     /// moving is never cut. When the client fails (stalls, or goes away) the rest of the reply is still
     /// read and dropped, so that this connection stays in step and reusable: on Hive/Spark, closing the
     /// upstream connection that opened a session closes the session. `Err` only for a backend failure.
+    /// The reply's last piece is left to [`Relayed::finish`].
     pub async fn relay_reply<S: ReplySink>(
         &mut self,
         sink: &mut S,
@@ -367,23 +390,18 @@ impl ThriftConn {
         loop {
             if !self.payload.is_empty() {
                 let n = scanner.feed(&self.payload).map_err(|e| backend(e.into(), forwarded))?;
-                if n > 0 {
-                    let chunk = self.payload.split_to(n);
-                    if client.is_none() {
-                        match sink.write_part(&chunk, deadlines.client_stall).await {
-                            Ok(()) => forwarded += n as u64,
-                            Err(e) => client = Some(e),
-                        }
-                    }
-                }
+                let chunk = self.payload.split_to(n).freeze();
                 if scanner.is_done() {
-                    if client.is_none() {
-                        client = sink.end_reply(deadlines.client_stall).await.err();
-                    }
                     if self.has_buffered_bytes() {
                         return Err(backend(ConnError::TrailingBytes, forwarded));
                     }
-                    return Ok(Relayed { forwarded, client });
+                    return Ok(Relayed { forwarded, client, tail: chunk });
+                }
+                if n > 0 && client.is_none() {
+                    match sink.write_part(&chunk, deadlines.client_stall).await {
+                        Ok(()) => forwarded += n as u64,
+                        Err(e) => client = Some(e),
+                    }
                 }
             }
             let limit = deadlines.backend_inactivity;
@@ -539,7 +557,9 @@ mod tests {
         let mut up = ThriftConn::new(Box::new(up_io), Framing::Unframed, 1 << 20);
         let mut client = ThriftConn::new(Box::new(client_io), Framing::Unframed, 1 << 20);
         let mut scanner = Scanner::new(Limits::REPLY, &[]);
-        let relayed = up.relay_reply(&mut client, &mut scanner, DEADLINES).await.expect("the backend side completed");
+        let mut relayed =
+            up.relay_reply(&mut client, &mut scanner, DEADLINES).await.expect("the backend side completed");
+        relayed.finish(&mut client, DEADLINES.client_stall).await;
         assert_eq!(relayed.forwarded, 0, "nothing reached the client");
         assert!(matches!(relayed.client, Some(SinkError::Gone(_))));
         assert!(scanner.is_done() && !up.has_buffered_bytes(), "the whole reply was read, nothing more");
@@ -558,7 +578,8 @@ mod tests {
         let mut up = ThriftConn::new(Box::new(up_io), Framing::Unframed, 1 << 20);
         let mut client = ThriftConn::new(Box::new(client_io), Framing::Unframed, 1 << 20);
         let mut scanner = Scanner::new(Limits::REPLY, &[]);
-        let relayed = up.relay_reply(&mut client, &mut scanner, DEADLINES).await.expect("backend side fine");
+        let mut relayed = up.relay_reply(&mut client, &mut scanner, DEADLINES).await.expect("backend side fine");
+        relayed.finish(&mut client, DEADLINES.client_stall).await;
         assert!(matches!(relayed.client, Some(SinkError::Stalled(d)) if d == DEADLINES.client_stall));
         assert!(relayed.forwarded <= 64 * 1024, "only what the client's buffer took");
         assert!(scanner.is_done());
@@ -588,8 +609,8 @@ mod tests {
         let mut up = ThriftConn::new(Box::new(up_io), Framing::Unframed, 1 << 20);
         let mut client = ThriftConn::new(Box::new(client_io), Framing::Unframed, 1 << 20);
         let mut scanner = Scanner::new(Limits::REPLY, &[]);
-        let relayed = up.relay_reply(&mut client, &mut scanner, DEADLINES).await.expect("backend side fine");
-        assert!(relayed.client.is_none(), "the client kept reading: {:?}", relayed.client);
+        let mut relayed = up.relay_reply(&mut client, &mut scanner, DEADLINES).await.expect("backend side fine");
+        assert!(relayed.finish(&mut client, DEADLINES.client_stall).await.is_none(), "the client kept reading");
         drop(client);
         assert_eq!(slow.await.unwrap(), reply);
         let _ = writer.await.unwrap().unwrap();

@@ -219,14 +219,16 @@ impl Call<'_> {
         let replied = outcome.as_ref().map_or(0, |(sum, _)| sum.bytes);
         metrics.rpc(method, &backend.addr, started.elapsed(), req.bytes.len() as u64, replied);
         match outcome {
-            Ok((summary, relayed)) => {
+            Ok((summary, mut relayed)) => {
                 let conn = up.id();
                 // The whole reply was read: the connection is in step, whatever the client did.
                 up.release();
                 if summary.is_error() {
                     metrics.rpc_error(method, Some(&backend.addr), ErrorKind::Status);
                 }
+                // Learned before the client sees the end of the reply: it may use a new handle at once.
                 self.learn(&summary, backend, conn, session);
+                relayed.finish(sink, proxy.config().timeouts.client_write).await;
                 match relayed.client {
                     None => Ok(Forwarded::Done),
                     Some(e) => Err(self.client_failed(backend, e)),

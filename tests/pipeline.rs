@@ -453,3 +453,23 @@ async fn unauthenticated_sessions_show_their_user_and_effective_user() {
     .unwrap();
     assert!(table.contains("carol") && table.contains("dave") && !table.contains("erin"), "{table}");
 }
+
+/// The tables learn from a reply before the client can see the reply's end: a client that uses a new
+/// handle at once from another connection (Hue's pattern) finds it known, never needing a lookup, and a
+/// closed session is gone by the time CloseSession's reply arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_handles_are_known_before_their_reply_ends() {
+    let mocks = mocks(1, MockAuth::NoSasl).await;
+    let proxy = proxy(&mocks, BackendTransport::Nosasl, quiet_health).await;
+    let mut a = connect(&proxy, &ClientAuth::NoSasl).await;
+    let mut b = connect(&proxy, &ClientAuth::NoSasl).await;
+    for _ in 0..200 {
+        let s = a.open_session(None, &[]).await.unwrap();
+        let op = b.execute(&s, "select 1").await.unwrap();
+        a.operation_status(&op).await.unwrap();
+        b.close_session(&s).await.unwrap();
+        assert_eq!(proxy.proxy.session_count(), 0, "forgotten before CloseSession's reply ended");
+    }
+    let lookups = sample(&metrics(&proxy), r#"hs2_proxy_handle_lookups_total{result="found"}"#);
+    assert_eq!(lookups, None, "no handle ever had to be looked up");
+}
