@@ -41,6 +41,9 @@ pub enum BackendTransport {
     Nosasl,
     /// SASL PLAIN (impalad with LDAP, or a Hive/Spark server in its default mode).
     Sasl,
+    /// SASL GSSAPI as the proxy's own principal (`[kerberos] client_principal`), delegating each
+    /// session's user (Kerberized impalads and HiveServer2s).
+    Gssapi,
 }
 
 /// The TOML file as written. Durations are strings like `"500ms"`, `"30s"`, `"15m"`, `"1h"`.
@@ -162,6 +165,9 @@ pub struct FileBackendAuth {
     pub user: Option<String>,
     /// A file holding that user's password (first line).
     pub password_file: Option<PathBuf>,
+    /// With `sasl`: every call goes on the service user's connections, delegating its client (default
+    /// false: each password client uses its own credentials).
+    pub delegate: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -278,8 +284,10 @@ impl std::fmt::Debug for ServiceCredentials {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackendAuthConfig {
     pub transport: BackendTransport,
-    /// For clients that did not authenticate themselves.
+    /// For clients that did not authenticate themselves, and the account that delegates them.
     pub service: ServiceCredentials,
+    /// `sasl` only: run every session on the service account's connections, delegating its user.
+    pub delegate: bool,
 }
 
 /// Upstream connection pool settings.
@@ -441,6 +449,7 @@ impl FileConfig {
         let backend_auth = validate_backend_auth(self.backend_auth)?;
         let discovery = validate_discovery(self.discovery, listen)?;
         let kerberos = self.kerberos.map(kerberos::FileKerberos::validate).transpose()?;
+        check_kerberos_upstream(&backend_auth, kerberos.as_ref(), &backends)?;
         Ok(Config {
             listen,
             backends,
@@ -472,6 +481,26 @@ impl FileConfig {
     }
 }
 
+/// `backend_auth.transport = "gssapi"` needs the proxy's own principal, and binary backends (HTTP backends
+/// would need SPNEGO upstream, which is not built).
+fn check_kerberos_upstream(
+    auth: &BackendAuthConfig,
+    kerberos: Option<&kerberos::KerberosConfig>,
+    backends: &[BackendConfig],
+) -> Result<(), ConfigError> {
+    if auth.transport != BackendTransport::Gssapi {
+        return Ok(());
+    }
+    if kerberos.and_then(|k| k.upstream.as_ref()).is_none() {
+        return Err(bad("backend_auth.transport", "\"gssapi\" needs [kerberos] client_principal (the proxy's own)"));
+    }
+    if let Some(b) = backends.iter().find(|b| b.upstream.transport == UpstreamTransport::Http) {
+        let why = format!("{}: transport = \"http\" with backend_auth.transport = \"gssapi\" is not supported", b.addr);
+        return Err(bad("backends", why));
+    }
+    Ok(())
+}
+
 fn validate_backend_auth(a: FileBackendAuth) -> Result<BackendAuthConfig, ConfigError> {
     let password = match &a.password_file {
         None => String::new(),
@@ -481,10 +510,15 @@ fn validate_backend_auth(a: FileBackendAuth) -> Result<BackendAuthConfig, Config
     if user.is_empty() {
         return Err(bad("backend_auth.user", "must not be empty"));
     }
-    Ok(BackendAuthConfig {
-        transport: a.transport.unwrap_or(BackendTransport::Nosasl),
-        service: ServiceCredentials { user, password },
-    })
+    let transport = a.transport.unwrap_or(BackendTransport::Nosasl);
+    let delegate = a.delegate.unwrap_or(false);
+    if delegate && transport != BackendTransport::Sasl {
+        return Err(bad(
+            "backend_auth.delegate",
+            "only with backend_auth.transport = \"sasl\" (gssapi always delegates)",
+        ));
+    }
+    Ok(BackendAuthConfig { transport, service: ServiceCredentials { user, password }, delegate })
 }
 
 fn validate_limits(l: FileLimits) -> Result<LimitsConfig, ConfigError> {

@@ -8,7 +8,7 @@ use crate::server::{self, ProxyHandle};
 pub const DEMO_IMPALADS: usize = 3;
 
 /// Starts the mock impalads, points `config` at them and starts the proxy.
-pub async fn start(mut config: Config) -> std::io::Result<(ProxyHandle, Vec<MockImpalad>)> {
+pub async fn start(mut config: Config) -> Result<(ProxyHandle, Vec<MockImpalad>), server::StartError> {
     let mut mocks = Vec::new();
     config.backends.clear();
     for i in 1..=DEMO_IMPALADS {

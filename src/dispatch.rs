@@ -27,6 +27,7 @@ use crate::hs2::handle::Guid;
 use crate::hs2::idl::Effect;
 use crate::hs2::open_session::OpenSessionView;
 use crate::hs2::reply;
+use crate::identity::Upstream;
 use crate::metrics::{method_label, ErrorKind};
 use crate::proxy::Proxy;
 use crate::recover;
@@ -40,14 +41,18 @@ pub struct Caller {
     pub identity: Option<String>,
     /// What the call authenticates with upstream.
     pub creds: Credentials,
+    /// Set when the upstream connection is the proxy's own identity: OpenSession delegates this user
+    /// (see `identity`).
+    pub delegate_as: Option<String>,
     pub peer: SocketAddr,
     /// `X-Forwarded-For` for HTTP backends: what the client's own request said, then its address.
     pub forwarded_for: String,
 }
 
 impl Caller {
-    pub fn new(identity: Option<String>, creds: Credentials, peer: SocketAddr) -> Caller {
-        Caller { identity, creds, peer, forwarded_for: peer.ip().to_string() }
+    pub fn new(identity: Option<String>, upstream: Upstream, peer: SocketAddr) -> Caller {
+        let Upstream { creds, delegate_as } = upstream;
+        Caller { identity, creds, delegate_as, peer, forwarded_for: peer.ip().to_string() }
     }
 }
 
@@ -178,6 +183,14 @@ struct Call<'a> {
 impl Call<'_> {
     /// OpenSession (or a call with no handle): the least-loaded backend that accepts a connection.
     async fn open_anywhere<S: ReplySink>(&self, sink: &mut S) -> Result<(), CallEnd> {
+        let delegated = match self.delegated_user() {
+            Ok(d) => d,
+            Err(text) => {
+                self.proxy.metrics().rpc_error(method_label(self.req), None, ErrorKind::Unroutable);
+                tracing::warn!(client = %self.caller.peer, user = ?self.caller.identity, reason = %text, "delegation refused");
+                return self.reply_error(sink, &text).await;
+            }
+        };
         let candidates = self.proxy.preference();
         if candidates.is_empty() {
             self.proxy.metrics().rpc_error(method_label(self.req), None, ErrorKind::NoBackend);
@@ -185,7 +198,16 @@ impl Call<'_> {
         }
         let mut last_error = String::new();
         for backend in candidates {
-            match self.forward(&backend, None, sink).await? {
+            // The delegation key depends on the backend's kind.
+            let rewritten = match &delegated {
+                Some(user) => match self.delegating(&backend, user) {
+                    Ok(req) => Some(req),
+                    Err(text) => return self.reply_error(sink, &text).await,
+                },
+                None => None,
+            };
+            let this = Call { req: rewritten.as_ref().unwrap_or(self.req), ..*self };
+            match this.forward(&backend, None, sink).await? {
                 Forwarded::Done => return Ok(()),
                 Forwarded::NotSent(e) if e.is_connect_failure() => last_error = e.to_string(),
                 Forwarded::NotSent(e) => return self.reply_error(sink, &format!("hs2-proxy: {e}")).await,
@@ -347,6 +369,7 @@ impl Call<'_> {
                     handle,
                     backend: backend.id,
                     users,
+                    carrier: backend.pool.key_for(&caller.creds).user,
                     conn: Some(conn),
                     learned: Learned::Opened,
                     client: Some(caller.peer),
@@ -375,6 +398,42 @@ impl Call<'_> {
             }
             Effect::None => {}
         }
+    }
+
+    /// The user a new session must run as on a backend that sees the proxy's own identity: the caller,
+    /// or the user the caller itself delegates to (Hue's `impala.doas.user`) when `[kerberos.proxy_users]`
+    /// allows it. `None` when the caller's own identity reaches the backend (which then checks any
+    /// delegation the client asks for itself). `Err` holds Impala's text for a refused delegation.
+    fn delegated_user(&self) -> Result<Option<String>, String> {
+        let Some(proxy_user) = self.caller.delegate_as.as_ref().filter(|_| self.req.opens_session()) else {
+            return Ok(None);
+        };
+        let view = OpenSessionView::parse(&self.req.bytes, &self.proxy.config().limits.request)
+            .map_err(|e| format!("hs2-proxy: unreadable OpenSession: {e}"))?;
+        let asked =
+            crate::kerberos::delegation::requested(view.configuration.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let Some((_, user)) = asked else { return Ok(Some(proxy_user.clone())) };
+        let empty = crate::kerberos::delegation::ProxyUsers::default();
+        let allowed = self.proxy.config().kerberos.as_ref().map_or(&empty, |k| &k.proxy_users);
+        allowed.authorize(proxy_user, user)?;
+        Ok(Some(user.to_string()))
+    }
+
+    /// This OpenSession with its delegation set for `backend`: `impala.doas.user` for impalad,
+    /// `hive.server2.proxy.user` for Hive and Spark (by the backend's kind, else `kerberos.delegation`).
+    fn delegating(&self, backend: &Backend, user: &str) -> Result<Request, String> {
+        use crate::kerberos::delegation::Delegation;
+        let configured = self.proxy.config().kerberos.as_ref().map_or(Delegation::Impala, |k| k.delegation);
+        let key = match backend.kind() {
+            Some(crate::config::BackendKind::Impala) => Delegation::Impala,
+            Some(crate::config::BackendKind::Hive) => Delegation::Hive,
+            None => configured,
+        }
+        .key();
+        let limits = self.proxy.config().limits.request;
+        let bytes = crate::hs2::open_session::with_delegation(&self.req.bytes, &limits, key, user)
+            .map_err(|e| format!("hs2-proxy: unreadable OpenSession: {e}"))?;
+        Request::parse(bytes.into(), limits).map_err(|e| format!("hs2-proxy: unreadable OpenSession: {e}"))
     }
 
     /// Who a new session is for: the authenticated identity, else OpenSession's `username`; and the

@@ -42,6 +42,7 @@ pub mod hs2;
 #[cfg(feature = "testbed")]
 pub mod hs2client;
 pub mod http;
+pub mod identity;
 pub mod kerberos;
 pub mod metrics;
 pub mod misses;

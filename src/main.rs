@@ -4,7 +4,7 @@
 use clap::Parser;
 use hs2_proxy::cli::{Cli, Command, LogFormat, RunArgs};
 use hs2_proxy::config::{Config, ConfigError};
-use hs2_proxy::server::{self, ProxyHandle};
+use hs2_proxy::server::{self, ProxyHandle, StartError};
 use hs2_proxy::{cli_admin, control};
 
 fn main() {
@@ -41,9 +41,14 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = runtime.block_on(serve(run, config, demo)) {
-        eprintln!("hs2-proxy: {e}");
-        std::process::exit(1);
+    match runtime.block_on(serve(run, config, demo)) {
+        Ok(()) => {}
+        // A setting that proved unusable at start (Kerberos credentials, ...) is a configuration error.
+        Err(StartError::Config(e)) => configuration_error(e),
+        Err(e) => {
+            eprintln!("hs2-proxy: {e}");
+            std::process::exit(1);
+        }
     }
 }
 
@@ -52,7 +57,7 @@ fn configuration_error(e: ConfigError) -> ! {
     std::process::exit(2);
 }
 
-async fn serve(run: RunArgs, config: Config, demo: bool) -> std::io::Result<()> {
+async fn serve(run: RunArgs, config: Config, demo: bool) -> Result<(), StartError> {
     // The demo's mock impalads live as long as the proxy does.
     let (handle, _mocks): (ProxyHandle, Box<dyn std::any::Any>) =
         if demo { start_demo(config).await? } else { (server::start(config).await?, Box::new(())) };
@@ -65,7 +70,7 @@ async fn serve(run: RunArgs, config: Config, demo: bool) -> std::io::Result<()> 
 }
 
 #[cfg(feature = "testbed")]
-async fn start_demo(config: Config) -> std::io::Result<(ProxyHandle, Box<dyn std::any::Any>)> {
+async fn start_demo(config: Config) -> Result<(ProxyHandle, Box<dyn std::any::Any>), StartError> {
     let (handle, mocks) = hs2_proxy::demo::start(config).await?;
     println!("{}", hs2_proxy::demo::banner(&handle, &mocks));
     if let Some(admin) = handle.admin_addr {
@@ -75,7 +80,7 @@ async fn start_demo(config: Config) -> std::io::Result<(ProxyHandle, Box<dyn std
 }
 
 #[cfg(not(feature = "testbed"))]
-async fn start_demo(_: Config) -> std::io::Result<(ProxyHandle, Box<dyn std::any::Any>)> {
+async fn start_demo(_: Config) -> Result<(ProxyHandle, Box<dyn std::any::Any>), StartError> {
     configuration_error(ConfigError {
         key: "backends".into(),
         reason: "none configured, and this build has no demo cluster (built without the `testbed` feature)".into(),

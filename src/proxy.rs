@@ -52,10 +52,11 @@ struct Shared {
 }
 
 impl Proxy {
-    pub fn new(config: Config, registrar: Option<Registrar>) -> Proxy {
+    /// `initiator`: the proxy's Kerberos credentials (`[kerberos] client_principal`), acquired at start.
+    pub fn new(config: Config, registrar: Option<Registrar>, initiator: Option<crate::kerberos::Credential>) -> Proxy {
         let shared = Shared {
             registrar,
-            backends: Backends::new(&config),
+            backends: Backends::new(&config, initiator),
             routes: Routes::new(),
             misses: Misses::default(),
             metrics: Metrics::new(),
@@ -87,6 +88,15 @@ impl Proxy {
     pub fn service_credentials(&self) -> Credentials {
         let c = &self.shared.config.backend_auth.service;
         Credentials { user: c.user.clone(), password: c.password.clone() }
+    }
+
+    /// The proxy's own identity upstream with Kerberos (`kerberos.client_principal`); the service user's
+    /// when there is none.
+    pub fn proxy_credentials(&self) -> Credentials {
+        match self.shared.config.kerberos.as_ref().and_then(|k| k.upstream.as_ref()) {
+            Some(u) => crate::identity::proxy_credentials(&u.client_principal),
+            None => self.service_credentials(),
+        }
     }
 
     // ---- shutdown

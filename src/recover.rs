@@ -129,6 +129,7 @@ fn decide(
                 handle,
                 backend: backend.id,
                 users,
+                carrier: backend.pool.key_for(&caller.creds).user,
                 conn: Some(conn.id()),
                 learned: Learned::Recovered,
                 client: None,

@@ -69,6 +69,8 @@ pub struct SessionEntry {
     pub backend: BackendId,
     secret: Secret,
     pub users: SessionUsers,
+    /// The pool user whose upstream connections may carry the session's calls (`None`: any connection).
+    pub carrier: Option<String>,
     /// The upstream connection that carried OpenSession (or the lookup), pinned while the session lives.
     pub pinned_conn: Option<u64>,
     pub learned: Learned,
@@ -147,8 +149,8 @@ pub struct SessionView {
 pub struct OperationTarget {
     pub backend: BackendId,
     pub handle: HandleId,
-    /// The owner of its session (whose upstream connections may carry the call).
-    pub owner: Option<String>,
+    /// The pool user of its session (whose upstream connections may carry the call).
+    pub carrier: Option<String>,
 }
 
 /// Where a request goes.
@@ -198,6 +200,8 @@ pub struct NewSession {
     pub handle: HandleId,
     pub backend: BackendId,
     pub users: SessionUsers,
+    /// The pool user of the connection that opened (or found) it.
+    pub carrier: Option<String>,
     /// The upstream connection to pin (`None` when the backend keeps sessions without it).
     pub conn: Option<u64>,
     pub learned: Learned,
@@ -273,6 +277,7 @@ impl Routes {
             backend: s.backend,
             secret: s.handle.secret,
             users: s.users,
+            carrier: s.carrier,
             pinned_conn: s.conn,
             learned: s.learned,
             learned_at: SystemTime::now(),
@@ -452,8 +457,8 @@ impl Routes {
     /// Where a call on operation `op` goes, and with which handle.
     pub fn operation_target(&self, op: &Guid) -> Option<OperationTarget> {
         let o = self.operations.get(op).map(|o| o.clone())?;
-        let owner = o.session.and_then(|g| self.sessions.get(&g).map(|e| e.users.owner.clone())).flatten();
-        Some(OperationTarget { backend: o.backend, handle: HandleId { guid: *op, secret: o.secret }, owner })
+        let carrier = o.session.and_then(|g| self.sessions.get(&g).map(|e| e.carrier.clone())).flatten();
+        Some(OperationTarget { backend: o.backend, handle: HandleId { guid: *op, secret: o.secret }, carrier })
     }
 
     /// Guids of all sessions.

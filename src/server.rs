@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::control::{self, stopped};
 use crate::frontend::{self, Front};
 use crate::proxy::Proxy;
@@ -65,10 +65,21 @@ impl ProxyHandle {
     }
 }
 
-/// Binds the listeners (HS2, the optional extra HTTP one, and admin unless turned off) and starts
-/// serving in the background. The config keeps the bound addresses, so that port 0 shows as the port
-/// actually used.
-pub async fn start(mut config: Config) -> std::io::Result<ProxyHandle> {
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("{0}")]
+    Bind(#[from] std::io::Error),
+    /// A setting turned out unusable only when used (Kerberos credentials, the advertised address).
+    #[error("configuration error: {0}")]
+    Config(#[from] ConfigError),
+}
+
+/// Binds the listeners (HS2, the optional extra HTTP one, and admin unless turned off), acquires the
+/// Kerberos credentials `[kerberos]` asks for, and starts serving in the background. The config keeps
+/// the bound addresses, so that port 0 shows as the port actually used.
+pub async fn start(mut config: Config) -> Result<ProxyHandle, StartError> {
     let listener = TcpListener::bind(config.listen).await?;
     let local_addr = listener.local_addr()?;
     config.listen = local_addr;
@@ -83,18 +94,23 @@ pub async fn start(mut config: Config) -> std::io::Result<ProxyHandle> {
     };
     config.http.listen = http.as_ref().map(TcpListener::local_addr).transpose()?;
     let (admin_addr, http_addr) = (config.admin.listen, config.http.listen);
-    let front = Arc::new(Front::new(&config));
+    let kerberos = match config.kerberos.clone() {
+        // Blocking: it may ask the KDC for the proxy's first ticket.
+        Some(k) => Some(tokio::task::spawn_blocking(move || k.acquire()).await.map_err(std::io::Error::other)??),
+        None => None,
+    };
+    let front = Arc::new(Front::new(&config, kerberos.as_ref()));
     let registrar = match &config.discovery {
         Some(d) => {
             let advert = crate::discovery::advert_for(&config, d, local_addr);
-            let r = crate::discovery::Registrar::start(d.clone(), advert).map_err(|e| {
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("discovery.advertise: {e}"))
-            })?;
+            let r = crate::discovery::Registrar::start(d.clone(), advert)
+                .map_err(|e| ConfigError { key: "discovery.advertise".into(), reason: e.to_string() })?;
             Some(r)
         }
         None => None,
     };
-    let proxy = Proxy::new(config, registrar);
+    let upstream_kerberos = kerberos.as_ref().and_then(|k| k.upstream.clone());
+    let proxy = Proxy::new(config, registrar, upstream_kerberos);
     for b in proxy.backends() {
         control::health::spawn(&proxy, b);
     }
@@ -114,7 +130,7 @@ pub async fn start(mut config: Config) -> std::io::Result<ProxyHandle> {
     Ok(ProxyHandle { local_addr, admin_addr, http_addr, proxy, connections })
 }
 
-async fn bind(addr: SocketAddr, key: &str, flag: &str) -> std::io::Result<TcpListener> {
+async fn bind(addr: SocketAddr, key: &str, flag: &str) -> Result<TcpListener, std::io::Error> {
     TcpListener::bind(addr)
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("{key} {addr}: {e} (set another with {flag})")))

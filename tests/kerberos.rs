@@ -10,10 +10,13 @@
 //! - `kerberos/sockets.rs`: the socket helpers and the Kerberized mock impalad, through real TCP.
 //! - `kerberos/clients.rs`: impyla, beeline, impala-shell and curl (SPNEGO) against them.
 //! - `kerberos/spark.rs`: our client side against a Kerberized Spark Thrift Server, with delegation.
+//! - `kerberos/proxy.rs`: clients through the proxy, which delegates them to a Kerberized mock impalad.
 
 #[path = "kerberos/clients.rs"]
 mod clients;
 mod common;
+#[path = "kerberos/proxy.rs"]
+mod proxy;
 #[path = "kerberos/sockets.rs"]
 mod sockets;
 #[path = "kerberos/spark.rs"]

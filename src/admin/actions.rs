@@ -33,12 +33,12 @@ pub enum ActionError {
 
 /// Closes `guid` upstream and forgets it. A backend that no longer has it counts as closed.
 pub async fn close_session(proxy: &Proxy, guid: Guid) -> Result<String, ActionError> {
-    let found = proxy.with_session(&guid, |e| (e.handle(guid), e.backend, e.users.owner.clone(), e.users.user.clone()));
-    let Some((handle, backend, owner, user)) = found else {
+    let found = proxy.with_session(&guid, |e| (e.handle(guid), e.backend, e.carrier.clone(), e.users.user.clone()));
+    let Some((handle, backend, carrier, user)) = found else {
         return Err(ActionError::NotFound(format!("no session {guid}")));
     };
     let backend = proxy.backend(backend).ok_or_else(|| ActionError::NotFound(format!("no backend for {guid}")))?;
-    match call(proxy, &backend, owner.as_deref(), &requests::close_session(&handle, 1)).await? {
+    match call(proxy, &backend, carrier.as_deref(), &requests::close_session(&handle, 1)).await? {
         Answer::Error(text) | Answer::Exception(text) if !SESSION_GONE.iter().any(|p| text.contains(p)) => {
             return Err(ActionError::Backend(format!("{} refused CloseSession: {text}", backend.addr)));
         }
@@ -58,7 +58,7 @@ pub async fn cancel_operation(proxy: &Proxy, guid: Guid) -> Result<String, Actio
     let backend =
         proxy.backend(target.backend).ok_or_else(|| ActionError::NotFound(format!("no backend for {guid}")))?;
     let bytes = requests::cancel_operation(&target.handle, 1);
-    match call(proxy, &backend, target.owner.as_deref(), &bytes).await? {
+    match call(proxy, &backend, target.carrier.as_deref(), &bytes).await? {
         Answer::Ok(_) => {
             tracing::info!(operation = %guid, backend = %backend.addr, "operation cancelled by the operator");
             Ok(format!("operation {guid} cancelled on {}", backend.addr))
@@ -69,9 +69,9 @@ pub async fn cancel_operation(proxy: &Proxy, guid: Guid) -> Result<String, Actio
     }
 }
 
-/// One call on a pooled connection that may carry `owner`'s sessions.
-async fn call(proxy: &Proxy, backend: &Backend, owner: Option<&str>, bytes: &[u8]) -> Result<Answer, ActionError> {
-    let mut up = connection(proxy, backend, owner).await?;
+/// One call on a pooled connection of `carrier`, the pool user of the session.
+async fn call(proxy: &Proxy, backend: &Backend, carrier: Option<&str>, bytes: &[u8]) -> Result<Answer, ActionError> {
+    let mut up = connection(proxy, backend, carrier).await?;
     let answer = tokio::time::timeout(ACTION_TIMEOUT, probe::call(up.conn(), bytes)).await;
     match answer {
         Ok(Ok(answer)) => {
@@ -84,14 +84,13 @@ async fn call(proxy: &Proxy, backend: &Backend, owner: Option<&str>, bytes: &[u8
     }
 }
 
-/// A connection that may carry a call on `owner`'s session. Over SASL the proxy keeps no client
-/// passwords, so only an idle connection of that user will do (or the service user's own).
-async fn connection(proxy: &Proxy, backend: &Backend, owner: Option<&str>) -> Result<Checkout, ActionError> {
+/// A connection that may carry a call on a session of `carrier`. The proxy keeps no client passwords,
+/// so for a client's own credentials only an idle connection of that user will do; connections of the
+/// service user (or the proxy's own identity) it can open.
+async fn connection(proxy: &Proxy, backend: &Backend, carrier: Option<&str>) -> Result<Checkout, ActionError> {
     let service = proxy.service_credentials();
-    let own = match proxy.config().backend_auth.transport {
-        BackendTransport::Nosasl => true,
-        BackendTransport::Sasl => owner.is_none_or(|u| u == service.user),
-    };
+    let own =
+        carrier.is_none_or(|u| u == service.user) || proxy.config().backend_auth.transport != BackendTransport::Sasl;
     if own {
         let checkout = tokio::time::timeout(ACTION_TIMEOUT, backend.pool.checkout(&service)).await;
         return match checkout {
@@ -103,11 +102,11 @@ async fn connection(proxy: &Proxy, backend: &Backend, owner: Option<&str>) -> Re
     }
     let deadline = tokio::time::Instant::now() + IDLE_WAIT;
     loop {
-        if let Some(up) = backend.pool.checkout_idle_of(owner) {
+        if let Some(up) = backend.pool.checkout_idle_of(carrier) {
             return Ok(up);
         }
         if tokio::time::Instant::now() >= deadline {
-            let who = owner.unwrap_or_default();
+            let who = carrier.unwrap_or_default();
             return Err(ActionError::Unavailable(format!(
                 "no idle upstream connection of user {who:?} on {}; try again",
                 backend.addr

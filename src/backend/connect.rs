@@ -13,6 +13,7 @@ use crate::conn::{ConnError, Io, ThriftConn};
 use crate::hs2::idl::enums::t_get_info_type::CLI_SERVER_NAME;
 use crate::hs2::requests;
 use crate::http::upstream::{CallHeaders, HttpIo, Target};
+use crate::kerberos::Credential;
 use crate::sasl::{self, SaslError};
 use crate::thrift::framing::Framing;
 
@@ -23,6 +24,17 @@ pub struct Endpoint<'a> {
     pub auth: BackendTransport,
     pub upstream: &'a UpstreamConfig,
     pub max_frame: u64,
+    /// With `auth = gssapi`: the proxy's initiator and this backend's service principal.
+    pub kerberos: Option<&'a KerberosUpstream>,
+}
+
+/// How the proxy authenticates to one backend with Kerberos.
+#[derive(Clone, Debug)]
+pub struct KerberosUpstream {
+    /// The proxy's own initiator credentials (`kerberos.client_principal`).
+    pub initiator: Credential,
+    /// The backend's service principal (`kerberos.backend_principal` with `_HOST` replaced).
+    pub target: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,14 +77,20 @@ pub async fn open(ep: &Endpoint<'_>, creds: &Credentials, check_creds: bool) -> 
     match ep.upstream.transport {
         UpstreamTransport::Binary => {
             let mut conn = ThriftConn::new(io, Framing::Unframed, ep.max_frame);
-            if ep.auth == BackendTransport::Sasl {
-                sasl::client_handshake(&mut conn, &creds.user, &creds.password, ep.max_frame).await.map_err(
-                    |e| match e {
-                        SaslError::Refused(message) => OpenError::AuthRefused(message),
-                        e => OpenError::Sasl(e),
-                    },
-                )?;
-            }
+            let handshake = match (ep.auth, ep.kerberos) {
+                (BackendTransport::Nosasl, _) => Ok(()),
+                (BackendTransport::Sasl, _) => {
+                    sasl::client_handshake(&mut conn, &creds.user, &creds.password, ep.max_frame).await
+                }
+                (BackendTransport::Gssapi, Some(k)) => {
+                    sasl::client_handshake_gssapi(&mut conn, &k.initiator, &k.target, ep.max_frame).await
+                }
+                (BackendTransport::Gssapi, None) => Err(SaslError::Malformed("no Kerberos credentials".into())),
+            };
+            handshake.map_err(|e| match e {
+                SaslError::Refused(message) => OpenError::AuthRefused(message),
+                e => OpenError::Sasl(e),
+            })?;
             Ok(Opened { conn, headers: None })
         }
         UpstreamTransport::Http => {

@@ -17,7 +17,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::balance::Candidate;
 use crate::config::{BackendConfig, BackendKind, Config, HttpUrl};
+use crate::kerberos::Credential;
 use crate::routing::{BackendId, Load};
+use connect::KerberosUpstream;
 use health::{AdminState, Health};
 use pool::Pool;
 
@@ -64,7 +66,14 @@ pub struct Backend {
 }
 
 impl Backend {
-    pub fn new(id: BackendId, cfg: &BackendConfig, config: &Config) -> Backend {
+    /// `initiator`: the proxy's Kerberos credentials, for `backend_auth.transport = "gssapi"`.
+    pub fn new(id: BackendId, cfg: &BackendConfig, config: &Config, initiator: Option<&Credential>) -> Backend {
+        let kerberos = match (initiator, config.kerberos.as_ref().and_then(|k| k.upstream.as_ref())) {
+            (Some(initiator), Some(u)) => {
+                Some(KerberosUpstream { initiator: initiator.clone(), target: u.backend_principal_for(&cfg.addr) })
+            }
+            _ => None,
+        };
         Backend {
             id,
             addr: cfg.addr.clone(),
@@ -84,6 +93,7 @@ impl Backend {
                 cfg.upstream.clone(),
                 config.pool.clone(),
                 config.limits.max_frame_bytes,
+                kerberos,
             ),
         }
     }
@@ -145,15 +155,22 @@ impl Backend {
 }
 
 /// All backends.
-#[derive(Debug)]
 pub struct Backends {
     list: RwLock<Vec<Arc<Backend>>>,
     next_id: AtomicU64,
+    /// The proxy's Kerberos initiator, for backends added later too.
+    initiator: Option<Credential>,
+}
+
+impl std::fmt::Debug for Backends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Backends({:?})", self.all().iter().map(|b| b.addr.clone()).collect::<Vec<_>>())
+    }
 }
 
 impl Backends {
-    pub fn new(config: &Config) -> Backends {
-        let b = Backends { list: RwLock::new(Vec::new()), next_id: AtomicU64::new(1) };
+    pub fn new(config: &Config, initiator: Option<Credential>) -> Backends {
+        let b = Backends { list: RwLock::new(Vec::new()), next_id: AtomicU64::new(1), initiator };
         for cfg in &config.backends {
             b.add(cfg, config);
         }
@@ -163,7 +180,7 @@ impl Backends {
     /// Adds a backend; returns it.
     pub fn add(&self, cfg: &BackendConfig, config: &Config) -> Arc<Backend> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let backend = Arc::new(Backend::new(id, cfg, config));
+        let backend = Arc::new(Backend::new(id, cfg, config, self.initiator.as_ref()));
         self.list.write().unwrap_or_else(|e| e.into_inner()).push(backend.clone());
         backend
     }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::connect::{self, Endpoint, OpenError};
+use super::connect::{self, Endpoint, KerberosUpstream, OpenError};
 use crate::config::{BackendTransport, PoolConfig, UpstreamConfig};
 use crate::conn::ThriftConn;
 use crate::http::upstream::CallHeaders;
@@ -150,6 +150,7 @@ struct Shared {
     addr: String,
     transport: BackendTransport,
     upstream: UpstreamConfig,
+    kerberos: Option<KerberosUpstream>,
     cfg: PoolConfig,
     max_frame: u64,
     inner: Mutex<Inner>,
@@ -258,11 +259,13 @@ impl Pool {
         upstream: UpstreamConfig,
         cfg: PoolConfig,
         max_frame: u64,
+        kerberos: Option<KerberosUpstream>,
     ) -> Pool {
         let shared = Shared {
             addr,
             transport,
             upstream,
+            kerberos,
             cfg,
             max_frame,
             inner: Mutex::new(Inner::default()),
@@ -276,7 +279,8 @@ impl Pool {
     /// The key a call with `creds` uses on this backend.
     pub fn key_for(&self, creds: &Credentials) -> CredKey {
         match self.shared.transport {
-            BackendTransport::Nosasl => CredKey::anonymous(),
+            // No authentication, or the proxy's own Kerberos identity on every connection.
+            BackendTransport::Nosasl | BackendTransport::Gssapi => CredKey::anonymous(),
             BackendTransport::Sasl => CredKey::of(creds),
         }
     }
@@ -374,7 +378,13 @@ impl Pool {
     /// How this pool's connections are opened (the health probe opens its own the same way).
     pub fn endpoint(&self) -> Endpoint<'_> {
         let s = &self.shared;
-        Endpoint { addr: &s.addr, auth: s.transport, upstream: &s.upstream, max_frame: s.max_frame }
+        Endpoint {
+            addr: &s.addr,
+            auth: s.transport,
+            upstream: &s.upstream,
+            max_frame: s.max_frame,
+            kerberos: s.kerberos.as_ref(),
+        }
     }
 
     /// Keeps connection `id` open while a session it opened lives.
@@ -486,7 +496,7 @@ mod tests {
             idle_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(30),
         };
-        Pool::new(addr.to_string(), transport, UpstreamConfig::default(), cfg, 1 << 20)
+        Pool::new(addr.to_string(), transport, UpstreamConfig::default(), cfg, 1 << 20, None)
     }
 
     fn creds() -> Credentials {

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use super::stopped;
 use crate::backend::probe;
-use crate::config::BackendTransport;
 use crate::hs2::handle::Guid;
 use crate::hs2::requests;
 use crate::proxy::Proxy;
@@ -50,13 +49,7 @@ pub async fn clean_up(proxy: &Proxy) {
 /// by itself (`--disconnected_session_timeout`).
 async fn close_upstream(proxy: &Proxy, entry: &SessionEntry, guid: Guid) {
     let Some(backend) = proxy.backend(entry.backend) else { return };
-    let user = match proxy.config().backend_auth.transport {
-        BackendTransport::Nosasl => None,
-        BackendTransport::Sasl => {
-            Some(entry.users.owner.clone().unwrap_or_else(|| proxy.config().backend_auth.service.user.clone()))
-        }
-    };
-    let Some(mut up) = backend.pool.checkout_idle_of(user.as_deref()) else {
+    let Some(mut up) = backend.pool.checkout_idle_of(entry.carrier.as_deref()) else {
         tracing::info!(session = %guid, "no idle upstream connection to close the session on; the server will expire it");
         return;
     };

@@ -86,9 +86,12 @@ pub enum Deregistered {
 /// the sessions. A Kerberos listener advertises `AdvertAuth::Kerberos` with its principal instead.
 pub fn advert_for(config: &Config, discovery: &DiscoveryConfig, bound: SocketAddr) -> Advert {
     let (host, port) = discovery.advertised(bound);
-    let auth = match config.backend_auth.transport {
-        BackendTransport::Sasl => AdvertAuth::Ldap,
-        BackendTransport::Nosasl => AdvertAuth::None,
+    let kerberos = config.kerberos.as_ref().and_then(|k| k.acceptor.as_ref());
+    let auth = match (kerberos, config.backend_auth.transport) {
+        // Clients that find the proxy here should use Kerberos when it accepts it.
+        (Some(a), _) => AdvertAuth::Kerberos { principal: a.service_principal.clone() },
+        (None, BackendTransport::Sasl) => AdvertAuth::Ldap,
+        (None, _) => AdvertAuth::None,
     };
     Advert { tls: config.tls.is_some(), ..Advert::binary(host, port, auth) }
 }

@@ -11,14 +11,16 @@ use std::net::SocketAddr;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::{auth, Front};
 use crate::backend::pool::Credentials;
 use crate::conn::{ConnError, Io, RequestRead, ThriftConn};
 use crate::dispatch::{self, Attachments, CallEnd, Caller};
 use crate::hs2::call::Request;
 use crate::hs2::reply;
+use crate::identity::ClientProof;
 use crate::proxy::Proxy;
+use crate::sasl::{self, Mechanism};
 use crate::thrift::framing::{Framing, Sniffed};
-use crate::{frontend, sasl};
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -38,8 +40,16 @@ enum End {
 }
 
 /// Serves one binary-protocol connection (sniffed by `frontend`, which read `first`) until it closes.
-pub async fn serve(proxy: &Proxy, io: Box<dyn Io>, first: Vec<u8>, kind: Sniffed, peer: SocketAddr, deadline: Instant) {
-    let handshake = tokio::time::timeout_at(deadline, handshake(proxy, io, &first, kind, peer));
+pub async fn serve(
+    proxy: &Proxy,
+    front: &Front,
+    io: Box<dyn Io>,
+    first: Vec<u8>,
+    kind: Sniffed,
+    peer: SocketAddr,
+    deadline: Instant,
+) {
+    let handshake = tokio::time::timeout_at(deadline, handshake(proxy, front, io, &first, kind, peer));
     let (mut conn, caller) = match handshake.await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return tracing::info!(client = %peer, error = %e, "client connection refused"),
@@ -47,6 +57,11 @@ pub async fn serve(proxy: &Proxy, io: Box<dyn Io>, first: Vec<u8>, kind: Sniffed
             let e = End::HandshakeTimeout(proxy.config().timeouts.handshake);
             return tracing::info!(client = %peer, error = %e, "client connection refused");
         }
+    };
+    let caller = match caller {
+        Ok(c) => c,
+        // An unauthenticated client the proxy cannot serve: its first request learns why.
+        Err(why) => return refuse_first_call(proxy, &mut conn, peer, &why).await,
     };
     let attached = Attachments::default();
     match run(proxy, &mut conn, &caller, &attached).await {
@@ -57,13 +72,15 @@ pub async fn serve(proxy: &Proxy, io: Box<dyn Io>, first: Vec<u8>, kind: Sniffed
     attached.detach_all(proxy, peer);
 }
 
+/// The transport handshake; the caller is `Err` for an unauthenticated client the proxy cannot serve.
 async fn handshake(
     proxy: &Proxy,
+    front: &Front,
     io: Box<dyn Io>,
     first: &[u8],
     kind: Sniffed,
     peer: SocketAddr,
-) -> Result<(ThriftConn, Caller), End> {
+) -> Result<(ThriftConn, Result<Caller, String>), End> {
     let max_frame = proxy.config().limits.max_frame_bytes;
     let framing = match kind {
         Sniffed::Unframed | Sniffed::Sasl => Framing::Unframed,
@@ -71,20 +88,55 @@ async fn handshake(
         other => return Err(End::Refused(format!("{other:?} is not the binary protocol"))),
     };
     let mut conn = ThriftConn::new(io, framing, max_frame).with_initial_bytes(first);
-    let caller = if kind == Sniffed::Sasl {
-        let plain = sasl::server_read_credentials(&mut conn).await?;
-        let creds = Credentials { user: plain.user, password: plain.password };
-        let verdict = frontend::auth::check_password(proxy, &creds).await;
-        if let Err(reason) = &verdict {
-            tracing::warn!(client = %peer, user = %creds.user, reason = %reason, "authentication failed");
+    if kind != Sniffed::Sasl {
+        return Ok((conn, auth::caller(proxy, ClientProof::None, peer)));
+    }
+    let caller = match sasl::server_read_start(&mut conn, front.gssapi.is_some()).await? {
+        Mechanism::Plain(plain) => {
+            let creds = Credentials { user: plain.user, password: plain.password };
+            let verdict = auth::check_password(proxy, &creds).await;
+            if let Err(reason) = &verdict {
+                tracing::warn!(client = %peer, user = %creds.user, reason = %reason, "authentication failed");
+            }
+            sasl::server_finish(&mut conn, verdict, max_frame).await?;
+            auth::caller(proxy, ClientProof::Password(creds), peer).map_err(End::Refused)?
         }
-        sasl::server_finish(&mut conn, verdict, max_frame).await?;
-        Caller::new(Some(creds.user.clone()), creds, peer)
-    } else {
-        Caller::new(None, proxy.service_credentials(), peer)
+        Mechanism::Gssapi => {
+            let (Some(acceptor), Some(k)) = (&front.gssapi, &proxy.config().kerberos) else {
+                return Err(End::Refused("GSSAPI without an acceptor".into()));
+            };
+            let user = match sasl::server_accept_gssapi(&mut conn, acceptor, &k.short_names, max_frame).await {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::warn!(client = %peer, error = %e, "Kerberos authentication failed");
+                    return Err(e.into());
+                }
+            };
+            tracing::debug!(client = %peer, principal = %user.principal, user = %user.short_name,
+                ending = ?user.ending, "Kerberos client authenticated");
+            auth::caller(proxy, ClientProof::Verified(user.short_name), peer).map_err(End::Refused)?
+        }
     };
     tracing::debug!(client = %peer, transport = ?kind, user = ?caller.identity, "client connected");
-    Ok((conn, caller))
+    Ok((conn, Ok(caller)))
+}
+
+/// Answers the first request of a client the proxy cannot serve with why, then closes.
+async fn refuse_first_call(proxy: &Proxy, conn: &mut ThriftConn, peer: SocketAddr, why: &str) {
+    let t = &proxy.config().timeouts;
+    let read = RequestRead {
+        limits: proxy.config().limits.request,
+        idle: t.handshake,
+        stall: t.request_read,
+        budget: proxy.budget(),
+    };
+    if let Ok(Some(bytes)) = conn.read_request(&read).await {
+        if let Ok(req) = Request::parse(bytes, read.limits) {
+            let _ = conn.write_message(&reply::error_reply(req.name(), req.header.seqid, why)).await;
+        }
+    }
+    conn.release_budget();
+    tracing::info!(client = %peer, reason = %why, "unauthenticated client refused");
 }
 
 async fn run(proxy: &Proxy, conn: &mut ThriftConn, caller: &Caller, attached: &Attachments) -> Result<(), End> {

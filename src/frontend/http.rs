@@ -38,6 +38,7 @@ use crate::conn::{Io, ReplySink, Reserved, SinkError};
 use crate::dispatch::{self, Attachments, CallEnd, Caller};
 use crate::hs2::call::Request;
 use crate::hs2::reply;
+use crate::identity::ClientProof;
 use crate::proxy::Proxy;
 use crate::thrift::scanner::Scanner;
 use crate::thrift::Limits;
@@ -121,12 +122,17 @@ async fn handle(conn: Arc<Connection>, req: HttpRequest<Incoming>) -> Response<R
     if proxy.config().http.path.as_deref().is_some_and(|p| p != req.uri().path()) {
         return text(StatusCode::NOT_FOUND, "hs2-proxy: no HS2 service at this path (see http.path)");
     }
-    let (caller, set_cookie) = match caller(&conn, req.headers()).await {
+    let Authenticated { caller, set_cookie, www_authenticate } = match caller(&conn, req.headers()).await {
         Ok(c) => c,
         Err(why) => {
             tracing::info!(client = %conn.peer, reason = %why, "HTTP request refused: not authenticated");
             let mut r = text(StatusCode::UNAUTHORIZED, &format!("hs2-proxy: {why}"));
-            r.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"hs2-proxy\""));
+            if conn.front.negotiate.is_some() {
+                r.headers_mut().append(WWW_AUTHENTICATE, HeaderValue::from_static("Negotiate"));
+            }
+            if conn.proxy.config().backend_auth.transport != BackendTransport::Gssapi {
+                r.headers_mut().append(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"hs2-proxy\""));
+            }
             return r;
         }
     };
@@ -161,6 +167,9 @@ async fn handle(conn: Arc<Connection>, req: HttpRequest<Incoming>) -> Response<R
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/x-thrift"));
     if let Some(cookie) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
         response.headers_mut().insert(SET_COOKIE, cookie);
+    }
+    if let Some(token) = www_authenticate.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        response.headers_mut().insert(WWW_AUTHENTICATE, token);
     }
     response
 }
@@ -213,24 +222,39 @@ fn stalled(stall: Duration) -> Response<ReplyBody> {
     text(StatusCode::REQUEST_TIMEOUT, &format!("hs2-proxy: no request body bytes for {stall:?}"))
 }
 
-/// Who the request is from, and a cookie to hand out when the password was just checked.
-async fn caller(conn: &Connection, headers: &HeaderMap) -> Result<(Caller, Option<String>), String> {
+/// Who a request is from.
+struct Authenticated {
+    caller: Caller,
+    /// The proxy's cookie, to hand out when the client just proved who it is.
+    set_cookie: Option<String>,
+    /// A Negotiate reply token (mutual authentication).
+    www_authenticate: Option<String>,
+}
+
+/// Who the request is from: Negotiate (Kerberos), Basic (checked like SASL PLAIN), the proxy's cookie,
+/// or nobody.
+async fn caller(conn: &Connection, headers: &HeaderMap) -> Result<Authenticated, String> {
     let (proxy, peer) = (&conn.proxy, conn.peer);
     let state = &conn.front.http;
     let forwarded_for = forwarded_for(headers, peer);
-    let basic = crate::http::parse_basic(headers.get(AUTHORIZATION).map(HeaderValue::as_bytes))?
-        .map(|b| Credentials { user: b.user, password: b.password });
+    let authorization = headers.get(AUTHORIZATION).map(HeaderValue::as_bytes);
     let cookie = state.signer.check(headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes), SystemTime::now());
-    let authed = |creds: Credentials| {
-        let mut c = Caller::new(Some(creds.user.clone()), creds, peer);
-        c.forwarded_for = forwarded_for.clone();
-        c
+    let done = |proof, set_cookie, www_authenticate| {
+        let mut caller = super::auth::caller(proxy, proof, peer)?;
+        caller.forwarded_for = forwarded_for.clone();
+        Ok(Authenticated { caller, set_cookie, www_authenticate })
     };
+    if let Some(header) = authorization.filter(|h| is_scheme(h, "negotiate")) {
+        let (user, reply) = negotiate(conn, header).await?;
+        let cookie = state.signer.issue(&user, SystemTime::now(), conn.tls);
+        return done(ClientProof::Verified(user), Some(cookie), reply);
+    }
+    let basic = crate::http::parse_basic(authorization)?.map(|b| Credentials { user: b.user, password: b.password });
     match (basic, cookie) {
         (Some(basic), CookieCheck::Valid(user))
             if user == basic.user && state.creds.get(&user).is_some_and(|c| *c == basic) =>
         {
-            Ok((authed(basic), None))
+            done(ClientProof::Password(basic), None, None)
         }
         (Some(basic), _) => {
             if let Err(reason) = super::auth::check_password(proxy, &basic).await {
@@ -244,23 +268,49 @@ async fn caller(conn: &Connection, headers: &HeaderMap) -> Result<(Caller, Optio
             }
             state.creds.remember(&basic);
             let cookie = state.signer.issue(&basic.user, SystemTime::now(), conn.tls);
-            Ok((authed(basic), Some(cookie)))
+            done(ClientProof::Password(basic), Some(cookie), None)
         }
         (None, CookieCheck::Valid(user)) => match state.creds.get(&user) {
-            Some(creds) => Ok((authed((*creds).clone()), None)),
-            // Backends that check no password: the cookie's user is all there is to know.
-            None if proxy.config().backend_auth.transport == BackendTransport::Nosasl => {
-                Ok((authed(Credentials { user, password: String::new() }), None))
-            }
+            Some(creds) => done(ClientProof::Password((*creds).clone()), None, None),
+            // No password kept (a Kerberos user, or the proxy restarted): the cookie's user is all there
+            // is to know, which serves wherever the backends need no password from this user.
+            None if cookie_user_suffices(conn) => done(ClientProof::Verified(user), None, None),
             None => Err("the cookie is valid but its credentials are gone (proxy restart): send them again".into()),
         },
         (None, CookieCheck::Invalid(why)) => Err(format!("the {} cookie is refused: {why}", state.signer.name())),
-        (None, CookieCheck::Absent) => {
-            let mut c = Caller::new(None, proxy.service_credentials(), peer);
-            c.forwarded_for = forwarded_for;
-            Ok((c, None))
-        }
+        (None, CookieCheck::Absent) => done(ClientProof::None, None, None),
     }
+}
+
+/// True when a cookie's user needs no password upstream: backends that check none, or a proxy that
+/// delegates (Kerberos upstream, a delegating service account, or Kerberos clients beside password ones).
+fn cookie_user_suffices(conn: &Connection) -> bool {
+    let auth = &conn.proxy.config().backend_auth;
+    auth.transport != BackendTransport::Sasl || auth.delegate || conn.front.negotiate.is_some()
+}
+
+/// Accepts a Negotiate header: the client's short name and the reply token.
+async fn negotiate(conn: &Connection, header: &[u8]) -> Result<(String, Option<String>), String> {
+    let (Some(acceptor), Some(k)) = (conn.front.negotiate.clone(), &conn.proxy.config().kerberos) else {
+        return Err("Negotiate (Kerberos) is not configured here (kerberos.keytab)".into());
+    };
+    let header = String::from_utf8_lossy(header).into_owned();
+    // The replay cache is a file: off the runtime.
+    let accepted = tokio::task::spawn_blocking(move || crate::kerberos::spnego::accept(&acceptor, &header)).await;
+    let negotiated = match accepted {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(e) => return Err(format!("Negotiate: {e}")),
+    };
+    let user = k.short_names.short_name(&negotiated.principal).map_err(|e| e.to_string())?;
+    tracing::debug!(client = %conn.peer, principal = %negotiated.principal, user = %user, "Kerberos (HTTP) client authenticated");
+    Ok((user, negotiated.www_authenticate))
+}
+
+fn is_scheme(header: &[u8], scheme: &str) -> bool {
+    header.len() > scheme.len()
+        && header[..scheme.len()].eq_ignore_ascii_case(scheme.as_bytes())
+        && header[scheme.len()] == b' '
 }
 
 /// The client's own `X-Forwarded-For` (from a load balancer in front), then the client's address.

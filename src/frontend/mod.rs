@@ -26,24 +26,39 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::config::kerberos::KerberosCredentials;
 use crate::config::Config;
 use crate::conn::Io;
+use crate::kerberos::Credential;
 use crate::proxy::Proxy;
 use crate::thrift::framing::{sniff, Sniffed, SNIFF_BYTES};
 use crate::tls::ServerTls;
 
-/// Front-end state shared by all client connections: the listeners' TLS and the HTTP cookie keys.
-#[derive(Debug)]
+/// Front-end state shared by all client connections: the listeners' TLS, the HTTP cookie keys, and the
+/// Kerberos acceptor credentials.
 pub struct Front {
     pub tls: Option<ServerTls>,
     pub http: http::HttpState,
+    /// SASL GSSAPI acceptor (`kerberos.service_principal`), when `[kerberos] keytab` is set.
+    pub gssapi: Option<Credential>,
+    /// HTTP Negotiate acceptor (any principal of the keytab, which should hold `HTTP/<host>`).
+    pub negotiate: Option<Credential>,
+}
+
+impl std::fmt::Debug for Front {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Front(tls: {}, kerberos: {})", self.tls.is_some(), self.gssapi.is_some())
+    }
 }
 
 impl Front {
-    pub fn new(config: &Config) -> Front {
+    /// `kerberos`: the credentials `[kerberos]` acquired at start, if any.
+    pub fn new(config: &Config, kerberos: Option<&KerberosCredentials>) -> Front {
         Front {
             tls: config.tls.as_ref().map(|t| ServerTls::new(&t.cert_file, &t.key_file)),
             http: http::HttpState::new(&config.http),
+            gssapi: kerberos.and_then(|k| k.sasl.clone()),
+            negotiate: kerberos.and_then(|k| k.http.clone()),
         }
     }
 }
@@ -86,7 +101,7 @@ pub async fn serve(proxy: Proxy, front: Arc<Front>, stream: TcpStream, peer: Soc
             let _ = io.shutdown().await;
             tracing::info!(client = %peer, "client connection refused: an HTTP request while http.enabled is false");
         }
-        kind => binary::serve(&proxy, io, first, kind, peer, deadline).await,
+        kind => binary::serve(&proxy, &front, io, first, kind, peer, deadline).await,
     }
 }
 

@@ -5,8 +5,8 @@
 //! forwarded upstream stay the client's own.
 
 use super::idl::fields::{t_open_session_req, t_open_session_resp};
-use crate::thrift::value::{decode_message, Value};
-use crate::thrift::{Limits, ProtocolError};
+use crate::thrift::value::{decode_message, encode_message, Struct, Value};
+use crate::thrift::{Limits, ProtocolError, TType};
 
 /// Configuration keys that name a delegated (effective) user: Impala's, then Hive's and Spark's.
 pub const DELEGATION_KEYS: &[&str] = &["impala.doas.user", "hive.server2.proxy.user"];
@@ -46,6 +46,33 @@ impl OpenSessionView {
     }
 }
 
+/// The OpenSession call `message` with its delegation rewritten: every key of [`DELEGATION_KEYS`] the
+/// client sent is dropped (compared case-insensitively, as impalad does) and `key = user` set. The rest of
+/// the request is kept as sent; the message is re-encoded (OpenSession is small and once per session).
+pub fn with_delegation(message: &[u8], limits: &Limits, key: &str, user: &str) -> Result<Vec<u8>, ProtocolError> {
+    let (header, mut args, _) = decode_message(message, limits)?;
+    let mut req = match args.fields.iter().position(|(id, _)| *id == 1) {
+        Some(i) => match args.fields.remove(i).1 {
+            Value::Struct(s) => s,
+            _ => return Err(ProtocolError::Truncated),
+        },
+        None => Struct::new(),
+    };
+    let mut entries = match req.fields.iter().position(|(id, _)| *id == t_open_session_req::CONFIGURATION) {
+        Some(i) => match req.fields.remove(i).1 {
+            Value::Map(_, _, entries) => entries,
+            _ => Vec::new(),
+        },
+        None => Vec::new(),
+    };
+    let delegates = |k: &Value| k.as_str().is_some_and(|k| DELEGATION_KEYS.iter().any(|d| d.eq_ignore_ascii_case(k)));
+    entries.retain(|(k, _)| !delegates(k));
+    entries.push((Value::string(key), Value::string(user)));
+    req.fields.push((t_open_session_req::CONFIGURATION, Value::Map(TType::String, TType::String, entries)));
+    args.fields.insert(0, (1, req.into_value()));
+    Ok(encode_message(&header, &args))
+}
+
 /// The field of `TOpenSessionResp` that holds the new session handle (for tests and the mock).
 pub const RESP_SESSION_HANDLE: i16 = t_open_session_resp::SESSION_HANDLE;
 
@@ -53,8 +80,7 @@ pub const RESP_SESSION_HANDLE: i16 = t_open_session_resp::SESSION_HANDLE;
 mod tests {
     use super::*;
     use crate::hs2::idl::names;
-    use crate::thrift::value::{encode_message, Struct};
-    use crate::thrift::{MessageHeader, MessageKind, TType};
+    use crate::thrift::{MessageHeader, MessageKind};
 
     fn open(username: Option<&str>, conf: &[(&str, &str)]) -> Vec<u8> {
         let map = conf.iter().map(|(k, v)| (Value::string(k), Value::string(v))).collect();
@@ -80,5 +106,24 @@ mod tests {
             (None, None, Some("900"))
         );
         assert!(OpenSessionView::parse(b"junk", &Limits::REQUEST).is_err());
+    }
+
+    #[test]
+    fn delegation_is_rewritten_and_the_rest_kept() {
+        let sent = open(Some("hue"), &[("idle_session_timeout", "900"), ("Impala.DoAs.User", "mallory")]);
+        let out = with_delegation(&sent, &Limits::REQUEST, "hive.server2.proxy.user", "alice").unwrap();
+        let v = OpenSessionView::parse(&out, &Limits::REQUEST).unwrap();
+        assert_eq!(v.username.as_deref(), Some("hue"));
+        assert_eq!(v.config("idle_session_timeout"), Some("900"));
+        assert_eq!(v.config("Impala.DoAs.User"), None, "the client's own key is gone");
+        assert_eq!(v.delegated_user(), Some("alice"));
+        let (h, _, used) = decode_message(&out, &Limits::REQUEST).unwrap();
+        assert_eq!((h.name.as_str(), h.seqid, used), (names::OPEN_SESSION, 1, out.len()));
+        let bare = encode_message(
+            &MessageHeader::new(names::OPEN_SESSION, MessageKind::Call, 3),
+            &Struct::new().with(1, Struct::new().with(1, Value::I32(5)).into_value()),
+        );
+        let out = with_delegation(&bare, &Limits::REQUEST, "impala.doas.user", "bob").unwrap();
+        assert_eq!(OpenSessionView::parse(&out, &Limits::REQUEST).unwrap().delegated_user(), Some("bob"));
     }
 }

@@ -1,0 +1,106 @@
+//! Who a client's calls run as upstream, from how the client authenticated and how the proxy
+//! authenticates to the backends (`backend_auth.transport`, `backend_auth.delegate`). No I/O.
+//!
+//! | backends | password client (SASL PLAIN, HTTP Basic) | Kerberos client (GSSAPI, Negotiate) | unauthenticated |
+//! |---|---|---|---|
+//! | `nosasl` | its name, password unchecked | its short name | the service user |
+//! | `sasl` | its own credentials (LDAP checks them upstream) | the service account, delegating it | the service user |
+//! | `sasl` + `delegate` | checked with its own credentials, then the service account, delegating it | the service account, delegating it | the service user |
+//! | `gssapi` | refused (the proxy cannot check a password) | the proxy's principal, delegating it | refused |
+//!
+//! Delegating means OpenSession carries the delegation key (`impala.doas.user`, or
+//! `hive.server2.proxy.user` for Hive/Spark) naming the user, which the backend authorises for the
+//! proxy's identity (`--authorized_proxy_user_config`, `hadoop.proxyuser.*`). Every upstream connection
+//! then carries the proxy's identity, so the pool needs no connection per user.
+
+use crate::backend::pool::Credentials;
+use crate::config::{BackendAuthConfig, BackendTransport};
+
+/// How a client proved who it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientProof {
+    /// Nothing (NOSASL, HTTP without credentials).
+    None,
+    /// A name and password (SASL PLAIN, HTTP Basic), already checked where the backends check them.
+    Password(Credentials),
+    /// A Kerberos principal, mapped to its short name; or the proxy's own cookie for a user whose
+    /// password the proxy does not hold.
+    Verified(String),
+}
+
+/// What the client's calls authenticate upstream with, and on whose behalf sessions run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    /// What the pool checks out with.
+    pub creds: Credentials,
+    /// Set when the connection is the proxy's own: OpenSession must name this user for the backend.
+    pub delegate_as: Option<String>,
+}
+
+/// The identity of every connection when the proxy authenticates as itself with Kerberos (the pool keys
+/// all of them alike; the password is never used).
+pub fn proxy_credentials(client_principal: &str) -> Credentials {
+    Credentials { user: client_principal.to_string(), password: String::new() }
+}
+
+/// Decides [`Upstream`] for a client; `Err` holds why the client cannot be served (shown to it).
+pub fn upstream_for(auth: &BackendAuthConfig, proxy: &Credentials, proof: ClientProof) -> Result<Upstream, String> {
+    let service = || Credentials { user: auth.service.user.clone(), password: auth.service.password.clone() };
+    let own = |creds| Ok(Upstream { creds, delegate_as: None });
+    let delegated = |creds, user: String| Ok(Upstream { creds, delegate_as: Some(user) });
+    match (auth.transport, proof) {
+        (BackendTransport::Nosasl, ClientProof::Password(c)) => own(c),
+        (BackendTransport::Nosasl, ClientProof::Verified(user)) => own(Credentials { user, password: String::new() }),
+        (BackendTransport::Nosasl | BackendTransport::Sasl, ClientProof::None) => own(service()),
+        (BackendTransport::Sasl, ClientProof::Password(c)) if !auth.delegate => own(c),
+        (BackendTransport::Sasl, ClientProof::Password(c)) => delegated(service(), c.user),
+        (BackendTransport::Sasl, ClientProof::Verified(user)) => delegated(service(), user),
+        (BackendTransport::Gssapi, ClientProof::Verified(user)) => delegated(proxy.clone(), user),
+        (BackendTransport::Gssapi, ClientProof::Password(_)) => {
+            Err("hs2-proxy authenticates to the backends with Kerberos and cannot check passwords: \
+             authenticate with Kerberos (SASL GSSAPI, or HTTP Negotiate)"
+                .into())
+        }
+        (BackendTransport::Gssapi, ClientProof::None) => {
+            Err("hs2-proxy authenticates to the backends with Kerberos: clients must authenticate \
+             (SASL GSSAPI, or HTTP Negotiate)"
+                .into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ServiceCredentials;
+
+    fn auth(transport: BackendTransport, delegate: bool) -> BackendAuthConfig {
+        let service = ServiceCredentials { user: "svc".into(), password: "s".into() };
+        BackendAuthConfig { transport, service, delegate }
+    }
+
+    fn alice() -> Credentials {
+        Credentials { user: "alice".into(), password: "pw".into() }
+    }
+
+    #[test]
+    fn the_table_holds() {
+        let proxy = proxy_credentials("hs2proxy@EXAMPLE.TEST");
+        let go = |t, d, p| upstream_for(&auth(t, d), &proxy, p);
+        use BackendTransport::*;
+        assert_eq!(go(Nosasl, false, ClientProof::Password(alice())).unwrap().creds, alice());
+        assert_eq!(
+            go(Sasl, false, ClientProof::Password(alice())).unwrap(),
+            Upstream { creds: alice(), delegate_as: None }
+        );
+        let via_service = go(Sasl, true, ClientProof::Password(alice())).unwrap();
+        assert_eq!((via_service.creds.user.as_str(), via_service.delegate_as.as_deref()), ("svc", Some("alice")));
+        let kerberos = go(Sasl, false, ClientProof::Verified("bob".into())).unwrap();
+        assert_eq!((kerberos.creds.user.as_str(), kerberos.delegate_as.as_deref()), ("svc", Some("bob")));
+        let kerberos = go(Gssapi, false, ClientProof::Verified("bob".into())).unwrap();
+        assert_eq!((kerberos.creds, kerberos.delegate_as.as_deref()), (proxy.clone(), Some("bob")));
+        assert!(go(Gssapi, false, ClientProof::Password(alice())).unwrap_err().contains("cannot check passwords"));
+        assert!(go(Gssapi, false, ClientProof::None).is_err());
+        assert_eq!(go(Sasl, false, ClientProof::None).unwrap().creds.user, "svc");
+    }
+}
