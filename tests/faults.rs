@@ -138,7 +138,8 @@ async fn a_full_pool_gives_a_clear_error_after_the_wait() {
     let s = a.open_session(None, &[]).await.unwrap();
     mocks[0].set_delay(Duration::from_millis(1500));
     let slow = tokio::spawn(async move { a.get_info(&s, 18).await.map(|_| ()) });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b0 = proxy.proxy.backends()[0].clone();
+    eventually("the slow call holds the one connection", move || b0.pool.stats().busy() == 1).await;
     let mut b = connect(&proxy, &ClientAuth::NoSasl).await;
     let text = error_text(b.open_session(None, &[]).await);
     assert!(text.contains("upstream connections") && text.contains("busy"), "{text}");

@@ -293,7 +293,8 @@ async fn an_http_backend_closing_an_idle_connection_costs_no_call() {
     let opened = b.proxy.backends()[0].pool.stats().opened;
     // Wait until A has closed B's idle connection (B's pool notices it only at the next checkout).
     let before = mocks[0].calls("GetInfo");
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let pa = a.proxy.clone();
+    eventually("A closed B's idle keep-alive connection", move || pa.metrics().client_connections() == 0).await;
     c.get_info(&s, 13).await.expect("the call goes out on a new connection");
     assert!(mocks[0].calls("GetInfo") > before);
     assert!(b.proxy.backends()[0].pool.stats().opened > opened, "a new upstream connection was opened");

@@ -390,14 +390,19 @@ async fn session_survives_a_client_that_drops_mid_reply() {
     let mut some = vec![0u8; 64 * 1024];
     raw.read_exact(&mut some).await.expect("the reply starts");
     drop(raw);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The proxy reads the rest of the reply and gives the connection back: wait for that, not a second.
+    let p = proxy.proxy.clone();
+    common::eventually("the upstream connection is back in the pool", move || {
+        p.backends().iter().all(|b| b.pool.stats().busy() == 0)
+    })
+    .await;
     let mut c = connect(proxy.local_addr, &auth).await;
     let after = c.execute(&s, "select 1").await;
     assert!(
         after.is_ok(),
         "the session died with a client that dropped mid-reply: {after:?}\n\
          The proxy closed the upstream connection that carried the broken reply, and that was the connection \
-         that opened the session, which Spark closes with it. Fix (src/client.rs / src/backend/pool.rs): never \
+         that opened the session, which Spark closes with it. Fix (src/dispatch.rs / src/conn.rs): never \
          close a pinned connection for a client-side failure (read the rest of the reply and keep it), or keep \
          pinned connections out of the pool for other calls."
     );
