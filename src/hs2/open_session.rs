@@ -6,7 +6,7 @@
 
 use super::idl::fields::{t_open_session_req, t_open_session_resp};
 use crate::thrift::value::{decode_message, encode_message, Struct, Value};
-use crate::thrift::{Limits, ProtocolError, TType};
+use crate::thrift::{Limits, ProtocolError, TType, CALL_ARGUMENT_FIELD};
 
 /// Configuration keys that name a delegated (effective) user: Impala's, then Hive's and Spark's.
 pub const DELEGATION_KEYS: &[&str] = &["impala.doas.user", "hive.server2.proxy.user"];
@@ -23,7 +23,7 @@ impl OpenSessionView {
     /// Decodes an OpenSession call message (`args { 1: TOpenSessionReq }`).
     pub fn parse(message: &[u8], limits: &Limits) -> Result<OpenSessionView, ProtocolError> {
         let (_, args, _) = decode_message(message, limits)?;
-        let Some(req) = args.get_struct(1) else { return Ok(OpenSessionView::default()) };
+        let Some(req) = args.get_struct(CALL_ARGUMENT_FIELD) else { return Ok(OpenSessionView::default()) };
         let username = req.get_str(t_open_session_req::USERNAME).filter(|u| !u.is_empty()).map(str::to_string);
         let configuration = req
             .get(t_open_session_req::CONFIGURATION)
@@ -51,7 +51,7 @@ impl OpenSessionView {
 /// the request is kept as sent; the message is re-encoded (OpenSession is small and once per session).
 pub fn with_delegation(message: &[u8], limits: &Limits, key: &str, user: &str) -> Result<Vec<u8>, ProtocolError> {
     let (header, mut args, _) = decode_message(message, limits)?;
-    let mut req = match args.fields.iter().position(|(id, _)| *id == 1) {
+    let mut req = match args.fields.iter().position(|(id, _)| *id == CALL_ARGUMENT_FIELD) {
         Some(i) => match args.fields.remove(i).1 {
             Value::Struct(s) => s,
             _ => return Err(ProtocolError::Truncated),
@@ -69,7 +69,7 @@ pub fn with_delegation(message: &[u8], limits: &Limits, key: &str, user: &str) -
     entries.retain(|(k, _)| !delegates(k));
     entries.push((Value::string(key), Value::string(user)));
     req.fields.push((t_open_session_req::CONFIGURATION, Value::Map(TType::String, TType::String, entries)));
-    args.fields.insert(0, (1, req.into_value()));
+    args.fields.insert(0, (CALL_ARGUMENT_FIELD, req.into_value()));
     Ok(encode_message(&header, &args))
 }
 

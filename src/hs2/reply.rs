@@ -11,7 +11,7 @@ use super::idl::enums::{t_application_exception_type as app, t_status_code};
 use super::idl::fields::{t_application_exception, t_status};
 use super::idl::{self, StructKind, Ty};
 use crate::thrift::value::{decode_message, encode_message, Struct, Value};
-use crate::thrift::{Limits, MessageHeader, MessageKind, TType};
+use crate::thrift::{Limits, MessageHeader, MessageKind, TType, REPLY_SUCCESS_FIELD};
 
 /// The SQLSTATE Impala uses for general errors.
 pub const SQLSTATE_GENERAL_ERROR: &str = "HY000";
@@ -59,7 +59,7 @@ pub fn read_answer(reply: &[u8], limits: &Limits) -> Result<Answer, String> {
         let text = body.get_str(t_application_exception::MESSAGE).unwrap_or("exception");
         return Ok(Answer::Exception(text.to_string()));
     }
-    let resp = body.get_struct(0).cloned().unwrap_or_default();
+    let resp = body.get_struct(REPLY_SUCCESS_FIELD).cloned().unwrap_or_default();
     let status_field = idl::method(&header.name).and_then(|m| m.status_field).unwrap_or(1);
     let status = resp.get_struct(status_field);
     let ok = [t_status_code::SUCCESS_STATUS, t_status_code::SUCCESS_WITH_INFO_STATUS].map(i64::from);
@@ -79,7 +79,7 @@ pub fn error_reply(method: &str, seqid: i32, message: &str) -> Vec<u8> {
     let mut resp = required_fields(spec.response, 0);
     resp.fields.retain(|(id, _)| *id != status_field);
     resp.fields.insert(0, (status_field, status(t_status_code::ERROR_STATUS, Some(message)).into_value()));
-    let body = Struct::new().with(0, resp.into_value());
+    let body = Struct::new().with(REPLY_SUCCESS_FIELD, resp.into_value());
     encode_message(&MessageHeader::new(method, MessageKind::Reply, seqid), &body)
 }
 

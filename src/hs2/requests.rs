@@ -6,7 +6,7 @@ use super::idl::fields::{t_cancel_operation_req, t_close_session_req, t_get_info
 use super::idl::fields::{t_operation_handle, t_session_handle};
 use super::idl::{enums, names};
 use crate::thrift::value::{encode_message, Struct, Value};
-use crate::thrift::{MessageHeader, MessageKind};
+use crate::thrift::{MessageHeader, MessageKind, CALL_ARGUMENT_FIELD};
 
 /// `THandleIdentifier { guid, secret }`.
 pub fn handle_identifier(id: &HandleId) -> Value {
@@ -33,7 +33,8 @@ pub fn operation_handle(id: &HandleId) -> Value {
 
 /// A call message: `args { 1: req }` (every HS2 method takes one struct argument with id 1).
 pub fn call(method: &str, seqid: i32, req: Struct) -> Vec<u8> {
-    encode_message(&MessageHeader::new(method, MessageKind::Call, seqid), &Struct::new().with(1, req.into_value()))
+    let args = Struct::new().with(CALL_ARGUMENT_FIELD, req.into_value());
+    encode_message(&MessageHeader::new(method, MessageKind::Call, seqid), &args)
 }
 
 /// `CloseSession(TCloseSessionReq { sessionHandle })`.

@@ -22,7 +22,9 @@ use crate::hs2::requests;
 use crate::sasl::{self, SaslError};
 use crate::thrift::framing::Framing;
 use crate::thrift::value::{decode_message, encode_message, Struct, Value};
-use crate::thrift::{Limits, MessageHeader, MessageKind, ProtocolError, TType};
+use crate::thrift::{
+    Limits, MessageHeader, MessageKind, ProtocolError, TType, CALL_ARGUMENT_FIELD, REPLY_SUCCESS_FIELD,
+};
 
 pub use wire::{Column, OpHandle, Status};
 
@@ -144,7 +146,7 @@ impl Hs2Client {
         self.seqid = self.seqid.wrapping_add(1);
         let seqid = self.seqid;
         let header = MessageHeader::new(method, MessageKind::Call, seqid);
-        let bytes = encode_message(&header, &Struct::new().with(1, req.into_value()));
+        let bytes = encode_message(&header, &Struct::new().with(CALL_ARGUMENT_FIELD, req.into_value()));
         let reply = self.call_raw(&bytes).await?;
         let (header, mut body, _) = decode_message(&reply, &Limits::REPLY)?;
         if header.name != method || header.seqid != seqid {
@@ -152,7 +154,7 @@ impl Hs2Client {
             return Err(ClientError::Unexpected(format!("reply {got} to call {method} #{seqid}")));
         }
         match header.kind {
-            MessageKind::Reply => match wire::take_field(&mut body, 0) {
+            MessageKind::Reply => match wire::take_field(&mut body, REPLY_SUCCESS_FIELD) {
                 Some(Value::Struct(resp)) => Ok(resp),
                 _ => Err(ClientError::Unexpected(format!("{method} reply has no result"))),
             },

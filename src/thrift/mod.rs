@@ -87,6 +87,12 @@ impl MessageKind {
 /// `80 01`: the version bytes that open every strict binary-protocol message.
 pub const BINARY_VERSION_1: u16 = 0x8001;
 
+/// Thrift's RPC envelope: a call's body is the method's arguments struct, where a parameter declared
+/// `1: TReq req` (every HS2 method has exactly that one) is field 1...
+pub const CALL_ARGUMENT_FIELD: i16 = 1;
+/// ...and a reply's body is the result struct, whose field 0 is the return value.
+pub const REPLY_SUCCESS_FIELD: i16 = 0;
+
 /// The header of one message: method name, kind and sequence id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MessageHeader {
