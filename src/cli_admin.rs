@@ -1,6 +1,6 @@
 //! The admin subcommands (`hs2-proxy backends`, `sessions`, `drain`, `undrain`, `maintenance`,
 //! `close-session`, `cancel-operation`): thin clients of a running proxy's admin API. Each sends one
-//! HTTP/1.1 request over a plain `TcpStream` and prints a table, or the API's JSON with `--json`.
+//! request with the proxy's HTTP client (`http::client`) and prints a table, or the API's JSON with `--json`.
 //!
 //! The address and token come from the flags, else from the `[admin]` section of `--config`, else the
 //! default `127.0.0.1:25100`. The token is sent, never printed.
@@ -9,17 +9,15 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
 use crate::admin::api::{ActionJson, BackendsJson, SessionsJson};
 use crate::cli::{AdminArgs, Command};
 use crate::config::{FileConfig, DEFAULT_ADMIN_LISTEN};
+use crate::http::client::{fetch, Get};
 
 /// A request gets no more time than this.
 const TIMEOUT: Duration = Duration::from_secs(15);
 /// A response larger than this is refused (a session list of ~500k sessions).
-const MAX_RESPONSE_BYTES: u64 = 256 << 20;
+const MAX_RESPONSE_BYTES: usize = 256 << 20;
 /// Statements are cut to this many characters in tables (`--json` has the API's text).
 const STATEMENT_COLUMN: usize = 60;
 
@@ -174,29 +172,12 @@ impl Target {
     }
 }
 
-/// One HTTP/1.1 request without a body to `addr`; returns the status and the body.
+/// One request without a body to `addr` (the proxy's one HTTP client); returns the status and the body.
 pub async fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> Result<(u16, String), String> {
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        let mut head =
-            format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n");
-        if let Some(t) = token {
-            let _ = write!(head, "Authorization: Bearer {t}\r\n");
-        }
-        if method == "POST" {
-            head.push_str("Content-Length: 0\r\n");
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
-        let mut raw = Vec::new();
-        stream.take(MAX_RESPONSE_BYTES).read_to_end(&mut raw).await.map_err(|e| e.to_string())?;
-        Ok::<_, String>(raw)
-    };
-    let raw = tokio::time::timeout(TIMEOUT, exchange)
-        .await
-        .map_err(|_| format!("the admin API at {addr} did not answer within {TIMEOUT:?}"))?
-        .map_err(|e| format!("cannot reach the admin API at {addr}: {e}"))?;
-    parse_response(&raw).ok_or_else(|| format!("{addr} did not answer HTTP"))
+    let method = http::Method::from_bytes(method.as_bytes()).map_err(|_| format!("bad method {method:?}"))?;
+    let get = Get { authority: addr, method, path, bearer: token, timeout: TIMEOUT, max_body: MAX_RESPONSE_BYTES };
+    let response = fetch(&get).await.map_err(|e| format!("cannot reach the admin API at {e}"))?;
+    Ok((response.status.as_u16(), String::from_utf8_lossy(&response.body).into_owned()))
 }
 
 /// A listen address turned into one to connect to: the unspecified address means this machine.
@@ -208,36 +189,6 @@ fn connectable(listen: &str) -> String {
         return format!("[::1]:{port}");
     }
     listen.to_string()
-}
-
-/// Status code and body of an HTTP/1.x response (Content-Length, chunked, or read to the end).
-fn parse_response(raw: &[u8]) -> Option<(u16, String)> {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..end]).ok()?;
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines.next()?.strip_prefix("HTTP/1.")?.get(2..)?.split(' ').next()?.parse().ok()?;
-    let chunked = lines.any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    let rest = &raw[end + 4..];
-    let body = if chunked { dechunk(rest)? } else { rest.to_vec() };
-    Some((status, String::from_utf8_lossy(&body).into_owned()))
-}
-
-fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&rest[..line_end]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        rest = &rest[line_end + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(rest.get(..size)?);
-        rest = rest.get(size + 2..)?;
-    }
 }
 
 fn backends_table(b: &BackendsJson) -> String {
@@ -361,13 +312,9 @@ mod tests {
     }
 
     #[test]
-    fn responses_are_read_with_either_framing() {
-        let plain = b"HTTP/1.1 404 Not Found\r\ncontent-length: 5\r\n\r\nnope!";
-        assert_eq!(parse_response(plain), Some((404, "nope!".into())));
-        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
-        assert_eq!(parse_response(chunked), Some((200, "abcde".into())));
-        assert_eq!(parse_response(b"garbage"), None);
+    fn listen_addresses_become_connectable() {
         assert_eq!(connectable("0.0.0.0:25100"), "127.0.0.1:25100");
+        assert_eq!(connectable("[::]:1"), "[::1]:1");
     }
 
     #[test]
