@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::backend::health::Evidence;
-use crate::backend::pool::{Checkout, Credentials, PoolError};
+use crate::backend::pool::{Checkout, PoolError};
 use crate::backend::{probe, Backend};
 use crate::conn::{ConnError, RelayDeadlines, RelayError, Relayed, ReplySink, SinkError};
 use crate::hs2::call::{reply_scanner, reply_summary, ReplySummary, Request};
@@ -27,34 +27,11 @@ use crate::hs2::handle::Guid;
 use crate::hs2::idl::Effect;
 use crate::hs2::open_session::OpenSessionView;
 use crate::hs2::reply;
-use crate::identity::Upstream;
+pub use crate::identity::Caller;
 use crate::metrics::{method_label, ErrorKind};
 use crate::proxy::Proxy;
 use crate::recover;
 use crate::routing::{Learned, NewSession, Reject, Route, SessionUsers};
-
-/// Who makes a call.
-#[derive(Clone, Debug)]
-pub struct Caller {
-    /// The identity the client authenticated as; it owns the sessions it opens. `None` when the client
-    /// did not authenticate.
-    pub identity: Option<String>,
-    /// What the call authenticates with upstream.
-    pub creds: Credentials,
-    /// Set when the upstream connection is the proxy's own identity: OpenSession delegates this user
-    /// (see `identity`).
-    pub delegate_as: Option<String>,
-    pub peer: SocketAddr,
-    /// `X-Forwarded-For` for HTTP backends: what the client's own request said, then its address.
-    pub forwarded_for: String,
-}
-
-impl Caller {
-    pub fn new(identity: Option<String>, upstream: Upstream, peer: SocketAddr) -> Caller {
-        let Upstream { creds, delegate_as } = upstream;
-        Caller { identity, creds, delegate_as, peer, forwarded_for: peer.ip().to_string() }
-    }
-}
 
 /// The sessions one client connection has used: attached to them while it is open, detached when it
 /// closes (their clean-up clock starts). A std mutex, held for a set operation only.

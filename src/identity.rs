@@ -13,6 +13,8 @@
 //! proxy's identity (`--authorized_proxy_user_config`, `hadoop.proxyuser.*`). Every upstream connection
 //! then carries the proxy's identity, so the pool needs no connection per user.
 
+use std::net::SocketAddr;
+
 use crate::backend::pool::Credentials;
 use crate::config::{BackendAuthConfig, BackendTransport};
 
@@ -35,6 +37,29 @@ pub struct Upstream {
     pub creds: Credentials,
     /// Set when the connection is the proxy's own: OpenSession must name this user for the backend.
     pub delegate_as: Option<String>,
+}
+
+/// Who makes a call.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The identity the client authenticated as; it owns the sessions it opens. `None` when the client
+    /// did not authenticate.
+    pub identity: Option<String>,
+    /// What the call authenticates with upstream.
+    pub creds: Credentials,
+    /// Set when the upstream connection is the proxy's own identity: OpenSession delegates this user
+    /// (see this module's table).
+    pub delegate_as: Option<String>,
+    pub peer: SocketAddr,
+    /// `X-Forwarded-For` for HTTP backends: what the client's own request said, then its address.
+    pub forwarded_for: String,
+}
+
+impl Caller {
+    pub fn new(identity: Option<String>, upstream: Upstream, peer: SocketAddr) -> Caller {
+        let Upstream { creds, delegate_as } = upstream;
+        Caller { identity, creds, delegate_as, peer, forwarded_for: peer.ip().to_string() }
+    }
 }
 
 /// The identity of every connection when the proxy authenticates as itself with Kerberos (the pool keys

@@ -17,9 +17,9 @@ use tokio::task::JoinSet;
 
 use crate::backend::pool::{Checkout, Credentials};
 use crate::backend::{probe, Backend};
-use crate::dispatch::Caller;
 use crate::hs2::call::Request;
 use crate::hs2::handle::HandleId;
+use crate::identity::Caller;
 use crate::proxy::Proxy;
 use crate::routing::{BackendId, Learned, NewSession, Route, SessionUsers};
 

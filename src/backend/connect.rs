@@ -3,11 +3,11 @@
 //! auth with the same credentials). Used by the pool and the health probe; the result is a
 //! `ThriftConn` either way, so nothing above this knows which transport carries the calls.
 
+use std::fmt;
 use std::io;
 
 use tokio::net::TcpStream;
 
-use super::pool::Credentials;
 use crate::config::{BackendTransport, UpstreamConfig, UpstreamTransport};
 use crate::conn::{ConnError, Io, ThriftConn};
 use crate::hs2::idl::enums::t_get_info_type::CLI_SERVER_NAME;
@@ -16,6 +16,19 @@ use crate::http::upstream::{CallHeaders, HttpIo, Target};
 use crate::kerberos::Credential;
 use crate::sasl::{self, SaslError};
 use crate::thrift::framing::Framing;
+
+/// Who a connection authenticates as.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Credentials {{ user: {:?}, password: <redacted> }}", self.user)
+    }
+}
 
 /// One backend, as far as connecting goes.
 pub struct Endpoint<'a> {

@@ -22,24 +22,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+pub use super::connect::Credentials;
 use super::connect::{self, Endpoint, KerberosUpstream, OpenError};
 use crate::config::{BackendTransport, PoolConfig, UpstreamConfig};
 use crate::conn::ThriftConn;
 use crate::http::upstream::CallHeaders;
 use crate::sasl::SaslError;
-
-/// Who a connection authenticates as.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub user: String,
-    pub password: String,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Credentials {{ user: {:?}, password: <redacted> }}", self.user)
-    }
-}
 
 /// What a pooled connection is keyed by: the user, and a keyed hash of the password (never the password).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
