@@ -95,6 +95,17 @@ pub enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Move every session of a backend to the others (for a restart): no new sessions there, each session
+    /// moves once it has no open operation; at the deadline the rest stays. Progress: `hs2-proxy backends`.
+    Evacuate {
+        #[arg(value_name = "HOST:PORT")]
+        backend: String,
+        /// How long to keep moving sessions (e.g. 30s, 10m).
+        #[arg(long, default_value = "10m")]
+        deadline: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Like drain, shown as maintenance.
     Maintenance {
         #[arg(value_name = "HOST:PORT")]

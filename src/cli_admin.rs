@@ -36,6 +36,10 @@ pub enum AdminCall {
     },
     CloseSession(String),
     CancelOperation(String),
+    Evacuate {
+        backend: String,
+        deadline: String,
+    },
 }
 
 /// The admin call of a subcommand and its flags; `None` for commands that run the proxy.
@@ -52,6 +56,9 @@ pub fn admin_call(command: &Command) -> Option<(AdminCall, &AdminArgs)> {
         Command::Maintenance { backend, admin } => (state(backend, "maintenance"), admin),
         Command::CloseSession { id, admin } => (AdminCall::CloseSession(id.clone()), admin),
         Command::CancelOperation { id, admin } => (AdminCall::CancelOperation(id.clone()), admin),
+        Command::Evacuate { backend, deadline, admin } => {
+            (AdminCall::Evacuate { backend: backend.clone(), deadline: deadline.clone() }, admin)
+        }
     })
 }
 
@@ -114,6 +121,9 @@ pub fn request_line(call: &AdminCall) -> (&'static str, String) {
         AdminCall::SetState { backend, action } => ("POST", format!("/api/backends/{}/{action}", encode(backend))),
         AdminCall::CloseSession(id) => ("POST", format!("/api/sessions/{}/close", encode(id))),
         AdminCall::CancelOperation(id) => ("POST", format!("/api/operations/{}/cancel", encode(id))),
+        AdminCall::Evacuate { backend, deadline } => {
+            ("POST", format!("/api/backends/{}/evacuate?deadline={}", encode(backend), encode(deadline)))
+        }
     }
 }
 
@@ -192,7 +202,8 @@ fn connectable(listen: &str) -> String {
 }
 
 fn backends_table(b: &BackendsJson) -> String {
-    let header = ["ADDRESS", "STATE", "WEIGHT", "SESSIONS", "OPS", "INFLIGHT", "BUSY", "IDLE", "PROBE", "LATENCY"];
+    let header =
+        ["ADDRESS", "STATE", "WEIGHT", "SESSIONS", "OPS", "INFLIGHT", "BUSY", "IDLE", "PROBE", "LATENCY", "EVACUATION"];
     let rows = b.backends.iter().map(|b| {
         let (probe, latency) = match &b.last_probe {
             Some(p) => (cut(&p.result, 40), format!("{:.1}ms", p.latency_ms)),
@@ -209,6 +220,9 @@ fn backends_table(b: &BackendsJson) -> String {
             b.upstream.idle.to_string(),
             probe,
             latency,
+            b.evacuation.as_ref().map_or("-".into(), |e| {
+                format!("{}: {} moved, {} waiting, {} left", e.state, e.moved, e.waiting, e.left)
+            }),
         ]
     });
     table(&header, rows.collect())

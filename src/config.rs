@@ -196,6 +196,7 @@ pub struct FilePool {
 pub struct FileSessions {
     pub disconnected_grace: Option<String>,
     pub reap_interval: Option<String>,
+    pub move_on_failure: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -328,6 +329,9 @@ pub struct SessionsConfig {
     pub disconnected_grace: Duration,
     /// How often disconnected sessions are checked. Default 30 s.
     pub reap_interval: Duration,
+    /// A session whose backend went down is re-opened on another backend on its next call, with its
+    /// state (`USE`, `SET`), when it can be (see `hs2::session_state`). Default true.
+    pub move_on_failure: bool,
 }
 
 /// Deadlines, each on one side of a call.
@@ -464,6 +468,7 @@ impl FileConfig {
             sessions: SessionsConfig {
                 disconnected_grace: durations::DISCONNECTED_GRACE.read(self.sessions.disconnected_grace)?,
                 reap_interval: durations::REAP_INTERVAL.read(self.sessions.reap_interval)?,
+                move_on_failure: self.sessions.move_on_failure.unwrap_or(true),
             },
             timeouts: validate_timeouts(self.timeouts)?,
             health: HealthConfig {

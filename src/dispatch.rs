@@ -30,8 +30,8 @@ use crate::hs2::reply;
 pub use crate::identity::Caller;
 use crate::metrics::{method_label, ErrorKind};
 use crate::proxy::Proxy;
-use crate::recover;
-use crate::routing::{Learned, NewSession, Reject, Route, SessionUsers};
+use crate::routing::{Learned, NewSession, Origin, Reject, Route, SessionUsers};
+use crate::{migrate, recover};
 
 /// The sessions one client connection has used: attached to them while it is open, detached when it
 /// closes (their clean-up clock starts). A std mutex, held for a set operation only.
@@ -80,43 +80,74 @@ pub async fn call<S: ReplySink>(
     req: Request,
     sink: &mut S,
 ) -> Result<(), CallEnd> {
-    let route = match proxy.route(&req, caller.identity.as_deref()) {
-        Route::Reject(reject) if reject.may_recover() => {
-            recover::find(proxy, &req, caller).await.unwrap_or(Route::Reject(reject))
-        }
-        route => route,
-    };
-    let call = Call { proxy, caller, attached, req: &req };
-    match route {
-        Route::NewSession | Route::Anywhere => call.open_anywhere(sink).await,
-        Route::Pinned { backend, session } => {
-            let Some(backend) = proxy.backend(backend).filter(|b| b.serving()) else {
-                // Failover is under way: answer as the server would for a session it lost.
-                proxy.metrics().rpc_error(method_label(&req), None, ErrorKind::Unroutable);
-                let g = session.or(req.operation.map(|o| o.guid)).unwrap_or(Guid([0; 16]));
-                return call.reply_error(sink, &reply::invalid_session_text(&g)).await;
-            };
-            if let Some(s) = session {
-                if attached.first_use(s) {
-                    proxy.attach(&s, caller.peer);
+    // A second pass only when the session's backend turned out dead before anything was sent: the session
+    // may have moved meanwhile, and the call can go to its new backend.
+    for pass in 0..2 {
+        let route = route_of(proxy, &req, caller).await;
+        let call = Call { proxy, caller, attached, req: &req };
+        match route {
+            Route::NewSession | Route::Anywhere => return call.open_anywhere(sink).await,
+            Route::Pinned { backend, session, upstream } => {
+                let Some(backend) = proxy.backend(backend).filter(|b| b.serving()) else {
+                    // Failover is under way: answer as the server would for a session it lost.
+                    proxy.metrics().rpc_error(method_label(&req), None, ErrorKind::Unroutable);
+                    let g = session.or(req.operation.map(|o| o.guid)).unwrap_or(Guid([0; 16]));
+                    return call.reply_error(sink, &reply::invalid_session_text(&g)).await;
+                };
+                if let Some(s) = session {
+                    if attached.first_use(s) {
+                        proxy.attach(&s, caller.peer);
+                    }
+                    proxy.touch(&s);
                 }
-                proxy.touch(&s);
+                // A moved session: the client keeps its handle, the backend knows another.
+                let moved = upstream.and_then(|h| req.with_session_handle(&h));
+                let call = Call { req: moved.as_ref().unwrap_or(&req), ..call };
+                match call.forward(&backend, session, sink).await? {
+                    Forwarded::NotSent(_) if pass == 0 => continue,
+                    Forwarded::NotSent(e) => return call.reply_error(sink, &format!("hs2-proxy: {e}")).await,
+                    Forwarded::Done => return Ok(()),
+                }
             }
-            call.forward(&backend, session, sink).await.map(drop)
-        }
-        Route::Reject(reject) => {
-            proxy.metrics().rpc_error(method_label(&req), None, ErrorKind::Unroutable);
-            if let Reject::WrongUser { session, owner, caller: who } = &reject {
-                tracing::warn!(client = %caller.peer, session = %session, owner = ?owner, caller = ?who,
-                    method = req.name(), "session used by another user: refused");
+            Route::Moving(g) => return call.reply_error(sink, &reply::invalid_session_text(&g)).await,
+            Route::Reject(reject) => {
+                proxy.metrics().rpc_error(method_label(&req), None, ErrorKind::Unroutable);
+                if let Reject::WrongUser { session, owner, caller: who } = &reject {
+                    tracing::warn!(client = %caller.peer, session = %session, owner = ?owner, caller = ?who,
+                        method = req.name(), "session used by another user: refused");
+                }
+                if let Reject::WrongSecret(op) = &reject {
+                    tracing::warn!(client = %caller.peer, operation = %op, method = req.name(),
+                        "operation handle with the wrong secret: refused");
+                }
+                return call.reply_error(sink, &reject.client_text()).await;
             }
-            if let Reject::WrongSecret(op) = &reject {
-                tracing::warn!(client = %caller.peer, operation = %op, method = req.name(),
-                    "operation handle with the wrong secret: refused");
-            }
-            call.reply_error(sink, &reject.client_text()).await
         }
     }
+    Ok(())
+}
+
+/// Where `req` goes: its route, after asking the backends about an unknown handle, waiting for a session
+/// that is moving, and moving a session whose backend died (`sessions.move_on_failure`).
+async fn route_of(proxy: &Proxy, req: &Request, caller: &Caller) -> Route {
+    for _ in 0..3 {
+        match proxy.route(req, caller.identity.as_deref()) {
+            Route::Reject(reject) if reject.may_recover() => {
+                return recover::find(proxy, req, caller).await.unwrap_or(Route::Reject(reject));
+            }
+            Route::Moving(g) => proxy.wait_for_move(&g, proxy.config().timeouts.recovery).await,
+            Route::Pinned { backend, session: Some(g), .. }
+                if proxy.is_orphaned(&g) && !proxy.backend(backend).is_some_and(|b| b.serving()) =>
+            {
+                if migrate::move_session(proxy, g, migrate::Reason::Failure).await.is_err() {
+                    // It cannot be served anywhere: answer as impalad would for a session it lost.
+                    proxy.forget_session(&g);
+                }
+            }
+            route => return route,
+        }
+    }
+    proxy.route(req, caller.identity.as_deref())
 }
 
 /// What one forward attempt did.
@@ -274,6 +305,10 @@ impl Call<'_> {
             if self.req.opens_session() || session.is_none() && self.req.operation.is_none() {
                 return Ok(Forwarded::NotSent(e));
             }
+            // The session's backend is gone and nothing was sent: the session moves and the call follows.
+            if session.is_some_and(|g| self.proxy.is_orphaned(&g)) {
+                return Ok(Forwarded::NotSent(e));
+            }
         }
         tracing::warn!(backend = %backend.addr, method = self.req.name(), error = %e, "no upstream connection");
         // The handle's backend is gone: say what impalad would, so that Hue opens a new session.
@@ -342,10 +377,17 @@ impl Call<'_> {
                 let users = self.session_users();
                 tracing::info!(session = %handle.guid, backend = %backend.addr, user = ?users.user,
                     effective_user = ?users.effective_user, client = %caller.peer, "session opened");
+                // What re-opening it elsewhere needs: the OpenSession sent, the credentials, the delegation.
+                let origin = Origin {
+                    open_request: req.bytes.clone(),
+                    creds: caller.creds.clone(),
+                    delegate_as: caller.delegate_as.as_ref().and(users.effective_user.clone()),
+                };
                 proxy.learn_session(NewSession {
                     handle,
                     backend: backend.id,
                     users,
+                    origin: Some(Arc::new(origin)),
                     carrier: backend.pool.key_for(&caller.creds).user,
                     conn: Some(conn),
                     learned: Learned::Opened,
@@ -371,6 +413,9 @@ impl Call<'_> {
             Effect::OpensOperation => {
                 if let (Some(op), Some(s)) = (sum.new_operation, session) {
                     proxy.learn_operation(op, s, req.statement.as_deref());
+                }
+                if let (Some(s), Some(statement)) = (session, &req.statement) {
+                    proxy.record_statement(&s, statement);
                 }
             }
             Effect::None => {}

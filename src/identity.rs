@@ -13,10 +13,23 @@
 //! proxy's identity (`--authorized_proxy_user_config`, `hadoop.proxyuser.*`). Every upstream connection
 //! then carries the proxy's identity, so the pool needs no connection per user.
 
+use std::fmt;
 use std::net::SocketAddr;
 
-use crate::backend::pool::Credentials;
 use crate::config::{BackendAuthConfig, BackendTransport};
+
+/// Who a connection authenticates as.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Credentials {{ user: {:?}, password: <redacted> }}", self.user)
+    }
+}
 
 /// How a client proved who it is.
 #[derive(Clone, Debug, PartialEq, Eq)]

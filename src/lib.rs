@@ -45,6 +45,7 @@ pub mod http;
 pub mod identity;
 pub mod kerberos;
 pub mod metrics;
+pub mod migrate;
 pub mod misses;
 #[cfg(feature = "testbed")]
 pub mod mock;

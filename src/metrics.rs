@@ -45,6 +45,11 @@ pub const PROBES: &str = "health_probes";
 pub const PROBE_DURATION: &str = "health_probe_duration_seconds";
 /// Sessions opened through the proxy, by backend.
 pub const SESSIONS_OPENED: &str = "sessions_opened";
+/// Sessions moved to another backend (`migrate`), by `from`, `to` (`none` when the move failed), `reason`
+/// (`evacuation`, `failure`) and `result` (`moved`, `failed`).
+pub const SESSION_MOVES: &str = "session_moves";
+/// How long a move took (the client's call waited this long when its backend had died).
+pub const SESSION_MOVE_DURATION: &str = "session_move_duration_seconds";
 /// Lookups of handles the proxy did not know (asking every backend), by `result`: `found`, `missed`,
 /// `ambiguous` (several backends claimed it: treated as unknown), `timed_out` (`timeouts.recovery`).
 pub const HANDLE_LOOKUPS: &str = "handle_lookups";
@@ -147,6 +152,19 @@ struct BackendStateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MoveLabels {
+    from: String,
+    to: String,
+    reason: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -181,6 +199,8 @@ pub struct Metrics {
     probe_latency: HistogramFamily<BackendLabels>,
     sessions_opened: Family<BackendLabels, Counter>,
     lookups: Family<ResultLabels, Counter>,
+    moves: Family<MoveLabels, Counter>,
+    move_latency: HistogramFamily<ReasonLabels>,
     accepted: Counter,
     refused: Counter,
     connections: Gauge,
@@ -207,6 +227,8 @@ impl Metrics {
             probe_latency: Family::new_with_constructor(probe_histogram),
             sessions_opened: Family::default(),
             lookups: Family::default(),
+            moves: Family::default(),
+            move_latency: Family::new_with_constructor(rpc_histogram),
             accepted: Counter::default(),
             refused: Counter::default(),
             connections: Gauge::default(),
@@ -229,6 +251,8 @@ impl Metrics {
         r.register(PROBE_DURATION, "Health probe round-trip time", m.probe_latency.clone());
         r.register(SESSIONS_OPENED, "Sessions opened through the proxy", m.sessions_opened.clone());
         r.register(HANDLE_LOOKUPS, "Lookups of unknown handles by asking the backends, by result", m.lookups.clone());
+        r.register(SESSION_MOVES, "Sessions moved to another backend, by from, to, reason and result", m.moves.clone());
+        r.register(SESSION_MOVE_DURATION, "How long moving a session took, by reason", m.move_latency.clone());
         r.register(CLIENT_CONNECTIONS_ACCEPTED, "Client connections accepted", m.accepted.clone());
         r.register(CLIENT_CONNECTIONS_REFUSED, "Client connections closed at the connection limit", m.refused.clone());
         r.register(CLIENT_CONNECTIONS, "Client connections open now", m.connections.clone());
@@ -267,6 +291,13 @@ impl Metrics {
     /// A lookup of an unknown handle ended with `result` (see [`HANDLE_LOOKUPS`]).
     pub fn lookup(&self, result: &'static str) {
         self.lookups.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// A session move ended (`to` is `none` when it failed).
+    pub fn session_moved(&self, from: &str, to: &str, reason: &'static str, result: &'static str, took: Duration) {
+        let labels = MoveLabels { from: from.to_string(), to: to.to_string(), reason, result };
+        self.moves.get_or_create(&labels).inc();
+        self.move_latency.get_or_create(&ReasonLabels { reason }).observe(took.as_secs_f64());
     }
 
     pub fn session_opened(&self, backend: &str) {

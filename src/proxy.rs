@@ -25,7 +25,8 @@ use crate::hs2::handle::{Guid, HandleId};
 use crate::metrics::{BackendFigures, Metrics, StateFigures};
 use crate::misses::Misses;
 use crate::routing::{
-    BackendId, Load, NewSession, OperationTarget, PoolIntent, Route, Routes, SessionEntry, SessionView,
+    BackendId, Load, MovePlan, NewSession, NotNow, OperationTarget, PoolIntent, Route, Routes, SessionEntry,
+    SessionView,
 };
 
 /// The shared state; clones share it.
@@ -49,6 +50,8 @@ struct Shared {
     stop: watch::Sender<bool>,
     /// ZooKeeper registration (`[discovery]`), when configured.
     registrar: Option<Registrar>,
+    /// Signalled whenever a session move ends, for calls waiting on a moving session.
+    moved: tokio::sync::Notify,
 }
 
 impl Proxy {
@@ -56,6 +59,7 @@ impl Proxy {
     pub fn new(config: Config, registrar: Option<Registrar>, initiator: Option<crate::kerberos::Credential>) -> Proxy {
         let shared = Shared {
             registrar,
+            moved: tokio::sync::Notify::new(),
             backends: Backends::new(&config, initiator),
             routes: Routes::new(),
             misses: Misses::default(),
@@ -202,14 +206,18 @@ impl Proxy {
         }
         tracing::warn!(backend = %backend.addr, from = %t.from, to = %t.to, reason = %t.reason, "backend state changed");
         if t.to == Observed::Down {
-            let dropped = self.shared.routes.forget_backend(backend.id);
+            let (kept, dropped) = if self.shared.config.sessions.move_on_failure {
+                self.shared.routes.orphan_backend(backend.id)
+            } else {
+                (0, self.shared.routes.forget_backend(backend.id))
+            };
             backend.pool.close_all_idle();
             for (guid, entry) in &dropped {
                 tracing::info!(session = %guid, backend = %backend.addr, user = ?entry.users.user,
                     effective_user = ?entry.users.effective_user, "session forgotten: its backend is down");
             }
-            tracing::warn!(backend = %backend.addr, sessions = dropped.len(),
-                "backend down: its sessions are forgotten; clients will reopen them elsewhere");
+            tracing::warn!(backend = %backend.addr, forgotten = dropped.len(), to_move = kept,
+                "backend down: its movable sessions move on their next call, the others are forgotten");
         }
     }
 
@@ -273,6 +281,52 @@ impl Proxy {
                 }
             }
         }
+    }
+
+    // ---- moving sessions (`migrate`)
+
+    pub fn record_statement(&self, session: &Guid, statement: &str) {
+        self.shared.routes.record_statement(session, statement);
+    }
+
+    pub fn begin_move(&self, guid: &Guid, ignore_operations: bool) -> Result<MovePlan, NotNow> {
+        self.shared.routes.begin_move(guid, ignore_operations)
+    }
+
+    pub fn finish_move(&self, plan: &MovePlan, to: BackendId, new: HandleId, conn: u64) {
+        for intent in self.shared.routes.finish_move(plan, to, new, conn) {
+            self.apply(intent);
+        }
+        self.shared.moved.notify_waiters();
+    }
+
+    pub fn abort_move(&self, guid: &Guid) {
+        self.shared.routes.abort_move(guid);
+        self.shared.moved.notify_waiters();
+    }
+
+    /// Waits (at most `limit`) until `guid` is not moving any more.
+    pub async fn wait_for_move(&self, guid: &Guid, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let moved = self.shared.moved.notified();
+            tokio::pin!(moved);
+            moved.as_mut().enable();
+            let moving = self.with_session(guid, |e| e.mobility.moving).unwrap_or(false);
+            if !moving || tokio::time::timeout_at(deadline, moved).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// True when the session's backend died and the session waits to move on its next call.
+    pub fn is_orphaned(&self, guid: &Guid) -> bool {
+        self.shared.routes.is_orphaned(guid)
+    }
+
+    /// Sessions the proxy routes to `backend`.
+    pub fn sessions_on(&self, backend: BackendId) -> Vec<Guid> {
+        self.shared.routes.sessions_on(backend)
     }
 
     pub fn attach(&self, session: &Guid, peer: SocketAddr) {

@@ -50,11 +50,11 @@ enum Answer {
 pub async fn find(proxy: &Proxy, req: &Request, caller: &Caller) -> Option<Route> {
     if let Some(s) = req.session {
         let backend = owner(proxy, Wanted::Session(s), caller).await?;
-        return Some(Route::Pinned { backend, session: Some(s.guid) });
+        return Some(Route::Pinned { backend, session: Some(s.guid), upstream: None });
     }
     let op = req.operation?;
     let backend = owner(proxy, Wanted::Operation(op), caller).await?;
-    Some(Route::Pinned { backend, session: None })
+    Some(Route::Pinned { backend, session: None, upstream: None })
 }
 
 async fn owner(proxy: &Proxy, wanted: Wanted, caller: &Caller) -> Option<BackendId> {
@@ -129,6 +129,8 @@ fn decide(
                 handle,
                 backend: backend.id,
                 users,
+                // The proxy never saw its OpenSession: it cannot be re-opened elsewhere.
+                origin: None,
                 carrier: backend.pool.key_for(&caller.creds).user,
                 conn: Some(conn.id()),
                 learned: Learned::Recovered,

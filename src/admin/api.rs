@@ -53,6 +53,10 @@ pub struct BackendJson {
     pub removing: bool,
     pub upstream: UpstreamJson,
     pub last_probe: Option<ProbeJson>,
+    /// The latest evacuation (`POST /api/backends/{addr}/evacuate`), if any: `state` is `running`, `done`
+    /// (no session of the proxy's is left: restart it), `deadline` or `stopped`; `moved`, `waiting`,
+    /// `unmovable`, `failed`, `left`.
+    pub evacuation: Option<crate::control::evacuate::Progress>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -108,6 +112,11 @@ pub struct SessionJson {
     pub running_statement: Option<String>,
     /// The last statement the session ran (truncated).
     pub last_statement: Option<String>,
+    /// Why the session cannot be moved to another backend; `null` when it can.
+    pub unmovable: Option<String>,
+    /// Times it was moved (evacuations, failures); true while a move runs.
+    pub moves: u32,
+    pub moving: bool,
 }
 
 /// The answer to an action.
@@ -159,6 +168,7 @@ pub fn backend_view(proxy: &Proxy, b: &Backend) -> BackendJson {
             result: r.outcome,
             latency_ms: r.latency.as_secs_f64() * 1e3,
         }),
+        evacuation: b.evacuation.progress(),
     }
 }
 
@@ -185,6 +195,9 @@ pub fn session_view(proxy: &Proxy, s: &SessionView, now: SystemTime) -> SessionJ
         operations: ids(&s.operations),
         running_statement: s.last_statement.clone().filter(|_| s.statement_running),
         last_statement: s.last_statement.clone(),
+        unmovable: s.unmovable.clone(),
+        moves: s.moves,
+        moving: s.moving,
     }
 }
 
@@ -250,16 +263,32 @@ pub async fn sessions(_: Authorized, State(proxy): State<Proxy>, Query(filter): 
     json(StatusCode::OK, &filtered_sessions(&proxy, &filter))
 }
 
+/// `?deadline=10m` of an evacuation.
+#[derive(Debug, Deserialize)]
+pub struct ActionQuery {
+    pub deadline: Option<String>,
+}
+
+/// Longest evacuation deadline accepted.
+const MAX_EVACUATION: Duration = Duration::from_secs(7 * 86_400);
+
 pub async fn backend_action(
     _: Authorized,
     State(proxy): State<Proxy>,
     Path((addr, action)): Path<(String, String)>,
+    Query(query): Query<ActionQuery>,
 ) -> Response {
+    if action == "evacuate" {
+        return evacuate(&proxy, &addr, query.deadline.as_deref().unwrap_or("10m"));
+    }
     let state = match action.as_str() {
         "drain" => AdminState::Drain,
         "undrain" => AdminState::Active,
         "maintenance" => AdminState::Maintenance,
-        _ => return error(StatusCode::NOT_FOUND, &format!("unknown action {action:?}: drain, undrain or maintenance")),
+        _ => {
+            let why = format!("unknown action {action:?}: drain, undrain, maintenance or evacuate");
+            return error(StatusCode::NOT_FOUND, &why);
+        }
     };
     if !proxy.set_admin(&addr, state) {
         return error(StatusCode::NOT_FOUND, &format!("no backend {addr:?}"));
@@ -270,6 +299,28 @@ pub async fn backend_action(
         AdminState::Maintenance => format!("{addr} is in maintenance: no new sessions, existing ones keep working"),
     };
     json(StatusCode::OK, &ActionJson { ok: true, message })
+}
+
+fn evacuate(proxy: &Proxy, addr: &str, deadline: &str) -> Response {
+    let Some(deadline) = crate::config::parse_duration(deadline).filter(|d| !d.is_zero() && *d <= MAX_EVACUATION)
+    else {
+        return error(StatusCode::BAD_REQUEST, &format!("deadline {deadline:?} is not a duration from 1s to 7d"));
+    };
+    let Some(backend) = proxy.find_backend(addr) else {
+        return error(StatusCode::NOT_FOUND, &format!("no backend {addr:?}"));
+    };
+    let sessions = proxy.load(backend.id).sessions;
+    match crate::control::evacuate::start(proxy, backend, deadline) {
+        Ok(()) => {
+            let message = format!(
+                "{addr} is being evacuated: no new sessions; its {sessions} session(s) move as their operations \
+                 finish, for at most {}",
+                crate::config::format_duration(deadline)
+            );
+            json(StatusCode::OK, &ActionJson { ok: true, message })
+        }
+        Err(why) => error(StatusCode::CONFLICT, &why),
+    }
 }
 
 pub async fn close_session(_: Authorized, State(proxy): State<Proxy>, Path(id): Path<String>) -> Response {

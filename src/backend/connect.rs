@@ -3,7 +3,6 @@
 //! auth with the same credentials). Used by the pool and the health probe; the result is a
 //! `ThriftConn` either way, so nothing above this knows which transport carries the calls.
 
-use std::fmt;
 use std::io;
 
 use tokio::net::TcpStream;
@@ -17,18 +16,7 @@ use crate::kerberos::Credential;
 use crate::sasl::{self, SaslError};
 use crate::thrift::framing::Framing;
 
-/// Who a connection authenticates as.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub user: String,
-    pub password: String,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Credentials {{ user: {:?}, password: <redacted> }}", self.user)
-    }
-}
+pub use crate::identity::Credentials;
 
 /// One backend, as far as connecting goes.
 pub struct Endpoint<'a> {

@@ -62,6 +62,8 @@ pub struct Backend {
     pub removing: AtomicBool,
     /// Wakes the probe task early (evidence from live traffic).
     pub probe_now: tokio::sync::Notify,
+    /// Its evacuation, when one was started (`control::evacuate`).
+    pub evacuation: crate::control::evacuate::Evacuation,
     pub pool: Pool,
 }
 
@@ -87,6 +89,7 @@ impl Backend {
             last_probe: Mutex::new(None),
             removing: AtomicBool::new(false),
             probe_now: tokio::sync::Notify::new(),
+            evacuation: Default::default(),
             pool: Pool::new(
                 cfg.addr.clone(),
                 config.backend_auth.transport,

@@ -4,10 +4,12 @@
 //!   count, remove a drained backend that left the configuration.
 //! - [`reaper`]: closes sessions no client has used for the grace period, and idle upstream connections.
 //! - [`reload`]: applies a new backend list (SIGHUP).
+//! - [`evacuate`]: moves a backend's sessions to the others for a rolling restart.
 //!
 //! Every task ends when the proxy stops. None of them closes a session on shutdown: impalad keeps
 //! sessions, and another instance (or this one, restarted) finds them again.
 
+pub mod evacuate;
 pub mod health;
 pub mod reaper;
 pub mod reload;

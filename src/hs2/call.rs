@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 
-use super::handle::HandleId;
+use super::handle::{HandleId, ID_BYTES};
 use super::idl::{self, Effect, HandlePaths, MethodSpec};
 use crate::thrift::scanner::{parse_header, FieldPath, Scanner};
 use crate::thrift::{Limits, MessageHeader, MessageKind, ProtocolError};
@@ -80,6 +80,8 @@ pub struct Request {
     pub operation: Option<HandleId>,
     /// ExecuteStatement's statement (its first `MAX_CAPTURE_BYTES`), for the operator view.
     pub statement: Option<String>,
+    /// Where the session handle's guid and secret bytes sit in `bytes`, when the request carries one.
+    pub session_at: Option<(usize, usize)>,
     /// The original bytes, forwarded unchanged.
     pub bytes: Bytes,
 }
@@ -90,7 +92,7 @@ impl Request {
     pub fn parse(bytes: Bytes, limits: Limits) -> Result<Request, ProtocolError> {
         let (header, _) = parse_header(&bytes)?.ok_or(ProtocolError::Truncated)?;
         let index = idl::method_index(&header.name);
-        let (mut session, mut operation, mut statement) = (None, None, None);
+        let (mut session, mut operation, mut statement, mut session_at) = (None, None, None, None);
         if index.is_none() {
             // An unknown method: its handles cannot be found, but the message must still be whole.
             let mut scanner = Scanner::new(limits, &[]);
@@ -110,8 +112,22 @@ impl Request {
                 .found(SLOT_STATEMENT)
                 .and_then(|s| s.as_bytes())
                 .map(|b| String::from_utf8_lossy(b).into_owned());
+            let at = |slot| scanner.found_offset(slot).and_then(|o| usize::try_from(o).ok());
+            session_at = session.and(at(SLOT_SESSION_GUID).zip(at(SLOT_SESSION_SECRET)));
         }
-        Ok(Request { header, method: index.map(|i| &idl::METHODS[i]), session, operation, statement, bytes })
+        let method = index.map(|i| &idl::METHODS[i]);
+        Ok(Request { header, method, session, operation, statement, session_at, bytes })
+    }
+
+    /// This request with its session handle replaced by `upstream` in place (guid and secret have fixed
+    /// lengths, so no other byte moves): for a session the proxy moved to another backend, whose handle
+    /// there differs from the one the client keeps. `None` when the request carries no session handle.
+    pub fn with_session_handle(&self, upstream: &HandleId) -> Option<Request> {
+        let (g, s) = self.session_at?;
+        let mut bytes = self.bytes.to_vec();
+        bytes.get_mut(g..g + ID_BYTES)?.copy_from_slice(&upstream.guid.0);
+        bytes.get_mut(s..s + ID_BYTES)?.copy_from_slice(&upstream.secret.0);
+        Some(Request { session: Some(*upstream), bytes: Bytes::from(bytes), ..self.clone() })
     }
 
     pub fn name(&self) -> &str {
@@ -203,6 +219,32 @@ mod tests {
         assert_eq!(r.method.map(|m| m.name), Some("GetExecSummary"));
     }
 
+    /// The rewrite of a moved session's handle changes exactly its 32 bytes, wherever the handle sits.
+    #[test]
+    fn a_session_handle_is_rewritten_in_place_and_nothing_else() {
+        let client = HandleId { guid: Guid([1; 16]), secret: Secret([2; 16]) };
+        let upstream = HandleId { guid: Guid([8; 16]), secret: Secret([9; 16]) };
+        let o = HandleId { guid: Guid([3; 16]), secret: Secret([2; 16]) };
+        let summary = Struct::new().with(1, handle_struct(&o)).with(2, handle_struct(&client));
+        let planned = Struct::new()
+            .with(1, Struct::new().with(1, handle_struct(&client)).with(2, Value::string("select 1")).into_value())
+            .with(2, Struct::new().into_value());
+        for (name, req) in [("GetExecSummary", summary), ("ExecutePlannedStatement", planned)] {
+            let bytes = encode_message(
+                &MessageHeader::new(name, MessageKind::Call, 5),
+                &Struct::new().with(1, req.into_value()),
+            );
+            let r = Request::parse(Bytes::from(bytes.clone()), Limits::REQUEST).unwrap();
+            let moved = r.with_session_handle(&upstream).unwrap();
+            assert_eq!(moved.bytes.len(), bytes.len());
+            let changed: Vec<usize> = (0..bytes.len()).filter(|i| bytes[*i] != moved.bytes[*i]).collect();
+            assert_eq!(changed.len(), 32, "{name}: only the guid and the secret change");
+            let again = Request::parse(moved.bytes.clone(), Limits::REQUEST).unwrap();
+            assert_eq!(again.session, Some(upstream), "{name}");
+            assert_eq!(again.operation, r.operation, "{name}: the operation handle is untouched");
+        }
+    }
+
     #[test]
     fn execute_statement_text_is_captured_and_bounded() {
         let s = HandleId { guid: Guid([1; 16]), secret: Secret([2; 16]) };
@@ -247,6 +289,7 @@ mod tests {
             session: None,
             operation: None,
             statement: None,
+            session_at: None,
             bytes: Bytes::new(),
         };
         let mut sc = reply_scanner(&req, Limits::REPLY);

@@ -7,3 +7,4 @@ pub mod idl;
 pub mod open_session;
 pub mod reply;
 pub mod requests;
+pub mod session_state;

@@ -75,3 +75,34 @@ pub fn get_operation_status(id: &HandleId, seqid: i32) -> Vec<u8> {
     let req = Struct::new().with(t_get_operation_status_req::OPERATION_HANDLE, operation_handle(id));
     call(names::GET_OPERATION_STATUS, seqid, req)
 }
+
+/// `ExecuteStatement(TExecuteStatementReq { sessionHandle, statement, runAsync: false })`: the proxy's
+/// own statements (a moved session's replay) run to their end before the reply.
+pub fn execute_statement(session: &HandleId, statement: &str, seqid: i32) -> Vec<u8> {
+    use super::idl::fields::t_execute_statement_req as exec;
+    let req = Struct::new()
+        .with(exec::SESSION_HANDLE, session_handle(session))
+        .with(exec::STATEMENT, Value::string(statement))
+        .with(exec::RUN_ASYNC, Value::Bool(false));
+    call(names::EXECUTE_STATEMENT, seqid, req)
+}
+
+/// `GetOperationStatus` with the operation handle exactly as a server sent it.
+pub fn get_operation_status_value(handle: Value, seqid: i32) -> Vec<u8> {
+    use super::idl::fields::t_get_operation_status_req;
+    call(names::GET_OPERATION_STATUS, seqid, Struct::new().with(t_get_operation_status_req::OPERATION_HANDLE, handle))
+}
+
+/// The session handle of an OpenSession response.
+pub fn read_session_handle(resp: &Struct) -> Option<HandleId> {
+    use super::idl::fields::t_open_session_resp;
+    read_handle_id(resp.get_struct(t_open_session_resp::SESSION_HANDLE)?.get_struct(t_session_handle::SESSION_ID)?)
+}
+
+/// A `THandleIdentifier`; `None` unless guid and secret are 16 bytes each.
+pub fn read_handle_id(id: &Struct) -> Option<HandleId> {
+    use super::handle::{Guid, Secret};
+    let guid = id.get_bytes(t_handle_identifier::GUID)?.try_into().ok()?;
+    let secret = id.get_bytes(t_handle_identifier::SECRET)?.try_into().ok()?;
+    Some(HandleId { guid: Guid(guid), secret: Secret(secret) })
+}

@@ -120,6 +120,8 @@ pub(crate) struct Inner {
     state: Mutex<State>,
     delay: Mutex<Duration>,
     calls: Mutex<HashMap<String, u64>>,
+    /// The bytes of the last request of each method, as they arrived (for byte-exactness checks).
+    last_requests: Mutex<HashMap<String, Vec<u8>>>,
     shutting_down: AtomicBool,
     connections: AtomicUsize,
     accepted: AtomicU64,
@@ -173,10 +175,11 @@ impl Inner {
         })
     }
 
-    fn count_call(&self, method: &str) {
+    fn count_call(&self, method: &str, request: &[u8]) {
         // Only IDL methods get their own counter: a peer must not grow the map with made-up names.
         let key = if crate::hs2::idl::method(method).is_some() { method } else { "<unknown>" };
         *lock(&self.calls).entry(key.to_string()).or_default() += 1;
+        lock(&self.last_requests).insert(key.to_string(), request.to_vec());
     }
 }
 
@@ -199,6 +202,7 @@ impl MockImpalad {
             cfg,
             state: Mutex::new(State::default()),
             calls: Mutex::new(HashMap::new()),
+            last_requests: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
             accepted: AtomicU64::new(0),
@@ -266,6 +270,11 @@ impl MockImpalad {
 
     pub fn connections_accepted(&self) -> u64 {
         self.inner.accepted.load(Ordering::Relaxed)
+    }
+
+    /// The bytes of the last `method` request the mock received, exactly as they arrived.
+    pub fn last_request(&self, method: &str) -> Option<Vec<u8>> {
+        lock(&self.inner.last_requests).get(method).cloned()
     }
 
     /// How many times `method` was called (methods the IDL does not know count as `"<unknown>"`).

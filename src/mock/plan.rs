@@ -117,9 +117,11 @@ impl Plan {
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         Some(match stmt {
             // A failed query's nodes show no rows: only a finished one reports them.
-            Statement::Literal { .. } | Statement::Sleep(_) | Statement::Fail | Statement::User { .. } => {
-                union_plan("ROOT", 1)
-            }
+            Statement::Literal { .. }
+            | Statement::Sleep(_)
+            | Statement::Fail
+            | Statement::User { .. }
+            | Statement::CurrentDatabase => union_plan("ROOT", 1),
             Statement::Range(n) => scan_plan("ROOT", "default.range", count(*n)),
             Statement::Blobs { rows, .. } => scan_plan("ROOT", "default.blobs", count(*rows)),
             Statement::Crash => scan_plan("ROOT", "default.range", count(CRASH_ROWS)),

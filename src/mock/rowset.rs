@@ -170,6 +170,9 @@ impl ResultSet {
                 let user = if *effective { session.effective_user() } else { &session.user };
                 ResultSet::table(&[(name, ColType::String)], vec![vec![s(user)]])
             }
+            Statement::CurrentDatabase => {
+                ResultSet::table(&[("current_database()", ColType::String)], vec![vec![s(&session.database)]])
+            }
             Statement::ShowDatabases => ResultSet::table(
                 &[("name", ColType::String), ("comment", ColType::String)],
                 vec![

@@ -159,7 +159,7 @@ async fn respond(inner: &Inner, user: Option<&str>, request: &[u8]) -> Option<(V
         tracing::warn!(%name, kind = %header.kind, "closing a connection after a message that is not a call");
         return None;
     }
-    inner.count_call(&header.name);
+    inner.count_call(&header.name, request);
     let delay = inner.delay();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;

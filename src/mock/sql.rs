@@ -39,6 +39,8 @@ pub enum Statement {
     /// `select current_user()` / `effective_user()` (the delegated user if any, as in Impala), or
     /// `select user()` / `session_user()` (the connected user): one STRING column named as written.
     User { effective: bool, name: String },
+    /// `select current_database()`: the session's database (`USE` changes it).
+    CurrentDatabase,
 }
 
 impl Statement {
@@ -105,6 +107,7 @@ fn select(words: &str, lower: &str) -> Option<Statement> {
         "fail()" => Some(Statement::Fail),
         "current_user()" | "effective_user()" => Some(Statement::User { effective: true, name: rest.into() }),
         "user()" | "session_user()" => Some(Statement::User { effective: false, name: rest.into() }),
+        "current_database()" => Some(Statement::CurrentDatabase),
         _ => None,
     }
 }

@@ -78,6 +78,8 @@ pub struct Scanner {
     /// Static: capture lists come from the generated method table, so a scanner never copies them.
     captures: &'static [FieldPath],
     found: Vec<Option<Scalar>>,
+    /// Where in the message each captured string's bytes begin (after its length prefix).
+    found_at: Vec<Option<u64>>,
     header: Option<MessageHeader>,
     stack: Vec<Frame>,
     path: Vec<i16>,
@@ -92,6 +94,7 @@ impl Scanner {
             limits,
             captures,
             found: vec![None; captures.len()],
+            found_at: vec![None; captures.len()],
             header: None,
             // HS2 messages nest a few levels: one allocation each covers them.
             stack: Vec::with_capacity(8),
@@ -106,6 +109,8 @@ impl Scanner {
         self.captures = captures;
         self.found.clear();
         self.found.resize(captures.len(), None);
+        self.found_at.clear();
+        self.found_at.resize(captures.len(), None);
         self.header = None;
         self.stack.clear();
         self.path.clear();
@@ -131,6 +136,12 @@ impl Scanner {
     /// The value captured for `captures[i]`, if the message had that field.
     pub fn found(&self, i: usize) -> Option<&Scalar> {
         self.found.get(i).and_then(|v| v.as_ref())
+    }
+
+    /// Where the bytes of the string captured for `captures[i]` begin, counted from the message's first
+    /// byte: the place to rewrite them in the original bytes (same length, nothing else moves).
+    pub fn found_offset(&self, i: usize) -> Option<u64> {
+        self.found_at.get(i).copied().flatten()
     }
 
     /// Consumes as much of `input` as can be finished; returns how many bytes that was.
@@ -206,6 +217,8 @@ impl Scanner {
                 let capture = self.capture_index();
                 if let Some(i) = capture {
                     self.found[i] = Some(Scalar::Bytes(Vec::new()));
+                    // `consumed` is where this value's length prefix starts.
+                    self.found_at[i] = Some(self.consumed + 4);
                 }
                 self.step = Step::Blob { left: len as u64, capture };
                 Ok(Some(4))

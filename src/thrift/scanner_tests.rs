@@ -154,3 +154,30 @@ fn arbitrary_bytes_never_panic() {
         }
     }
 }
+
+/// A captured string's offset points at its bytes in the message, whatever the feeding split.
+#[test]
+fn captured_strings_know_where_they_are() {
+    let msg = sample_reply();
+    for split in [1, 7, msg.len()] {
+        let mut s = Scanner::new(Limits::REPLY, CAPTURES);
+        let mut at = 0;
+        while at < msg.len() {
+            let end = (at + split).min(msg.len());
+            at += s.feed(&msg[at..end]).unwrap();
+            if s.is_done() {
+                break;
+            }
+            if at < end {
+                // The scanner wants more than this piece: give it the rest of the message.
+                at += s.feed(&msg[at..]).unwrap();
+            }
+        }
+        assert!(s.is_done());
+        for (slot, want) in [(2usize, [7u8; 16]), (3, [9u8; 16])] {
+            let off = s.found_offset(slot).unwrap() as usize;
+            assert_eq!(&msg[off..off + 16], &want, "slot {slot}, split {split}");
+        }
+        assert_eq!(s.found_offset(0), None, "an integer has no string offset");
+    }
+}

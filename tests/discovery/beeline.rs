@@ -118,8 +118,8 @@ async fn beeline_select_1(zk: &ZooKeeper, namespace: &str) -> Ran {
 /// Output rows of `beeline --outputformat=tsv2 --silent=true -e`, less the prompt beeline 2.3 prints first
 /// and Hive JDBC's log4j2 lines (`2026-...Z main WARN ...`, on stdout too).
 fn rows(stdout: &str) -> Vec<&str> {
-    let log_line =
-        |l: &str| l.len() > 20 && l.as_bytes()[4] == b'-' && l.as_bytes()[10] == b'T' && l.contains(" main ");
+    // Log lines start with a timestamp, whichever thread wrote them (main, Curator-...).
+    let log_line = |l: &str| l.len() > 20 && l.as_bytes()[4] == b'-' && l.as_bytes()[10] == b'T';
     stdout
         .lines()
         .filter(|l| !log_line(l))

@@ -14,8 +14,11 @@
 //! `DashMap` because every client connection task reads these tables on every call; no `Ref` is ever
 //! held across an `.await` (callers copy what they need out, and nothing here is async).
 
+mod moves;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use dashmap::DashMap;
@@ -23,6 +26,7 @@ use dashmap::DashMap;
 use crate::hs2::call::Request;
 use crate::hs2::handle::{Guid, HandleId, Secret};
 use crate::hs2::reply;
+pub use moves::{Mobility, MovePlan, NotNow, Origin};
 
 /// A backend, as the tables know it (`backend::Backend::id`: unique for the process's life).
 pub type BackendId = u64;
@@ -88,6 +92,8 @@ pub struct SessionEntry {
     pub statement_op: Option<Guid>,
     /// Addresses of the client connections attached now (at most [`MAX_CLIENT_ADDRS`]).
     pub clients: Vec<SocketAddr>,
+    /// Moving the session to another backend (`moves.rs`).
+    pub mobility: Mobility,
 }
 
 impl SessionEntry {
@@ -99,6 +105,11 @@ impl SessionEntry {
     /// What forgetting this session means for its pinned upstream connection.
     pub fn unpin(&self) -> Option<PoolIntent> {
         self.pinned_conn.map(|conn| PoolIntent::Unpin { backend: self.backend, conn })
+    }
+
+    /// The session's handle on its backend: the client's, unless the session was moved.
+    pub fn upstream_handle(&self, guid: Guid) -> HandleId {
+        self.mobility.upstream.unwrap_or(self.handle(guid))
     }
 }
 
@@ -143,6 +154,11 @@ pub struct SessionView {
     pub last_statement: Option<String>,
     /// True while the operation of `last_statement` is open.
     pub statement_running: bool,
+    /// `None` when the session can be moved to another backend; else why not.
+    pub unmovable: Option<String>,
+    /// Times it was moved, and whether it is moving now.
+    pub moves: u32,
+    pub moving: bool,
 }
 
 /// Where the proxy's own call on an operation goes (the operator's cancel).
@@ -159,7 +175,11 @@ pub enum Route {
     /// OpenSession: the balancer chooses.
     NewSession,
     /// A handle the proxy knows. `session` is `None` for an operation recovered without its session.
-    Pinned { backend: BackendId, session: Option<Guid> },
+    /// `upstream` is the session's handle on the backend when it differs from the client's (a moved
+    /// session): the request's session handle must be rewritten to it.
+    Pinned { backend: BackendId, session: Option<Guid>, upstream: Option<HandleId> },
+    /// The session is being moved to another backend: wait for the move, then route again.
+    Moving(Guid),
     /// No handle to route by (an unknown method): any backend will do.
     Anywhere,
     /// The proxy cannot route it; the client gets an error reply.
@@ -208,6 +228,8 @@ pub struct NewSession {
     /// The client connection that opened it, attached at once; `None` for a session found by asking,
     /// which the connection that asked attaches like any other use.
     pub client: Option<SocketAddr>,
+    /// What re-opening it elsewhere needs (`None`: it cannot be moved, e.g. found by asking).
+    pub origin: Option<Arc<Origin>>,
 }
 
 #[derive(Default)]
@@ -244,7 +266,7 @@ impl Routes {
         let session = match known {
             Some(o) if o.secret != op.secret => return Route::Reject(Reject::WrongSecret(op.guid)),
             Some(OperationEntry { session: None, backend, .. }) => {
-                return Route::Pinned { backend, session: None };
+                return Route::Pinned { backend, session: None, upstream: None };
             }
             Some(OperationEntry { session: Some(g), .. }) => Some(g),
             // Never seen, but Impala's rule finds its session by the shared secret.
@@ -267,7 +289,10 @@ impl Routes {
             let owner = entry.users.owner.clone();
             return Route::Reject(Reject::WrongUser { session: s.guid, owner, caller: caller.map(str::to_string) });
         }
-        Route::Pinned { backend: entry.backend, session: Some(s.guid) }
+        if entry.mobility.moving {
+            return Route::Moving(s.guid);
+        }
+        Route::Pinned { backend: entry.backend, session: Some(s.guid), upstream: entry.mobility.upstream }
     }
 
     /// Records a session; the client connection that opened (or used) it is attached.
@@ -288,6 +313,7 @@ impl Routes {
             last_statement: None,
             statement_op: None,
             clients: s.client.into_iter().collect(),
+            mobility: Mobility::new(s.origin),
         };
         let pin = s.conn.map(|conn| PoolIntent::Pin { backend: s.backend, conn });
         self.by_secret.insert(s.handle.secret.0, s.handle.guid);
@@ -333,6 +359,9 @@ impl Routes {
             }
         }
         self.by_secret.remove_if(&entry.secret.0, |_, g| g == guid);
+        if let Some(up) = entry.mobility.upstream {
+            self.by_secret.remove_if(&up.secret.0, |_, g| g == guid);
+        }
         self.count_session_gone(&entry);
         Some(entry)
     }
@@ -482,9 +511,11 @@ fn view(id: Guid, e: &SessionEntry, now: Instant) -> SessionView {
         statement_running: e.statement_op.is_some_and(|op| e.operations.contains(&op)),
         last_statement: e.last_statement.clone(),
         operations,
+        unmovable: e.mobility.blocked().map(str::to_string),
+        moves: e.mobility.moves,
+        moving: e.mobility.moving,
     }
 }
 
 #[cfg(test)]
-#[path = "routing_tests.rs"]
 mod tests;

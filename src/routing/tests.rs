@@ -10,6 +10,7 @@ fn request(name: &str, session: Option<HandleId>, operation: Option<HandleId>) -
         session,
         operation,
         statement: None,
+        session_at: None,
         bytes: Bytes::new(),
     }
 }
@@ -27,6 +28,7 @@ fn opened(routes: &Routes, backend: BackendId, owner: Option<&str>, conn: u64) -
         handle,
         backend,
         users,
+        origin: None,
         carrier: None,
         conn: Some(conn),
         learned: Learned::Opened,
@@ -162,6 +164,7 @@ fn a_recovered_session_starts_detached_until_a_connection_uses_it() {
         handle,
         backend: 0,
         users,
+        origin: None,
         carrier: None,
         conn: Some(5),
         learned: Learned::Recovered,

@@ -1,0 +1,132 @@
+//! Evacuating a backend for a rolling restart (`hs2-proxy evacuate HOST:PORT`, `POST
+//! /api/backends/{addr}/evacuate`): the backend takes no new sessions, and each of its sessions moves to
+//! another backend (`migrate`) as soon as it has no open operation; at the deadline whatever is left
+//! stays and is reported. The progress is the backend's, for the operator view.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::stopped;
+use crate::backend::health::AdminState;
+use crate::backend::Backend;
+use crate::hs2::handle::Guid;
+use crate::migrate::{self, MoveError, Reason};
+use crate::proxy::Proxy;
+use crate::routing::NotNow;
+
+/// How often sessions that could not move yet (open operations) are tried again.
+const RETRY_EVERY: Duration = Duration::from_millis(200);
+/// Sessions moved at once.
+const MOVES_AT_ONCE: usize = 4;
+
+/// Where an evacuation stands.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Progress {
+    /// `running`, `done` (the backend holds no session of the proxy's: restart it), `deadline` (time ran
+    /// out; `left` stay), `stopped` (the proxy shut down).
+    pub state: String,
+    pub started_at: String,
+    pub deadline_seconds: f64,
+    pub moved: u64,
+    /// Sessions waiting for their open operations to close.
+    pub waiting: u64,
+    /// Sessions that cannot move (and why), and moves that failed: they stay.
+    pub unmovable: Vec<String>,
+    pub failed: u64,
+    /// Sessions still on the backend.
+    pub left: u64,
+}
+
+/// The evacuation of one backend, shared with the operator view.
+#[derive(Debug, Default)]
+pub struct Evacuation {
+    progress: Mutex<Option<Progress>>,
+}
+
+impl Evacuation {
+    pub fn progress(&self) -> Option<Progress> {
+        self.progress.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Progress)) {
+        if let Some(p) = self.progress.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            f(p);
+        }
+    }
+}
+
+/// Starts evacuating `backend`; `Err` when one is already running.
+pub fn start(proxy: &Proxy, backend: Arc<Backend>, deadline: Duration) -> Result<(), String> {
+    {
+        let mut current = backend.evacuation.progress.lock().unwrap_or_else(|e| e.into_inner());
+        if current.as_ref().is_some_and(|p| p.state == "running") {
+            return Err(format!("{} is already being evacuated", backend.addr));
+        }
+        *current = Some(Progress {
+            state: "running".into(),
+            started_at: crate::admin::rfc3339(SystemTime::now()),
+            deadline_seconds: deadline.as_secs_f64(),
+            ..Progress::default()
+        });
+    }
+    backend.set_admin(AdminState::Drain);
+    proxy.refresh_availability();
+    tracing::info!(backend = %backend.addr, deadline = ?deadline, sessions = proxy.load(backend.id).sessions,
+        "evacuation started: no new sessions; sessions move as their operations finish");
+    let proxy = proxy.clone();
+    tokio::spawn(async move { run(proxy, backend, deadline).await });
+    Ok(())
+}
+
+async fn run(proxy: Proxy, backend: Arc<Backend>, deadline: Duration) {
+    let until = Instant::now() + deadline;
+    let mut stop = proxy.stop_signal();
+    let mut given_up: Vec<Guid> = Vec::new();
+    let state = loop {
+        let sessions: Vec<Guid> = proxy.sessions_on(backend.id).into_iter().filter(|g| !given_up.contains(g)).collect();
+        let (mut waiting, mut failed) = (0u64, 0u64);
+        for batch in sessions.chunks(MOVES_AT_ONCE) {
+            let mut moves = tokio::task::JoinSet::new();
+            for guid in batch.iter().copied() {
+                let proxy = proxy.clone();
+                moves.spawn(async move { (guid, migrate::move_session(&proxy, guid, Reason::Evacuation).await) });
+            }
+            while let Some(Ok((guid, result))) = moves.join_next().await {
+                match result {
+                    Ok(_) => backend.evacuation.update(|p| p.moved += 1),
+                    Err(MoveError::NotNow(n)) if n.may_change() => waiting += 1,
+                    Err(MoveError::NotNow(NotNow::Never(why))) => {
+                        given_up.push(guid);
+                        backend.evacuation.update(|p| p.unmovable.push(format!("{}: {why}", guid.impala_id())));
+                    }
+                    Err(MoveError::NotNow(NotNow::Unknown)) => {}
+                    Err(_) => failed += 1,
+                }
+            }
+        }
+        let left = proxy.load(backend.id).sessions;
+        backend.evacuation.update(|p| {
+            p.waiting = waiting;
+            p.failed += failed;
+            p.left = left;
+        });
+        if left == 0 {
+            break "done";
+        }
+        if Instant::now() >= until {
+            break "deadline";
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RETRY_EVERY) => {}
+            _ = stopped(&mut stop) => break "stopped",
+        }
+    };
+    backend.evacuation.update(|p| p.state = state.into());
+    let left = proxy.load(backend.id).sessions;
+    match state {
+        "done" => {
+            tracing::info!(backend = %backend.addr, "evacuation done: the backend holds no session of the proxy's")
+        }
+        _ => tracing::warn!(backend = %backend.addr, state, left, "evacuation ended with sessions left"),
+    }
+}

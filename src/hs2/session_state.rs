@@ -1,0 +1,210 @@
+//! What a session's statements did to the session itself, so that the session can be re-opened on another
+//! backend with the same state (`migrate`). No I/O.
+//!
+//! Every statement a session ran successfully is classified, conservatively:
+//! - **session state that can be replayed**: `USE db`, `SET k=v` (Impala, Hive, Spark), `UNSET k` and
+//!   `UNSET ALL` (Impala), `RESET` (Hive, Spark). They are kept, compacted (the last value of each key
+//!   wins, a reset forgets earlier settings), and replayed in order on the new session;
+//! - **harmless**: statements known to leave the session as it was: queries, `SHOW`/`DESCRIBE`/`EXPLAIN`,
+//!   DML, and DDL on catalog objects (tables, views, databases, persistent functions). Never replayed:
+//!   a statement that changes data is never run twice;
+//! - **not replayable**: anything else, above all session-scoped objects a new session would lack
+//!   (`CREATE TEMPORARY VIEW|FUNCTION|TABLE`, `ADD JAR`, `CACHE TABLE`, `DECLARE`...), and any statement the
+//!   proxy cannot classify. Such a session is never moved; the reason is shown.
+
+use crate::thrift::MAX_CAPTURE_BYTES;
+
+/// Settings kept at most per session; a session that sets more is not moved (its log would grow without
+/// bound otherwise).
+pub const MAX_SETTINGS: usize = 256;
+
+/// What a statement did to its session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    Harmless,
+    Replay(Step),
+    NotReplayable(String),
+}
+
+/// One replayable change, with the key it changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub key: StepKey,
+    /// The statement as the client sent it (trimmed): replayed verbatim.
+    pub statement: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepKey {
+    /// `USE db`.
+    Database,
+    /// `SET k=v` or `UNSET k`: the key, lower-cased.
+    Setting(String),
+    /// `UNSET ALL`, `RESET`: every earlier setting is gone.
+    Reset,
+}
+
+/// Classifies one statement (at most [`MAX_CAPTURE_BYTES`] of it: a longer one that would change the
+/// session cannot be replayed, since the proxy did not keep all of it).
+pub fn classify(statement: &str) -> Effect {
+    let text = strip_comments(statement);
+    let words: Vec<String> = text.split_whitespace().take(4).map(|w| w.to_ascii_lowercase()).collect();
+    let w = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
+    let truncated = statement.len() >= MAX_CAPTURE_BYTES;
+    let replay = |key| {
+        if truncated {
+            Effect::NotReplayable("a session statement too long for the proxy to keep".into())
+        } else {
+            Effect::Replay(Step { key, statement: text.trim_end_matches(';').trim().to_string() })
+        }
+    };
+    match w(0) {
+        "" => Effect::Harmless,
+        "use" => replay(StepKey::Database),
+        "set" => match set_key(&text) {
+            // `SET` / `SET ALL` / `SET k` / `SET -v`: they show settings.
+            None => Effect::Harmless,
+            Some(key) => replay(StepKey::Setting(key)),
+        },
+        "unset" if w(1) == "all" => replay(StepKey::Reset),
+        "unset" if !w(1).is_empty() => replay(StepKey::Setting(w(1).to_string())),
+        "reset" => replay(StepKey::Reset),
+        "select" | "with" | "values" | "show" | "describe" | "desc" | "explain" | "table" => Effect::Harmless,
+        "insert" | "upsert" | "update" | "delete" | "merge" | "truncate" | "load" => Effect::Harmless,
+        "compute" | "invalidate" | "refresh" | "analyze" | "msck" | "grant" | "revoke" | "comment" => Effect::Harmless,
+        "create" | "drop" | "alter" => catalog_ddl(&words),
+        "add" => Effect::NotReplayable(format!("`{} {}` adds a resource to this session only", w(0), w(1))),
+        "cache" | "uncache" | "clear" => Effect::NotReplayable("the session's cache state cannot be replayed".into()),
+        "declare" => Effect::NotReplayable("session variables cannot be replayed".into()),
+        other => Effect::NotReplayable(format!("`{other}` is not a statement the proxy knows to be harmless")),
+    }
+}
+
+/// `CREATE`/`DROP`/`ALTER` on catalog objects is harmless; on session-scoped (temporary) objects it is not.
+fn catalog_ddl(words: &[String]) -> Effect {
+    let temporary = words.iter().any(|w| w == "temporary" || w == "temp");
+    if temporary {
+        return Effect::NotReplayable("a temporary object lives in this session only".into());
+    }
+    Effect::Harmless
+}
+
+/// The key of `SET k=v`, lower-cased; `None` for the forms that only show settings.
+fn set_key(text: &str) -> Option<String> {
+    let rest = text.trim_start()[3..].trim_start();
+    let (key, _) = rest.split_once('=')?;
+    let key = key.trim().trim_matches('`').to_ascii_lowercase();
+    (!key.is_empty() && !key.contains(char::is_whitespace)).then_some(key)
+}
+
+/// Drops leading `-- ...` lines and `/* ... */` blocks (clients put them before statements).
+fn strip_comments(statement: &str) -> String {
+    let mut rest = statement.trim_start();
+    loop {
+        if let Some(after) = rest.strip_prefix("--") {
+            rest = after.split_once('\n').map_or("", |(_, r)| r).trim_start();
+        } else if let Some(after) = rest.strip_prefix("/*") {
+            rest = after.split_once("*/").map_or("", |(_, r)| r).trim_start();
+        } else {
+            return rest.to_string();
+        }
+    }
+}
+
+/// A session's replayable state: the compacted steps in order, or why it cannot be moved.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StateLog {
+    steps: Vec<Step>,
+    /// Set once for good: a session that did something not replayable stays where it is.
+    blocked: Option<String>,
+}
+
+impl StateLog {
+    /// Records a statement the session ran successfully.
+    pub fn record(&mut self, statement: &str) {
+        if self.blocked.is_some() {
+            return;
+        }
+        match classify(statement) {
+            Effect::Harmless => {}
+            Effect::NotReplayable(why) => self.blocked = Some(why),
+            Effect::Replay(step) => self.push(step),
+        }
+    }
+
+    fn push(&mut self, step: Step) {
+        match &step.key {
+            StepKey::Reset => self.steps.retain(|s| s.key == StepKey::Database),
+            key => self.steps.retain(|s| &s.key != key),
+        }
+        self.steps.push(step);
+        if self.steps.len() > MAX_SETTINGS {
+            self.blocked = Some(format!("more than {MAX_SETTINGS} settings"));
+        }
+    }
+
+    /// Why the session cannot be moved, if it cannot.
+    pub fn blocked(&self) -> Option<&str> {
+        self.blocked.as_deref()
+    }
+
+    /// The statements to replay, in order.
+    pub fn statements(&self) -> impl Iterator<Item = &str> {
+        self.steps.iter().map(|s| s.statement.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_are_classified_conservatively() {
+        assert_eq!(classify("select 1"), Effect::Harmless);
+        assert_eq!(classify("  -- Hue\n/* x */ SELECT * FROM t"), Effect::Harmless);
+        assert_eq!(classify("insert into t values (1)"), Effect::Harmless);
+        assert_eq!(classify("create table t (a int)"), Effect::Harmless);
+        assert_eq!(classify("set"), Effect::Harmless);
+        assert_eq!(classify("SET ALL"), Effect::Harmless);
+        assert_eq!(classify("set -v"), Effect::Harmless);
+        let step = |key, s: &str| Effect::Replay(Step { key, statement: s.into() });
+        assert_eq!(classify("USE db_1;"), step(StepKey::Database, "USE db_1"));
+        assert_eq!(classify("set MEM_LIMIT=2g"), step(StepKey::Setting("mem_limit".into()), "set MEM_LIMIT=2g"));
+        assert_eq!(
+            classify("SET spark.sql.shuffle.partitions = 7"),
+            step(StepKey::Setting("spark.sql.shuffle.partitions".into()), "SET spark.sql.shuffle.partitions = 7")
+        );
+        assert_eq!(classify("unset mem_limit"), step(StepKey::Setting("mem_limit".into()), "unset mem_limit"));
+        assert_eq!(classify("UNSET ALL"), step(StepKey::Reset, "UNSET ALL"));
+        for no in [
+            "create temporary view v as select 1",
+            "CREATE OR REPLACE TEMP VIEW v AS SELECT 1",
+            "create temporary function f as 'x'",
+            "add jar /tmp/x.jar",
+            "cache table t",
+            "frobnicate the session",
+        ] {
+            assert!(matches!(classify(no), Effect::NotReplayable(_)), "{no}");
+        }
+        let long_set = format!("set k='{}'", "v".repeat(MAX_CAPTURE_BYTES));
+        assert!(matches!(classify(&long_set), Effect::NotReplayable(_)), "a truncated SET cannot be replayed");
+    }
+
+    #[test]
+    fn the_log_compacts_and_blocks_for_good() {
+        let mut log = StateLog::default();
+        for s in ["use a", "set x=1", "set y=2", "select 1", "set X=3", "use b", "insert into t select 1"] {
+            log.record(s);
+        }
+        assert_eq!(log.statements().collect::<Vec<_>>(), ["set y=2", "set X=3", "use b"]);
+        log.record("unset all");
+        assert_eq!(log.statements().collect::<Vec<_>>(), ["use b", "unset all"]);
+        log.record("create temporary view v as select 1");
+        assert!(log.blocked().unwrap().contains("temporary"));
+        log.record("set z=1");
+        assert_eq!(log.statements().count(), 2, "nothing more is recorded once blocked");
+        let mut many = StateLog::default();
+        (0..=MAX_SETTINGS).for_each(|i| many.record(&format!("set k{i}=1")));
+        assert!(many.blocked().is_some());
+    }
+}

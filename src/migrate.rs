@@ -1,0 +1,205 @@
+//! Moving a live session to another backend: for an evacuation (a rolling restart) and when its backend
+//! died (`sessions.move_on_failure`).
+//!
+//! The session is opened again on the target with the OpenSession the proxy sent for it (its
+//! configuration: query options, delegation), with the same credentials, and its replayable statements
+//! (`USE`, `SET`, ...; see `hs2::session_state`) are run again in order, each checked. Only when every
+//! step succeeded does the session switch over (`routing::moves`): the client keeps its handle, which the
+//! proxy rewrites to the new one in every request. A move that fails in any step leaves the session where
+//! it was (the half-opened session on the target is closed). No statement that changes data is ever
+//! replayed, and no query is run again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::backend::pool::Checkout;
+use crate::backend::{probe, Backend};
+use crate::config::BackendKind;
+use crate::conn::ThriftConn;
+use crate::hs2::handle::{Guid, HandleId};
+use crate::hs2::idl::enums::t_operation_state as state;
+use crate::hs2::idl::fields::{t_execute_statement_resp, t_get_operation_status_resp};
+use crate::hs2::open_session::with_delegation;
+use crate::hs2::reply::Answer;
+use crate::hs2::requests;
+use crate::kerberos::delegation::Delegation;
+use crate::proxy::Proxy;
+use crate::routing::{MovePlan, NotNow};
+
+/// How long one replayed statement may run before the move gives up.
+const STATEMENT_DEADLINE: Duration = Duration::from_secs(30);
+/// Polling a replayed statement's state: start fast, back off to this.
+const POLL_MAX: Duration = Duration::from_millis(100);
+
+/// Why a session moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// Its backend is being evacuated (`hs2-proxy evacuate`).
+    Evacuation,
+    /// Its backend went down.
+    Failure,
+}
+
+impl Reason {
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::Evacuation => "evacuation",
+            Reason::Failure => "failure",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MoveError {
+    #[error("cannot move now: {0}")]
+    NotNow(#[from] NotNow),
+    #[error("no other backend takes new sessions")]
+    NoTarget,
+    #[error("opening the session on {backend} failed: {error}")]
+    Open { backend: String, error: String },
+    #[error("replaying `{statement}` on {backend} failed: {error}")]
+    Replay { backend: String, statement: String, error: String },
+}
+
+/// A finished move.
+#[derive(Debug)]
+pub struct Moved {
+    pub from: String,
+    pub to: String,
+    pub took: Duration,
+}
+
+/// Moves session `guid` to the least-loaded other backend that takes new sessions.
+pub async fn move_session(proxy: &Proxy, guid: Guid, reason: Reason) -> Result<Moved, MoveError> {
+    let started = Instant::now();
+    let plan = proxy.begin_move(&guid, reason == Reason::Failure)?;
+    let from = proxy.backend(plan.from).map(|b| b.addr.clone()).unwrap_or_default();
+    match reopen(proxy, &plan).await {
+        Ok((target, new, conn)) => {
+            proxy.finish_move(&plan, target.id, new, conn.id());
+            conn.release();
+            let took = started.elapsed();
+            proxy.metrics().session_moved(&from, &target.addr, reason.label(), "moved", took);
+            tracing::info!(session = %guid, from = %from, to = %target.addr, reason = reason.label(), took = ?took,
+                "session moved");
+            if reason == Reason::Evacuation {
+                close_old(proxy, &plan).await;
+            }
+            Ok(Moved { from, to: target.addr.clone(), took })
+        }
+        Err(e) => {
+            proxy.abort_move(&guid);
+            proxy.metrics().session_moved(&from, "none", reason.label(), "failed", started.elapsed());
+            tracing::warn!(session = %guid, from = %from, reason = reason.label(), error = %e,
+                "session move failed: it stays where it was");
+            Err(e)
+        }
+    }
+}
+
+/// Opens the session again on a target and replays its state; returns the target, the new handle and the
+/// connection that opened it (to pin).
+async fn reopen(proxy: &Proxy, plan: &MovePlan) -> Result<(Arc<Backend>, HandleId, Checkout), MoveError> {
+    let mut last = None;
+    for target in proxy.preference().into_iter().filter(|b| b.id != plan.from) {
+        let mut conn = match target.pool.checkout(&plan.origin.creds).await {
+            Ok(c) => c,
+            Err(e) => {
+                last = Some(MoveError::Open { backend: target.addr.clone(), error: e.to_string() });
+                if e.is_connect_failure() {
+                    continue;
+                }
+                break;
+            }
+        };
+        let new = open_on(proxy, &target, conn.conn(), plan).await?;
+        for statement in &plan.statements {
+            if let Err(error) = replay(conn.conn(), &new, statement).await {
+                let _ = probe::call(conn.conn(), &requests::close_session(&new, 0)).await;
+                return Err(MoveError::Replay { backend: target.addr.clone(), statement: statement.clone(), error });
+            }
+        }
+        return Ok((target, new, conn));
+    }
+    Err(last.unwrap_or(MoveError::NoTarget))
+}
+
+/// OpenSession on `target` as the proxy first sent it, with the delegation key of the target's kind.
+async fn open_on(
+    proxy: &Proxy,
+    target: &Backend,
+    conn: &mut ThriftConn,
+    plan: &MovePlan,
+) -> Result<HandleId, MoveError> {
+    let failed = |error: String| MoveError::Open { backend: target.addr.clone(), error };
+    let request = match &plan.origin.delegate_as {
+        None => plan.origin.open_request.to_vec(),
+        Some(user) => {
+            let configured = proxy.config().kerberos.as_ref().map_or(Delegation::Impala, |k| k.delegation);
+            let key = match target.kind() {
+                Some(BackendKind::Impala) => Delegation::Impala,
+                Some(BackendKind::Hive) => Delegation::Hive,
+                None => configured,
+            };
+            let limits = proxy.config().limits.request;
+            with_delegation(&plan.origin.open_request, &limits, key.key(), user).map_err(|e| failed(e.to_string()))?
+        }
+    };
+    match probe::call(conn, &request).await.map_err(failed)? {
+        Answer::Ok(resp) => requests::read_session_handle(&resp).ok_or_else(|| failed("no session handle".into())),
+        Answer::Error(text) | Answer::Exception(text) => Err(failed(text)),
+    }
+}
+
+/// Runs one statement on the new session and waits for it to finish.
+async fn replay(conn: &mut ThriftConn, session: &HandleId, statement: &str) -> Result<(), String> {
+    let resp = match probe::call(conn, &requests::execute_statement(session, statement, 1)).await? {
+        Answer::Ok(resp) => resp,
+        Answer::Error(text) | Answer::Exception(text) => return Err(text),
+    };
+    let Some(op) = resp.get(t_execute_statement_resp::OPERATION_HANDLE).cloned() else { return Ok(()) };
+    let deadline = Instant::now() + STATEMENT_DEADLINE;
+    let mut pause = Duration::from_millis(1);
+    let outcome = loop {
+        let status = match probe::call(conn, &requests::get_operation_status_value(op.clone(), 2)).await? {
+            Answer::Ok(s) => s,
+            Answer::Error(text) | Answer::Exception(text) => break Err(text),
+        };
+        let code = status.get_i64(t_get_operation_status_resp::OPERATION_STATE).unwrap_or(-1);
+        if code == i64::from(state::FINISHED_STATE) {
+            break Ok(());
+        }
+        let done = [
+            state::CANCELED_STATE,
+            state::CLOSED_STATE,
+            state::ERROR_STATE,
+            state::UKNOWN_STATE,
+            state::TIMEDOUT_STATE,
+        ];
+        if done.iter().any(|s| i64::from(*s) == code) {
+            let text = status.get_str(t_get_operation_status_resp::ERROR_MESSAGE).unwrap_or("it did not finish");
+            break Err(text.to_string());
+        }
+        if Instant::now() > deadline {
+            break Err(format!("not finished within {STATEMENT_DEADLINE:?}"));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(POLL_MAX);
+    };
+    probe::call(conn, &requests::close_operation_value(op, 3)).await?;
+    outcome
+}
+
+/// Closes the session on the backend it left (best effort: it expires there anyway).
+async fn close_old(proxy: &Proxy, plan: &MovePlan) {
+    let Some(from) = proxy.backend(plan.from) else { return };
+    let Ok(mut conn) = from.pool.checkout(&plan.origin.creds).await else { return };
+    let closed = tokio::time::timeout(
+        proxy.config().pool.connect_timeout,
+        probe::call(conn.conn(), &requests::close_session(&plan.old, 0)),
+    )
+    .await;
+    if let Ok(Ok(_)) = closed {
+        conn.release();
+    }
+}
