@@ -98,11 +98,21 @@ fn backend_table(out: &mut String, backends: &[BackendJson]) {
             None => "not yet".into(),
         };
         let impalad = b.impalad_sessions.map(|n| format!(" <span class=\"muted\">(impalad: {n})</span>"));
+        let evacuation = b.evacuation.as_ref().map(|e| {
+            let verdict = if e.state == "done" { "empty: restart it".to_string() } else { e.state.clone() };
+            format!(
+                "<div class=\"muted evacuation\">evacuation {}: {} moved, {} waiting, {} left</div>",
+                esc(&verdict),
+                e.moved,
+                e.waiting,
+                e.left
+            )
+        });
         let _ = write!(
             out,
             "<tr data-backend=\"{addr}\" data-state=\"{state}\" data-sessions=\"{sessions}\" \
              data-operations=\"{ops}\"><td class=\"mono\">{addr}</td>\
-             <td><span class=\"badge {state}\" title=\"{reason}\">{state}</span></td><td>{weight}</td>\
+             <td><span class=\"badge {state}\" title=\"{reason}\">{state}</span>{evacuation}</td><td>{weight}</td>\
              <td><div class=\"bar\"><i style=\"width:{bar}%\"></i></div>{sessions}{impalad}</td><td>{ops}</td>\
              <td>{inflight}</td><td>{busy} / {idle} ({max})</td><td class=\"probe\">{probe}</td></tr>",
             addr = esc(&b.address),
@@ -111,6 +121,7 @@ fn backend_table(out: &mut String, backends: &[BackendJson]) {
             weight = b.weight,
             sessions = b.sessions,
             impalad = impalad.unwrap_or_default(),
+            evacuation = evacuation.unwrap_or_default(),
             ops = b.operations,
             inflight = b.inflight,
             busy = b.upstream.busy,
