@@ -15,6 +15,7 @@ use crate::thrift::Limits;
 mod check;
 mod discovery;
 pub mod kerberos;
+pub mod rules;
 mod transport;
 use check::{counts, durations};
 pub use check::{format_duration, parse_duration};
@@ -65,6 +66,10 @@ pub struct FileConfig {
     pub http: FileHttp,
     pub discovery: FileDiscovery,
     pub kerberos: Option<kerberos::FileKerberos>,
+    /// Coordinator groups and placement rules (`rules`).
+    pub groups: Vec<rules::FileGroup>,
+    pub rules: Vec<rules::FileRule>,
+    pub user_groups: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -141,6 +146,8 @@ pub struct FileHealth {
     pub timeout: Option<String>,
     pub rise: Option<u64>,
     pub fall: Option<u64>,
+    pub slow_start: Option<String>,
+    pub eject_after: Option<u64>,
 }
 
 /// Health probe settings (HAProxy-like defaults).
@@ -154,6 +161,11 @@ pub struct HealthConfig {
     pub rise: u32,
     /// Failed probes in a row that take a backend down. Default 3.
     pub fall: u32,
+    /// A backend that comes up (or is added) ramps from a tenth of its weight to all of it over this long,
+    /// so it is not flooded with every new session at once. Default 0 (off).
+    pub slow_start: Duration,
+    /// Broken exchanges in a row on live traffic that take a backend down before the next probe. Default 5.
+    pub eject_after: u32,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -180,6 +192,9 @@ pub struct FileLimits {
     pub max_container_len: Option<u64>,
     pub max_client_connections: Option<u64>,
     pub max_buffered_request_bytes: Option<u64>,
+    pub max_sessions_per_user: Option<u64>,
+    pub max_connections_per_user: Option<u64>,
+    pub max_connections_per_address: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -319,6 +334,13 @@ pub struct LimitsConfig {
     /// first `conn::READ_CHUNK` of each (which every connection has anyway). A request that would go
     /// over gets an error and its connection is closed; others are unaffected. Default 1 GiB.
     pub max_buffered_request_bytes: u64,
+    /// Sessions one user may hold through this instance (the authenticated user, else OpenSession's
+    /// `username`); `None`: no cap. impalad's `--max_hs2_sessions_per_user` is the cluster-wide one.
+    pub max_sessions_per_user: Option<u64>,
+    /// Client connections one authenticated user may hold; `None`: no cap.
+    pub max_connections_per_user: Option<u64>,
+    /// Client connections one client address may hold; `None`: no cap.
+    pub max_connections_per_address: Option<u64>,
 }
 
 /// Session clean-up.
@@ -376,6 +398,8 @@ pub struct Config {
     pub discovery: Option<DiscoveryConfig>,
     /// `[kerberos]`; `None` without the section.
     pub kerberos: Option<kerberos::KerberosConfig>,
+    /// Where new sessions may go (`[[groups]]`, `[[rules]]`, `[user_groups]`).
+    pub policy: crate::rules::Policy,
 }
 
 /// Settings given on the command line; each overrides the file.
@@ -453,6 +477,7 @@ impl FileConfig {
         let backend_auth = validate_backend_auth(self.backend_auth)?;
         let discovery = validate_discovery(self.discovery, listen)?;
         let kerberos = self.kerberos.map(kerberos::FileKerberos::validate).transpose()?;
+        let policy = rules::validate_policy(self.groups, self.rules, self.user_groups, &backends)?;
         check_kerberos_upstream(&backend_auth, kerberos.as_ref(), &backends)?;
         Ok(Config {
             listen,
@@ -476,12 +501,15 @@ impl FileConfig {
                 timeout: durations::HEALTH_TIMEOUT.read(self.health.timeout)?,
                 rise: counts::HEALTH_RISE.read(self.health.rise)? as u32,
                 fall: counts::HEALTH_FALL.read(self.health.fall)? as u32,
+                slow_start: durations::SLOW_START.read(self.health.slow_start)?,
+                eject_after: counts::EJECT_AFTER.read(self.health.eject_after)? as u32,
             },
             admin: validate_admin(self.admin)?,
             tls: validate_tls(self.tls)?,
             http: validate_http(self.http)?,
             discovery,
             kerberos,
+            policy,
         })
     }
 }
@@ -549,6 +577,15 @@ fn validate_limits(l: FileLimits) -> Result<LimitsConfig, ConfigError> {
         max_frame_bytes: counts::MAX_FRAME_BYTES.read(l.max_frame_bytes)?,
         max_client_connections: counts::MAX_CLIENT_CONNECTIONS.read(l.max_client_connections)? as usize,
         max_buffered_request_bytes: budget,
+        max_sessions_per_user: l.max_sessions_per_user.map(|v| counts::PER_USER_SESSIONS.read(Some(v))).transpose()?,
+        max_connections_per_user: l
+            .max_connections_per_user
+            .map(|v| counts::PER_USER_CONNECTIONS.read(Some(v)))
+            .transpose()?,
+        max_connections_per_address: l
+            .max_connections_per_address
+            .map(|v| counts::PER_ADDRESS_CONNECTIONS.read(Some(v)))
+            .transpose()?,
     })
 }
 

@@ -64,6 +64,8 @@ pub struct Caller {
     /// (see this module's table).
     pub delegate_as: Option<String>,
     pub peer: SocketAddr,
+    /// The listener the connection arrived on (as bound), for placement rules.
+    pub listener: Option<SocketAddr>,
     /// `X-Forwarded-For` for HTTP backends: what the client's own request said, then its address.
     pub forwarded_for: String,
 }
@@ -71,7 +73,7 @@ pub struct Caller {
 impl Caller {
     pub fn new(identity: Option<String>, upstream: Upstream, peer: SocketAddr) -> Caller {
         let Upstream { creds, delegate_as } = upstream;
-        Caller { identity, creds, delegate_as, peer, forwarded_for: peer.ip().to_string() }
+        Caller { identity, creds, delegate_as, peer, listener: None, forwarded_for: peer.ip().to_string() }
     }
 }
 

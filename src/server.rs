@@ -171,8 +171,9 @@ impl Accept {
             };
             metrics.client_connected();
             let (proxy, front, open) = (self.proxy.clone(), self.front.clone(), self.connections.enter());
+            let listening = listener.local_addr().ok();
             tokio::spawn(async move {
-                frontend::serve(proxy.clone(), front, stream, peer).await;
+                frontend::serve(proxy.clone(), front, stream, peer, listening).await;
                 proxy.metrics().client_disconnected();
                 drop((permit, open));
             });

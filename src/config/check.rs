@@ -65,6 +65,7 @@ pub mod durations {
     pub const HEALTH_INTERVAL: DurationKey = DurationKey::new("health.interval", "2s", Duration::from_millis(10), HOUR);
     pub const HEALTH_TIMEOUT: DurationKey =
         DurationKey::new("health.timeout", "2s", Duration::from_millis(10), Duration::from_secs(300));
+    pub const SLOW_START: DurationKey = DurationKey::new("health.slow_start", "0s", Duration::ZERO, HOUR);
     pub const COOKIE_MAX_AGE: DurationKey =
         DurationKey::new("http.cookie_max_age", "1d", MINUTE, Duration::from_secs(365 * 86_400));
     pub const ZOOKEEPER_SESSION: DurationKey =
@@ -112,6 +113,10 @@ pub mod counts {
     pub const MAX_BUFFERED_REQUEST_BYTES: CountKey =
         CountKey::new("limits.max_buffered_request_bytes", GIB, MIB..=1 << 40);
     pub const POOL_MAX_PER_BACKEND: CountKey = CountKey::new("pool.max_per_backend", 32, 1..=10_000);
+    pub const PER_USER_SESSIONS: CountKey = CountKey::new("limits.max_sessions_per_user", 0, 1..=1_000_000);
+    pub const PER_USER_CONNECTIONS: CountKey = CountKey::new("limits.max_connections_per_user", 0, 1..=1_000_000);
+    pub const PER_ADDRESS_CONNECTIONS: CountKey = CountKey::new("limits.max_connections_per_address", 0, 1..=1_000_000);
+    pub const EJECT_AFTER: CountKey = CountKey::new("health.eject_after", 5, 1..=1000);
     pub const HEALTH_RISE: CountKey = CountKey::new("health.rise", 2, 1..=100);
     pub const HEALTH_FALL: CountKey = CountKey::new("health.fall", 3, 1..=100);
     pub const ADMIN_MAX_CONNECTIONS: CountKey = CountKey::new("admin.max_connections", 128, 1..=100_000);

@@ -46,7 +46,7 @@ pub async fn serve(
     io: Box<dyn Io>,
     first: Vec<u8>,
     kind: Sniffed,
-    peer: SocketAddr,
+    (peer, listener): (SocketAddr, Option<SocketAddr>),
     deadline: Instant,
 ) {
     let handshake = tokio::time::timeout_at(deadline, handshake(proxy, front, io, &first, kind, peer));
@@ -58,11 +58,12 @@ pub async fn serve(
             return tracing::info!(client = %peer, error = %e, "client connection refused");
         }
     };
-    let caller = match caller {
+    let mut caller = match caller {
         Ok(c) => c,
         // An unauthenticated client the proxy cannot serve: its first request learns why.
         Err(why) => return refuse_first_call(proxy, &mut conn, peer, &why).await,
     };
+    caller.listener = listener;
     let attached = Attachments::default();
     match run(proxy, &mut conn, &caller, &attached).await {
         Ok(()) => tracing::debug!(client = %peer, "client closed the connection"),

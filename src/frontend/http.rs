@@ -69,6 +69,7 @@ struct Connection {
     proxy: Proxy,
     front: Arc<Front>,
     peer: SocketAddr,
+    listener: Option<SocketAddr>,
     tls: bool,
     attached: Attachments,
     /// Pulled when a reply cannot be completed: the connection is closed at once (a client that stopped
@@ -77,10 +78,25 @@ struct Connection {
 }
 
 /// Serves one HTTP client connection until it closes.
-pub async fn serve(proxy: Proxy, front: Arc<Front>, io: Box<dyn Io>, peer: SocketAddr, tls: bool) {
+pub async fn serve(
+    proxy: Proxy,
+    front: Arc<Front>,
+    io: Box<dyn Io>,
+    peer: SocketAddr,
+    listener: Option<SocketAddr>,
+    tls: bool,
+) {
     let mut stop = proxy.stop_signal();
     let header_timeout = proxy.config().timeouts.handshake;
-    let conn = Arc::new(Connection { proxy, front, peer, tls, attached: Attachments::default(), kill: Notify::new() });
+    let conn = Arc::new(Connection {
+        proxy,
+        front,
+        peer,
+        listener,
+        tls,
+        attached: Attachments::default(),
+        kill: Notify::new(),
+    });
     let service = {
         let conn = conn.clone();
         service_fn(move |req| {
@@ -242,6 +258,7 @@ async fn caller(conn: &Connection, headers: &HeaderMap) -> Result<Authenticated,
     let done = |proof, set_cookie, www_authenticate| {
         let mut caller = super::auth::caller(proxy, proof, peer)?;
         caller.forwarded_for = forwarded_for.clone();
+        caller.listener = conn.listener;
         Ok(Authenticated { caller, set_cookie, www_authenticate })
     };
     if let Some(header) = authorization.filter(|h| is_scheme(h, "negotiate")) {

@@ -72,7 +72,8 @@ struct Detected {
 }
 
 /// Serves one accepted connection until it closes.
-pub async fn serve(proxy: Proxy, front: Arc<Front>, stream: TcpStream, peer: SocketAddr) {
+/// `listener`: the address of the listener that accepted it (placement rules can name it).
+pub async fn serve(proxy: Proxy, front: Arc<Front>, stream: TcpStream, peer: SocketAddr, listener: Option<SocketAddr>) {
     let _ = stream.set_nodelay(true);
     let timeout = proxy.config().timeouts.handshake;
     let deadline = Instant::now() + timeout;
@@ -90,7 +91,7 @@ pub async fn serve(proxy: Proxy, front: Arc<Front>, stream: TcpStream, peer: Soc
     let Detected { io, kind, first, tls } = detected;
     match kind {
         Sniffed::Http if proxy.config().http.enabled => {
-            http::serve(proxy, front, Box::new(Prefixed::new(first, io)), peer, tls).await
+            http::serve(proxy, front, Box::new(Prefixed::new(first, io)), peer, listener, tls).await
         }
         Sniffed::Http => {
             let mut io = io;
@@ -101,7 +102,7 @@ pub async fn serve(proxy: Proxy, front: Arc<Front>, stream: TcpStream, peer: Soc
             let _ = io.shutdown().await;
             tracing::info!(client = %peer, "client connection refused: an HTTP request while http.enabled is false");
         }
-        kind => binary::serve(&proxy, &front, io, first, kind, peer, deadline).await,
+        kind => binary::serve(&proxy, &front, io, first, kind, (peer, listener), deadline).await,
     }
 }
 

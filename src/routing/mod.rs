@@ -240,6 +240,8 @@ pub struct Routes {
     /// session of an operation the proxy never saw (opened through another proxy, or before a restart).
     by_secret: DashMap<[u8; 16], Guid>,
     loads: DashMap<BackendId, Load>,
+    /// Sessions per user (`SessionUsers::user`), for `limits.max_sessions_per_user`.
+    per_user: DashMap<String, u64>,
 }
 
 impl Routes {
@@ -318,6 +320,9 @@ impl Routes {
         let pin = s.conn.map(|conn| PoolIntent::Pin { backend: s.backend, conn });
         self.by_secret.insert(s.handle.secret.0, s.handle.guid);
         self.loads.entry(s.backend).or_default().sessions += 1;
+        if let Some(u) = &entry.users.user {
+            *self.per_user.entry(u.clone()).or_default() += 1;
+        }
         if let Some(old) = self.sessions.insert(s.handle.guid, entry) {
             // A guid collision is astronomically unlikely; keep the counts right anyway.
             self.count_session_gone(&old);
@@ -379,6 +384,17 @@ impl Routes {
         if let Some(mut l) = self.loads.get_mut(&entry.backend) {
             l.sessions = l.sessions.saturating_sub(1);
         }
+        if let Some(u) = &entry.users.user {
+            self.per_user.remove_if_mut(u, |_, n| {
+                *n = n.saturating_sub(1);
+                *n == 0
+            });
+        }
+    }
+
+    /// Sessions `user` holds through this instance.
+    pub fn sessions_of(&self, user: &str) -> u64 {
+        self.per_user.get(user).map_or(0, |n| *n)
     }
 
     fn count_operation_gone(&self, backend: BackendId) {
