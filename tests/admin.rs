@@ -12,7 +12,7 @@ use common::*;
 use hs2_proxy::admin::api::{BackendJson, BackendsJson, SessionsJson};
 use hs2_proxy::cli_admin::http;
 use hs2_proxy::config::{AdminToken, BackendTransport, Config};
-use hs2_proxy::hs2client::wire::op_state;
+use hs2_proxy::hs2::rpc::hs2::TOperationState as op_state;
 use hs2_proxy::hs2client::ClientAuth;
 use hs2_proxy::metrics::{backend_series, sample};
 use hs2_proxy::mock::{MockAuth, MockImpalad};
