@@ -5,6 +5,7 @@
 // required/optional marker; enums always carry explicit values; no consts. The one annotation is
 // `(hs2proxy.effect = "...")` on a method that closes what its request names (see idl/README.md).
 
+// Where Apache Thrift's Rust generator puts the code (src/hs2/generated; idl/README.md).
 namespace rs hs2.generated
 
 // ---------------------------------------------------------------- enums

@@ -2,8 +2,10 @@
 // (ImpalaHiveServer2Service), which adds methods on top of TCLIService.
 // Request/response structs are complete; Impala-internal payload types that the
 // proxy never decodes are declared as empty (opaque) structs: their bytes are
-// skipped/forwarded as-is.
+// skipped/forwarded as-is. Those the mock impalad answers with (TExecSummary,
+// TDmlResult) are declared, for Apache Thrift's generated code (idl/README.md).
 
+// Where Apache Thrift's Rust generator puts the code (src/hs2/generated).
 namespace rs hs2.generated
 
 include "hs2.thrift"
