@@ -688,6 +688,7 @@ mod tests {
             ("[limits]\nmax_buffered_request_bytes = 1048576", "limits.max_buffered_request_bytes"),
             ("[health]\nrise = 0", "health.rise"),
             ("[admin]\nmax_connections = 0", "admin.max_connections"),
+            ("[admin]\nhistory_interval = \"10ms\"", "admin.history_interval"),
         ] {
             let e = err(text);
             assert!(e.starts_with(&format!("{key}: ")), "{text}: {e}");
