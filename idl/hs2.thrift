@@ -5,7 +5,8 @@
 // required/optional marker; enums always carry explicit values; no consts. The one annotation is
 // `(hs2proxy.effect = "...")` on a method that closes what its request names (see idl/README.md).
 
-namespace rs hs2
+// Where Apache Thrift's Rust generator puts the code (src/hs2/generated; idl/README.md).
+namespace rs hs2.generated
 
 // ---------------------------------------------------------------- enums
 
@@ -304,8 +305,10 @@ struct TDoubleColumn {
   2: required binary nulls,
 }
 
+// Impala's strings are byte strings: `binary` here (the same wire type as `string`), so that generated
+// code keeps values that are not UTF-8.
 struct TStringColumn {
-  1: required list<string> values,
+  1: required list<binary> values,
   2: required binary nulls,
 }
 

@@ -2,9 +2,11 @@
 // (ImpalaHiveServer2Service), which adds methods on top of TCLIService.
 // Request/response structs are complete; Impala-internal payload types that the
 // proxy never decodes are declared as empty (opaque) structs: their bytes are
-// skipped/forwarded as-is.
+// skipped/forwarded as-is. Those the mock impalad answers with (TExecSummary,
+// TDmlResult) are declared, for Apache Thrift's generated code (idl/README.md).
 
-namespace rs impala
+// Where Apache Thrift's Rust generator puts the code (src/hs2/generated).
+namespace rs hs2.generated
 
 include "hs2.thrift"
 
@@ -20,16 +22,15 @@ enum TRuntimeProfileFormat {
 
 // ---------------------------------------------------------------- opaque Impala-internal types
 
-// Opaque to the proxy: per-operator execution summary (ExecStats.thrift).
-struct TExecSummary {
-}
 
 // Opaque to the proxy: thrift form of a query profile (RuntimeProfile.thrift).
 struct TRuntimeProfileTree {
 }
 
-// Opaque to the proxy: DML row counts returned by CloseImpalaOperation.
+// DML row counts returned by CloseImpalaOperation (impala-shell needs them after a DML statement), per
+// partition ("" when unpartitioned). Impala's optional row-error and per-partition stats fields are left out.
 struct TDmlResult {
+  1: required map<string, i64> rows_modified,
 }
 
 // Opaque to the proxy: externally planned query (Frontend.thrift).
@@ -56,6 +57,66 @@ struct TUpdateExecutorMembershipRequest {
   1: required set<string> hostnames,
   2: required set<string> ip_addresses,
   3: optional list<TExecutorGroupSet> exec_group_sets,   // default requiredness
+}
+
+// ---------------------------------------------------------------- exec summary (ExecStats.thrift)
+// The proxy never decodes these; they are declared so that the mock impalad can answer GetExecSummary
+// with Apache Thrift's generated types (impala-shell prints them for `summary` and live progress).
+// Fields Impala leaves at the default requiredness are `optional` here (same wire behaviour).
+
+// A query's state in its exec summary.
+enum TExecState {
+  REGISTERED = 0,
+  PLANNING = 1,
+  QUEUED = 2,
+  RUNNING = 3,
+  FINISHED = 4,
+  CANCELLED = 5,
+  FAILED = 6,
+}
+
+// Impala's own status (Status.thrift TStatus; renamed here so as not to shadow hs2.TStatus).
+struct TImpalaStatus {
+  1: required i32 status_code,   // ErrorCodes.thrift TErrorCode
+  2: optional list<string> error_msgs,
+}
+
+struct TExecStats {
+  1: optional i64 latency_ns,
+  2: optional i64 cpu_time_ns,
+  3: optional i64 cardinality,
+  4: optional i64 memory_used,
+}
+
+struct TPlanNodeExecSummary {
+  1: required i32 node_id,
+  2: required i32 fragment_idx,
+  3: required string label,
+  4: optional string label_detail,
+  5: required i32 num_children,
+  6: optional TExecStats estimated_stats,
+  7: optional list<TExecStats> exec_stats,
+  8: optional bool is_broadcast,
+  9: optional i32 num_hosts,
+}
+
+struct TExecProgress {
+  1: optional i64 total_scan_ranges,
+  2: optional i64 num_completed_scan_ranges,
+  3: optional i64 total_fragment_instances,
+  4: optional i64 num_completed_fragment_instances,
+}
+
+// Per-operator execution summary of a query.
+struct TExecSummary {
+  1: required TExecState state,
+  2: optional TImpalaStatus status,
+  3: optional list<TPlanNodeExecSummary> nodes,
+  4: optional map<i32, i32> exch_to_sender_map,
+  5: optional list<string> error_logs,
+  6: optional TExecProgress progress,
+  7: optional bool is_queued,
+  8: optional string queued_reason,
 }
 
 // ---------------------------------------------------------------- GetLog

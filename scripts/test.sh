@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: the fast cargo suites, then the suites against real peers (impyla, impala-shell, Spark
-# Thrift Server, beeline, HAProxy, ZooKeeper, an MIT Kerberos KDC), then the shell suites (the Debian package,
-# monitoring with Prometheus). Peers are installed first by the project's own scripts (idempotent); a missing
-# peer fails the run. Real-peer tests are `#[ignore]`d in cargo so that `cargo test` stays fast.
+# Thrift Server, beeline, HAProxy, ZooKeeper, an MIT Kerberos KDC, Apache Thrift's compiler), then the shell
+# suites (the Debian package, monitoring with Prometheus). Peers are installed first by the project's own
+# scripts (idempotent); a missing peer fails the run. Real-peer tests are `#[ignore]`d in cargo so that
+# `cargo test` stays fast.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -13,6 +14,7 @@ step "unit and integration tests: cargo test"
 cargo test --all-targets
 
 step "installing real peers"
+scripts/gen-thrift.sh --install
 scripts/setup-python.sh
 scripts/setup-spark.sh
 scripts/setup-browser.sh

@@ -81,6 +81,7 @@ pub struct FileAdmin {
     pub token_file: Option<PathBuf>,
     pub max_connections: Option<u64>,
     pub header_read_timeout: Option<String>,
+    pub history_interval: Option<String>,
 }
 
 /// The default admin listener: loopback only, next to impalad's own web ports (25000, 25010, 25020).
@@ -109,6 +110,9 @@ pub struct AdminConfig {
     /// A request line and headers must arrive within this; idle keep-alive connections close after it too.
     /// Default 10 s.
     pub header_read_timeout: Duration,
+    /// How often the status page's history charts take a sample (the last 15 minutes are kept, at most
+    /// `admin::history::MAX_SAMPLES` samples). Default 5 s.
+    pub history_interval: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -652,6 +656,7 @@ fn validate_admin(a: FileAdmin) -> Result<AdminConfig, ConfigError> {
         token,
         max_connections: counts::ADMIN_MAX_CONNECTIONS.read(a.max_connections)? as usize,
         header_read_timeout: durations::ADMIN_HEADER_READ.read(a.header_read_timeout)?,
+        history_interval: durations::ADMIN_HISTORY_INTERVAL.read(a.history_interval)?,
     })
 }
 
@@ -759,6 +764,7 @@ mod tests {
             ("[limits]\nmax_buffered_request_bytes = 1048576", "limits.max_buffered_request_bytes"),
             ("[health]\nrise = 0", "health.rise"),
             ("[admin]\nmax_connections = 0", "admin.max_connections"),
+            ("[admin]\nhistory_interval = \"10ms\"", "admin.history_interval"),
         ] {
             let e = err(text);
             assert!(e.starts_with(&format!("{key}: ")), "{text}: {e}");

@@ -14,7 +14,8 @@
 //! - Control plane: [`control`] (health tasks, the session reaper, reload); [`admin`] (API, status
 //!   page, `/metrics`) and [`cli_admin`] (its CLI).
 //! - Test bed, behind the `testbed` feature (on by default): [`mock`] (a mock impalad), [`hs2client`]
-//!   (a small HS2 client), [`bench`] (the load generator), [`demo`].
+//!   (a small HS2 client), [`bench`] (the load generator), [`demo`]; they encode and decode with Apache
+//!   Thrift's code generated from `idl/` ([`hs2::rpc`]), never with the proxy's own codec.
 //!
 //! # The request path
 //! ```text

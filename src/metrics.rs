@@ -206,6 +206,8 @@ pub struct Metrics {
     connections: Gauge,
     start_time: Gauge<f64, AtomicU64>,
     started: Instant,
+    /// The same calls, errors and latencies as plain totals, for the status page's history.
+    totals: crate::admin::history::Totals,
 }
 
 impl Default for Metrics {
@@ -234,6 +236,7 @@ impl Metrics {
             connections: Gauge::default(),
             start_time: Gauge::default(),
             started: Instant::now(),
+            totals: Default::default(),
         };
         let secs = std::time::SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         m.start_time.set(secs);
@@ -265,6 +268,7 @@ impl Metrics {
         let labels = RpcLabels { method, backend: backend.to_string() };
         self.rpcs.get_or_create(&labels).inc();
         self.latency.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        self.totals.call(elapsed);
         let b = BackendLabels { backend: labels.backend };
         self.bytes_in.get_or_create(&b).inc_by(bytes_in);
         self.bytes_out.get_or_create(&b).inc_by(bytes_out);
@@ -275,9 +279,11 @@ impl Metrics {
     /// are always a subset of calls.
     pub fn rpc_error(&self, method: &'static str, backend: Option<&str>, kind: ErrorKind) {
         let backend = backend.unwrap_or(NO_BACKEND).to_string();
-        if !matches!(kind, ErrorKind::Status | ErrorKind::Broken) {
+        let counted = !matches!(kind, ErrorKind::Status | ErrorKind::Broken);
+        if counted {
             self.rpcs.get_or_create(&RpcLabels { method, backend: backend.clone() }).inc();
         }
+        self.totals.error(counted);
         self.errors.get_or_create(&ErrorLabels { method, backend, kind: kind.label() }).inc();
     }
 
@@ -320,6 +326,11 @@ impl Metrics {
     /// Client connections open now.
     pub fn client_connections(&self) -> i64 {
         self.connections.get()
+    }
+
+    /// Calls, errors and latencies since the start, for the status page's history.
+    pub fn totals(&self) -> &crate::admin::history::Totals {
+        &self.totals
     }
 
     pub fn uptime(&self) -> Duration {

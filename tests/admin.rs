@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
-use hs2_proxy::admin::api::{BackendJson, BackendsJson, SessionsJson};
+use hs2_proxy::admin::api::{BackendJson, BackendsJson, HistoryJson, SessionsJson};
 use hs2_proxy::cli_admin::http;
 use hs2_proxy::config::{AdminToken, BackendTransport, Config};
-use hs2_proxy::hs2client::wire::op_state;
+use hs2_proxy::hs2::rpc::hs2::{TGetInfoType, TOperationState as op_state};
 use hs2_proxy::hs2client::ClientAuth;
 use hs2_proxy::metrics::{backend_series, sample};
 use hs2_proxy::mock::{MockAuth, MockImpalad};
@@ -54,6 +54,23 @@ async fn wait_state(proxy: &ProxyHandle, addr: &str, state: &str) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("{addr} never became {state}");
+}
+
+/// The history once its samples have counted `calls` calls (a sample is taken every interval).
+async fn history_with(proxy: &ProxyHandle, calls: u64) -> HistoryJson {
+    for _ in 0..400 {
+        let h: HistoryJson = get(proxy, "/api/history").await;
+        if h.samples.iter().map(|s| s.calls).sum::<u64>() >= calls {
+            return h;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let h: HistoryJson = get(proxy, "/api/history").await;
+    let counted: u64 = h.samples.iter().map(|s| s.calls).sum();
+    panic!(
+        "the history counted {counted} calls, not {calls}: {:?}",
+        h.samples.iter().filter(|s| s.calls > 0).collect::<Vec<_>>()
+    );
 }
 
 fn ids(mock: &MockImpalad) -> BTreeSet<String> {
@@ -401,6 +418,49 @@ async fn browse(url: String, extra: Vec<String>) -> String {
     .expect("joined")
 }
 
+/// Known traffic, then the history: every call and error counted once, slow calls in the p99, the
+/// sessions each backend holds.
+#[tokio::test]
+async fn the_history_counts_the_traffic_it_saw() {
+    let mocks = mocks(2, MockAuth::NoSasl).await;
+    let proxy =
+        proxy(&mocks, BackendTransport::Nosasl, |c| c.admin.history_interval = Duration::from_millis(100)).await;
+    let mut c = connect(&proxy, &ClientAuth::NoSasl).await;
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        sessions.push(c.open_session(None, &[]).await.unwrap());
+    }
+    for i in 0..20 {
+        c.get_info(&sessions[i % 3], TGetInfoType::CLI_SERVER_NAME).await.unwrap();
+    }
+    for _ in 0..4 {
+        assert!(c.execute(&sessions[0], "select * from nowhere").await.is_err(), "an analysis error");
+    }
+    // Every fast call sampled before the slow ones start.
+    let before = history_with(&proxy, 3 + 20 + 4).await;
+    let fast = before.samples.iter().filter_map(|s| s.p99_ms).fold(0.0, f64::max);
+    let slow = Duration::from_millis(40);
+    assert!(fast < slow.as_millis() as f64, "the fast calls' p99: {fast} ms");
+    mocks.iter().for_each(|m| m.set_delay(slow));
+    for i in 0..5 {
+        c.get_info(&sessions[i % 3], TGetInfoType::CLI_SERVER_NAME).await.unwrap();
+    }
+    mocks.iter().for_each(|m| m.set_delay(Duration::ZERO));
+
+    let h = history_with(&proxy, 3 + 20 + 4 + 5).await;
+    assert_eq!(h.interval_seconds, 0.1);
+    assert_eq!(h.samples.iter().map(|s| s.calls).sum::<u64>(), 32, "each call counted once: {:?}", h.samples);
+    assert_eq!(h.samples.iter().map(|s| s.errors).sum::<u64>(), 4, "the four failed statements");
+    let p99 = h.samples.iter().filter_map(|s| s.p99_ms).fold(0.0, f64::max);
+    assert!((slow.as_millis() as f64..200.0).contains(&p99), "the slow calls' p99: {p99} ms");
+    let newest = h.samples.last().expect("samples");
+    for m in &mocks {
+        let held = newest.sessions.iter().find(|(a, _)| *a == m.local_addr().to_string()).map(|(_, n)| *n);
+        assert_eq!(held, Some(m.sessions().len() as u64), "sessions on {}", m.local_addr());
+    }
+    assert_eq!(newest.sessions.iter().map(|(_, n)| n).sum::<u64>(), 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "real peer (chromium): run by scripts/test.sh"]
 async fn the_status_page_shows_what_the_backends_hold_in_a_real_browser() {
@@ -410,6 +470,7 @@ async fn the_status_page_shows_what_the_backends_hold_in_a_real_browser() {
         fast_health(c);
         c.admin.token = Some(AdminToken(token.into()));
         c.sessions.move_on_failure = false;
+        c.admin.history_interval = Duration::from_millis(200);
     })
     .await;
     let mut c = connect(&proxy, &ClientAuth::NoSasl).await;
@@ -424,6 +485,16 @@ async fn the_status_page_shows_what_the_backends_hold_in_a_real_browser() {
     mocks[2].stop().await;
     wait_state(&proxy, &mocks[2].local_addr().to_string(), "down").await;
     call(&proxy, "POST", &format!("/api/backends/{}/maintenance", mocks[1].local_addr())).await;
+    // Traffic for the charts: calls spread over a few samples, some of them failing.
+    for i in 0..30 {
+        c.get_info(&sessions[i % 2], TGetInfoType::CLI_SERVER_NAME).await.unwrap();
+        if i % 10 == 0 {
+            assert!(c.execute(&sessions[1], "select * from nowhere").await.is_err());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let history = history_with(&proxy, 7 + 4 + 30 + 3).await;
+    let sessions_now: u64 = history.samples.last().map(|s| s.sessions.iter().map(|(_, n)| n).sum()).unwrap_or(0);
 
     // The server sends only the empty shell without the token: whatever data the DOM holds, the page's
     // own script fetched it with the token it took from the URL fragment.
@@ -448,12 +519,22 @@ async fn the_status_page_shows_what_the_backends_hold_in_a_real_browser() {
     }
     assert!(dom.contains("data-state=\"down\"") && dom.contains("data-state=\"maintenance\""));
     assert!(dom.contains("&lt;b&gt;not bold&lt;/b&gt;"), "statements are escaped");
+    for chart in ["sessions", "calls", "p99", "errors"] {
+        let attrs = dom.split(&format!("data-chart=\"{chart}\" ")).nth(1).unwrap_or_else(|| panic!("no {chart} chart"));
+        let points: usize =
+            attrs.split("data-points=\"").nth(1).and_then(|p| p.split('"').next()?.parse().ok()).unwrap();
+        assert!(points >= history.samples.len().min(3), "the {chart} chart draws the samples ({points})");
+    }
+    let sessions_last = dom.split("data-chart=\"sessions\"").nth(1).and_then(|a| a.split("data-last=\"").nth(1));
+    let sessions_last = sessions_last.and_then(|l| l.split('"').next()).unwrap_or_default();
+    assert_eq!(sessions_last, sessions_now.to_string(), "the sessions chart ends at the sessions held");
+    assert!(dom.contains("<polyline"), "lines are drawn");
 
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target dir").join("test-artifacts");
     std::fs::create_dir_all(&dir).unwrap();
     let shot = dir.join("admin-status-page.png");
     let _ = std::fs::remove_file(&shot);
-    browse(url, vec![format!("--screenshot={}", shot.display())]).await;
+    browse(url, vec![format!("--screenshot={}", shot.display()), "--window-size=1400,1500".into()]).await;
     let png = std::fs::read(&shot).expect("chromium wrote the screenshot");
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real picture ({} bytes)", png.len());
     println!("status page screenshot: {}", shot.display());

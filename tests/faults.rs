@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use common::*;
 use hs2_proxy::config::BackendTransport;
-use hs2_proxy::hs2::requests;
-use hs2_proxy::hs2client::{ClientAuth, ClientError, Hs2Client};
+use hs2_proxy::hs2::rpc::hs2::{TGetInfoType, TI32Value, TStatus};
+use hs2_proxy::hs2client::{ClientAuth, ClientError, ColumnExt, Hs2Client};
 use hs2_proxy::mock::MockAuth;
-use hs2_proxy::thrift::value::{Struct, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -121,7 +120,7 @@ async fn malformed_bytes_close_only_that_connection() {
     let mut reply = Vec::new();
     raw.read_to_end(&mut reply).await.unwrap();
     assert!(String::from_utf8_lossy(&reply).contains("unknown field type 99"));
-    assert!(other.get_info(&s, 18).await.is_ok());
+    assert!(other.get_info(&s, TGetInfoType::CLI_DBMS_VER).await.is_ok());
 }
 
 #[tokio::test]
@@ -137,7 +136,7 @@ async fn a_full_pool_gives_a_clear_error_after_the_wait() {
     let mut a = connect(&proxy, &ClientAuth::NoSasl).await;
     let s = a.open_session(None, &[]).await.unwrap();
     mocks[0].set_delay(Duration::from_millis(1500));
-    let slow = tokio::spawn(async move { a.get_info(&s, 18).await.map(|_| ()) });
+    let slow = tokio::spawn(async move { a.get_info(&s, TGetInfoType::CLI_DBMS_VER).await.map(|_| ()) });
     let b0 = proxy.proxy.backends()[0].clone();
     eventually("the slow call holds the one connection", move || b0.pool.stats().busy() == 1).await;
     let mut b = connect(&proxy, &ClientAuth::NoSasl).await;
@@ -176,7 +175,7 @@ async fn a_dead_pooled_connection_is_replaced_before_the_request_is_written() {
     eventually("the mock's connections are gone", || m.connections() == 0).await;
     // The pooled connection is dead; the call must still go through, exactly once.
     let before = mocks[0].calls("GetInfo");
-    assert!(c.get_info(&s, 18).await.is_ok());
+    assert!(c.get_info(&s, TGetInfoType::CLI_DBMS_VER).await.is_ok());
     assert_eq!(mocks[0].calls("GetInfo"), before + 1);
 }
 
@@ -185,10 +184,9 @@ async fn unknown_methods_reach_a_backend_and_its_answer_comes_back() {
     let mocks = mocks(1, MockAuth::NoSasl).await;
     let proxy = proxy(&mocks, BackendTransport::Nosasl, |_| {}).await;
     let mut c = connect(&proxy, &ClientAuth::NoSasl).await;
-    let r = c.call("NoSuchMethod", Struct::new().with(1, Value::I32(1))).await;
+    let r = c.call_named::<_, TStatus>("NoSuchMethod", &TI32Value::new(1)).await;
     match r {
         Err(ClientError::Exception(m)) => assert!(m.contains("NoSuchMethod"), "{m}"),
         other => panic!("expected the backend's exception, got {other:?}"),
     }
-    let _ = requests::call("x", 0, Struct::new());
 }

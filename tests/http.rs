@@ -12,11 +12,11 @@ use common::pki::{client_via, creds, Via};
 use common::*;
 use hs2_proxy::config::{BackendConfig, BackendTransport, UpstreamConfig, UpstreamTransport};
 use hs2_proxy::hs2::handle::HandleId;
-use hs2_proxy::hs2::{reply, requests};
-use hs2_proxy::hs2client::{open_session_req, session_req, wire, ClientAuth, Hs2Client};
+use hs2_proxy::hs2::reply;
+use hs2_proxy::hs2::rpc::{self, hs2::*, Response};
+use hs2_proxy::hs2client::{open_session_req, session_handle, ClientAuth, Hs2Client};
 use hs2_proxy::mock::{MockAuth, MockImpalad};
 use hs2_proxy::server::ProxyHandle;
-use hs2_proxy::thrift::value::{decode_message, Struct};
 use hs2_proxy::thrift::Limits;
 use http::header::{HeaderMap, AUTHORIZATION, COOKIE, SET_COOKIE, WWW_AUTHENTICATE};
 use http_body_util::{BodyExt, Full};
@@ -85,13 +85,24 @@ async fn post_on(
     Reply { status: parts.status.as_u16(), headers: parts.headers, body: body.collect().await.unwrap().to_bytes() }
 }
 
-/// The response struct of a reply body.
-fn response(body: &[u8]) -> Struct {
-    let (_, mut body, _) = decode_message(body, &Limits::REPLY).expect("a Thrift reply");
-    match wire::take_field(&mut body, 0) {
-        Some(hs2_proxy::thrift::value::Value::Struct(s)) => s,
-        other => panic!("no result struct: {other:?}"),
+/// The response of a reply body (decoded by Apache Thrift's generated code).
+fn response<R: Response>(body: &[u8]) -> R {
+    let (h, _) = rpc::decode_header(body, &Limits::REPLY).expect("a Thrift reply");
+    match rpc::decode_reply(body, &h.name, h.sequence_number, &Limits::REPLY).expect("a Thrift reply") {
+        rpc::Reply::Ok(resp) => resp,
+        rpc::Reply::Exception(e) => panic!("an exception: {e:?}"),
     }
+}
+
+/// The new session in an OpenSession reply body.
+fn opened(body: &[u8]) -> HandleId {
+    let open: TOpenSessionResp = response(body);
+    HandleId::try_from(&open.session_handle.expect("a session").session_id).expect("a session id")
+}
+
+/// Whether a reply body's status is a success.
+fn succeeded<R: Response>(body: &[u8]) -> bool {
+    response::<R>(body).status().is_some_and(rpc::is_success)
 }
 
 fn basic(user: &str, password: &str) -> (http::HeaderName, String) {
@@ -104,7 +115,8 @@ fn cookie_of(r: &Reply) -> String {
 }
 
 fn get_info(session: &HandleId) -> Vec<u8> {
-    requests::get_info(session, 13, 2)
+    let req = TGetInfoReq::new(session_handle(session), TGetInfoType::CLI_SERVER_NAME);
+    rpc::encode_call::<rpc::GetInfo>(2, &req).unwrap()
 }
 
 #[tokio::test]
@@ -112,19 +124,19 @@ async fn the_proxy_cookie_spares_the_password_and_bad_credentials_get_401() {
     let mocks = mocks(1, alice()).await;
     let proxy = proxy(&mocks, BackendTransport::Sasl, |_| {}).await;
     let addr = proxy.local_addr;
-    let open = requests::call("OpenSession", 1, open_session_req(None, &[]));
+    let open = rpc::encode_call::<rpc::OpenSession>(1, &open_session_req(None, &[])).unwrap();
 
     let r = post(addr, &[basic("alice", "secret")], open.clone()).await;
     assert_eq!(r.status, 200);
     let cookie = cookie_of(&r);
     assert!(cookie.starts_with("impala.auth="), "{cookie}");
-    let session = response(&r.body).get_struct(3).and_then(wire::read_handle).expect("a session");
+    let session = opened(&r.body);
 
     // The cookie alone: no password, accepted, and no new cookie.
     let r = post(addr, &[(COOKIE, cookie.clone())], get_info(&session)).await;
     assert_eq!(r.status, 200);
     assert!(r.headers.get(SET_COOKIE).is_none());
-    assert!(wire::read_status(&response(&r.body)).unwrap().is_success());
+    assert!(succeeded::<TGetInfoResp>(&r.body));
 
     // A wrong password, a forged cookie: 401 with a Basic challenge.
     let r = post(addr, &[basic("alice", "wrong")], open.clone()).await;
@@ -137,8 +149,7 @@ async fn the_proxy_cookie_spares_the_password_and_bad_credentials_get_401() {
     // No credentials at all: the service user, who does not own alice's session.
     let r = post(addr, &[], get_info(&session)).await;
     assert_eq!(r.status, 200);
-    let status = wire::read_status(&response(&r.body)).unwrap();
-    assert!(!status.is_success(), "another user's session is refused");
+    assert!(!succeeded::<TGetInfoResp>(&r.body), "another user's session is refused");
 
     // Keep-alive: several calls on one connection; a GET is not HS2.
     let tcp = TcpStream::connect(addr).await.unwrap();
@@ -148,9 +159,9 @@ async fn the_proxy_cookie_spares_the_password_and_bad_credentials_get_401() {
         let r = post_on(&mut send, &[(COOKIE, cookie.clone())], get_info(&session)).await;
         assert_eq!(r.status, 200);
     }
-    let close = requests::call("CloseSession", 3, session_req(&session));
+    let close = rpc::encode_call::<rpc::CloseSession>(3, &TCloseSessionReq::new(session_handle(&session))).unwrap();
     let r = post_on(&mut send, &[(COOKIE, cookie.clone())], close).await;
-    assert!(wire::read_status(&response(&r.body)).unwrap().is_success());
+    assert!(succeeded::<TCloseSessionResp>(&r.body));
     let get = http::Request::get("/").body(Full::new(Bytes::new())).unwrap();
     assert_eq!(send.send_request(get).await.unwrap().status(), 405);
     assert!(mocks[0].sessions().is_empty());
@@ -184,12 +195,12 @@ async fn binary_clients_reach_http_backends() {
     assert!(err.contains("credentials") || err.contains("401"), "{err}");
 
     // HTTP on both sides: A's cookie (for B's connection) never reaches B's client.
-    let open = requests::call("OpenSession", 1, open_session_req(None, &[]));
+    let open = rpc::encode_call::<rpc::OpenSession>(1, &open_session_req(None, &[])).unwrap();
     let r = post(b.local_addr, &[basic("alice", "secret")], open).await;
     let ours = cookie_of(&r);
-    let session = response(&r.body).get_struct(3).and_then(wire::read_handle).expect("a session");
+    let session = opened(&r.body);
     let r = post(b.local_addr, &[(COOKIE, ours.clone())], get_info(&session)).await;
-    assert!(wire::read_status(&response(&r.body)).unwrap().is_success());
+    assert!(succeeded::<TGetInfoResp>(&r.body));
     assert!(r.headers.get(SET_COOKIE).is_none(), "no upstream cookie is passed on");
 }
 
@@ -295,7 +306,7 @@ async fn an_http_backend_closing_an_idle_connection_costs_no_call() {
     let before = mocks[0].calls("GetInfo");
     let pa = a.proxy.clone();
     eventually("A closed B's idle keep-alive connection", move || pa.metrics().client_connections() == 0).await;
-    c.get_info(&s, 13).await.expect("the call goes out on a new connection");
+    c.get_info(&s, TGetInfoType::CLI_SERVER_NAME).await.expect("the call goes out on a new connection");
     assert!(mocks[0].calls("GetInfo") > before);
     assert!(b.proxy.backends()[0].pool.stats().opened > opened, "a new upstream connection was opened");
     c.close_session(&s).await.unwrap();

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use hs2_proxy::config::{BackendConfig, BackendTransport};
 use hs2_proxy::hs2::handle::{Guid, HandleId, Secret};
-use hs2_proxy::hs2client::wire::{op_type, OpHandle};
-use hs2_proxy::hs2client::{session_req, ClientAuth, ClientError, Hs2Client};
+use hs2_proxy::hs2::rpc::{self, hs2::TGetCatalogsReq, hs2::TOperationType as op_type};
+use hs2_proxy::hs2client::{session_handle, ClientAuth, ClientError, Hs2Client, OpHandle};
 use hs2_proxy::server::{self, ProxyHandle};
 
 use hue::{heals_hue, on_new, Opener};
@@ -77,9 +77,9 @@ fn status_text<T: std::fmt::Debug>(r: Result<T, ClientError>) -> String {
 /// Asks a server directly whether it holds `session`: GetCatalogs validates the handle (GetInfo does not,
 /// on Spark). `Ok(false)` only for Spark's "Invalid SessionHandle".
 async fn holds_session(c: &mut Hs2Client, session: &HandleId) -> Result<bool, String> {
-    match c.call_ok("GetCatalogs", session_req(session)).await {
+    match c.call_ok::<rpc::GetCatalogs>(&TGetCatalogsReq::new(session_handle(session))).await {
         Ok(resp) => {
-            let op = resp.get_struct(2).and_then(hs2_proxy::hs2client::wire::read_op_handle).ok_or("no handle")?;
+            let op = resp.operation_handle.as_ref().and_then(OpHandle::from_thrift).ok_or("no handle")?;
             c.close_operation(&op).await.map_err(|e| e.to_string())?;
             Ok(true)
         }
@@ -365,8 +365,6 @@ async fn session_cannot_be_used_by_another_sasl_user() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "real peer (Spark Thrift Server): run by scripts/test.sh"]
 async fn session_survives_a_client_that_drops_mid_reply() {
-    use hs2_proxy::thrift::value::{encode_message, Struct, Value};
-    use hs2_proxy::thrift::{MessageHeader, MessageKind};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let _t = Timed::start("session_survives_a_client_that_drops_mid_reply");
@@ -380,11 +378,7 @@ async fn session_survives_a_client_that_drops_mid_reply() {
     let op = a.execute(&s, &format!("select id from range({rows})")).await.expect("execute");
     a.wait_finished(&op).await.expect("finished");
     // FetchResults for every row (~16 MB), on a raw socket that reads 64 KiB of the reply and closes.
-    let req = hs2_proxy::hs2client::op_req(&op).with(2, Value::I32(0)).with(3, Value::I64(rows));
-    let call = encode_message(
-        &MessageHeader::new("FetchResults", MessageKind::Call, 1),
-        &Struct::new().with(1, req.into_value()),
-    );
+    let call = rpc::encode_call::<rpc::FetchResults>(1, &hs2_proxy::hs2client::fetch_req(&op, rows)).unwrap();
     let mut raw = tokio::net::TcpStream::connect(proxy.local_addr).await.expect("connect");
     raw.write_all(&call).await.expect("send FetchResults");
     let mut some = vec![0u8; 64 * 1024];

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use hs2_proxy::conn::ThriftConn;
 use hs2_proxy::hs2::handle::HandleId;
-use hs2_proxy::hs2client::Hs2Client;
+use hs2_proxy::hs2client::{ColumnExt, Hs2Client};
 use hs2_proxy::kerberos::delegation::ProxyUsers;
 use hs2_proxy::kerberos::sasl_gssapi::{ClientOutput, GssapiClient, GssapiServer, ServerOutput};
 use hs2_proxy::kerberos::testkdc::{self, TestKdc};
@@ -85,7 +85,7 @@ pub async fn query_string(c: &mut Hs2Client, session: &HandleId, statement: &str
     let op = c.execute(session, statement).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
     c.wait_finished(&op).await.expect("finished");
     let (columns, _) = c.fetch(&op, 10).await.expect("fetch");
-    let value = columns.first().and_then(|col| col.values.first()).and_then(|v| v.as_str()).map(str::to_string);
+    let value = columns.first().and_then(|col| col.as_strs()).and_then(|v| v.first().map(|s| s.to_string()));
     c.close_operation(&op).await.expect("close operation");
     value.unwrap_or_else(|| panic!("{statement} returned no string: {columns:?}"))
 }

@@ -12,10 +12,10 @@ use hs2_proxy::admin::api::{BackendJson, BackendsJson, SessionsJson};
 use hs2_proxy::backend::health::AdminState;
 use hs2_proxy::config::{BackendTransport, Config};
 use hs2_proxy::hs2::handle::HandleId;
-use hs2_proxy::hs2::idl::fields::t_get_exec_summary_req;
 use hs2_proxy::hs2::idl::names;
 use hs2_proxy::hs2::requests;
-use hs2_proxy::hs2client::{op_req, ClientAuth, ClientError, Hs2Client};
+use hs2_proxy::hs2::rpc::{self, hs2::TGetInfoType, impala::*};
+use hs2_proxy::hs2client::{session_handle, ClientAuth, ClientError, ColumnExt, Hs2Client};
 use hs2_proxy::metrics::sample;
 use hs2_proxy::mock::{MockAuth, MockImpalad};
 use hs2_proxy::server::ProxyHandle;
@@ -43,7 +43,7 @@ async fn one_string(c: &mut Hs2Client, s: &HandleId, statement: &str) -> String 
     c.wait_finished(&op).await.unwrap();
     let (cols, _) = c.fetch(&op, 10).await.unwrap();
     c.close_operation(&op).await.unwrap();
-    cols[0].values[0].as_str().unwrap().to_string()
+    cols[0].as_strs().expect("a string column")[0].to_string()
 }
 
 /// A session's query option, as `set all` shows it.
@@ -51,8 +51,9 @@ async fn option(c: &mut Hs2Client, s: &HandleId, key: &str) -> String {
     let op = c.execute(s, "set all").await.unwrap();
     let (cols, _) = c.fetch(&op, 1000).await.unwrap();
     c.close_operation(&op).await.unwrap();
-    let row = cols[0].values.iter().position(|v| v.as_str() == Some(key)).expect("the option is listed");
-    cols[1].values[row].as_str().unwrap().to_string()
+    let keys = cols[0].as_strs().expect("a string column");
+    let row = keys.iter().position(|k| *k == key).expect("the option is listed");
+    cols[1].as_strs().expect("a string column")[row].to_string()
 }
 
 async fn run(c: &mut Hs2Client, s: &HandleId, statement: &str) {
@@ -112,9 +113,10 @@ async fn a_session_whose_backend_died_moves_with_its_state_on_its_next_call() {
     // Impala's own calls that carry the session handle work on the moved session.
     let op = c.execute(&s, "select id from range(10)").await.unwrap();
     c.wait_finished(&op).await.unwrap();
-    let summary = op_req(&op).with(t_get_exec_summary_req::SESSION_HANDLE, requests::session_handle(&s));
-    assert!(c.call_ok(names::GET_EXEC_SUMMARY, summary.clone()).await.is_ok(), "GetExecSummary");
-    assert!(c.call_ok(names::GET_RUNTIME_PROFILE, summary).await.is_ok(), "GetRuntimeProfile");
+    let summary = TGetExecSummaryReq::new(op.thrift(), session_handle(&s), None);
+    assert!(c.call_ok::<rpc::GetExecSummary>(&summary).await.is_ok(), "GetExecSummary");
+    let profile = TGetRuntimeProfileReq::new(op.thrift(), session_handle(&s), None, None);
+    assert!(c.call_ok::<rpc::GetRuntimeProfile>(&profile).await.is_ok(), "GetRuntimeProfile");
     let text = metrics(&proxy);
     let series = format!(
         r#"hs2_proxy_session_moves_total{{from="{}",to="{}",reason="failure",result="moved"}}"#,
@@ -132,7 +134,7 @@ async fn a_moved_sessions_requests_differ_only_in_the_handle() {
     let mut c = connect(&proxy, &ClientAuth::NoSasl).await;
     let s = session_on(&mut c, &mocks[0]).await;
     mocks[0].stop().await;
-    c.get_info(&s, 18).await.expect("the call after the move");
+    c.get_info(&s, TGetInfoType::CLI_DBMS_VER).await.expect("the call after the move");
     let sent = requests::get_info(&s, 18, 4242);
     c.call_raw(&sent).await.expect("a raw GetInfo");
     let seen = mocks[1].last_request(names::GET_INFO).expect("the mock saw it");
@@ -155,7 +157,7 @@ async fn without_move_on_failure_the_first_call_gets_the_healing_text() {
     let mut c = connect(&proxy, &ClientAuth::NoSasl).await;
     let s = session_on(&mut c, &mocks[0]).await;
     mocks[0].stop().await;
-    let text = error_text(c.get_info(&s, 18).await);
+    let text = error_text(c.get_info(&s, TGetInfoType::CLI_DBMS_VER).await);
     assert!(text.starts_with("Invalid session id"), "Hue heals on this, not on a connection error: {text}");
     let again = c.open_session(None, &[]).await.unwrap();
     assert!(mocks[1].has_session(&again.guid));
@@ -217,7 +219,10 @@ async fn a_session_with_a_temporary_view_stays_and_says_why() {
     let all: SessionsJson = serde_json::from_str(&body).unwrap();
     let listed = all.sessions.iter().find(|x| x.id == s.guid.impala_id()).unwrap();
     assert!(listed.unmovable.as_deref().is_some_and(|u| u.contains("temporary")));
-    assert!(mocks[0].has_session(&s.guid) && c.get_info(&s, 18).await.is_ok(), "it stays and works");
+    assert!(
+        mocks[0].has_session(&s.guid) && c.get_info(&s, TGetInfoType::CLI_DBMS_VER).await.is_ok(),
+        "it stays and works"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

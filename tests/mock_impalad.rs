@@ -5,11 +5,15 @@ use std::time::Duration;
 
 use hs2_proxy::hs2::handle::{Guid, HandleId};
 use hs2_proxy::hs2::reply::{invalid_query_text, invalid_session_text};
-use hs2_proxy::hs2client::wire::{self, info_type, op_state};
-use hs2_proxy::hs2client::{op_req, open_session_req, session_req, ClientAuth, ClientError, Hs2Client, OpHandle};
+use hs2_proxy::hs2::rpc::hs2::{TGetInfoType as info_type, TOperationState as op_state, *};
+use hs2_proxy::hs2::rpc::impala::*;
+use hs2_proxy::hs2::rpc::{self, Reply};
+use hs2_proxy::hs2client::{
+    fetch_req, open_session_req, session_handle, ClientAuth, ClientError, ColumnExt, Hs2Client, OpHandle,
+};
 use hs2_proxy::mock::{MockAuth, MockConfig, MockImpalad};
 use hs2_proxy::sasl::SaslError;
-use hs2_proxy::thrift::value::{Struct, Value};
+use hs2_proxy::thrift::Limits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -49,15 +53,15 @@ async fn a_session_outlives_its_connection_and_pages_through_a_range() {
     assert!(op.has_result_set);
     assert_eq!(op.id.secret, session.secret, "Impala: an operation's secret is its session's secret");
     assert_eq!(second.wait_finished(&op).await.unwrap(), op_state::FINISHED_STATE);
-    let meta = second.call_ok("GetResultSetMetadata", op_req(&op)).await.unwrap();
-    assert_eq!(meta.at(&[2, 1]).and_then(|v| v.as_list()).map(|l| l.len()), Some(1));
+    let meta = second.call_ok::<rpc::GetResultSetMetadata>(&TGetResultSetMetadataReq::new(op.thrift())).await.unwrap();
+    assert_eq!(meta.schema.map(|s| s.columns.len()), Some(1));
 
     let mut ids = Vec::new();
     let mut pages = Vec::new();
     loop {
         let (columns, more) = second.fetch(&op, 10_000).await.unwrap();
         pages.push((columns[0].len(), more));
-        ids.extend(columns[0].values.iter().map(|v| v.as_i64().unwrap()));
+        ids.extend(columns[0].as_i64s().unwrap());
         if !more {
             break;
         }
@@ -76,41 +80,45 @@ async fn a_session_outlives_its_connection_and_pages_through_a_range() {
 async fn impala_calls_and_replies_decode() {
     let mock = start(MockConfig { name: "impalad-7".into(), ..MockConfig::default() }).await;
     let mut c = connect(&mock, &ClientAuth::NoSasl).await;
-    let open = c.call_ok("OpenSession", open_session_req(None, &[])).await.unwrap();
-    assert_eq!(open.get_i64(2), Some(wire::PROTOCOL_V6 as i64));
-    let config = open.get(4).and_then(|v| v.as_map()).unwrap();
-    assert!(config.iter().any(|(k, v)| k.as_str() == Some("http_addr") && v.as_str() == Some("impalad-7:25000")));
-    let session = open.get_struct(3).and_then(wire::read_handle).unwrap();
+    let open = c.call_ok::<rpc::OpenSession>(&open_session_req(None, &[])).await.unwrap();
+    assert_eq!(open.server_protocol_version, TProtocolVersion::HIVE_CLI_SERVICE_PROTOCOL_V6);
+    let config = open.configuration.unwrap();
+    assert_eq!(config.get("http_addr").map(String::as_str), Some("impalad-7:25000"));
+    let session = HandleId::try_from(&open.session_handle.unwrap().session_id).unwrap();
 
-    assert_eq!(c.get_info(&session, info_type::CLI_SERVER_NAME).await.unwrap().get_str(1), Some("Impala"));
-    assert!(c.get_info(&session, info_type::CLI_DBMS_VER).await.unwrap().get_str(1).is_some());
-    let ping = c.call_ok("PingImpalaHS2Service", session_req(&session)).await.unwrap();
-    assert_eq!(ping.get_str(3), Some("http://impalad-7:25000"));
-    assert!(ping.get_str(2).unwrap().starts_with("impalad version"));
-    c.call_ok("GetBackendConfig", session_req(&session)).await.unwrap();
-    let members = c.call_ok("GetExecutorMembership", session_req(&session)).await.unwrap();
-    assert_eq!(members.at(&[2, 1]).and_then(|v| v.as_list()).map(|l| l.len()), Some(1));
+    let server_name = c.get_info(&session, info_type::CLI_SERVER_NAME).await.unwrap();
+    assert_eq!(server_name, TGetInfoValue::StringValue("Impala".into()));
+    assert!(matches!(c.get_info(&session, info_type::CLI_DBMS_VER).await.unwrap(), TGetInfoValue::StringValue(_)));
+    let handle = || session_handle(&session);
+    let ping = c.call_ok::<rpc::PingImpalaHS2Service>(&TPingImpalaHS2ServiceReq::new(handle())).await.unwrap();
+    assert_eq!(ping.webserver_address.as_deref(), Some("http://impalad-7:25000"));
+    assert!(ping.version.unwrap().starts_with("impalad version"));
+    c.call_ok::<rpc::GetBackendConfig>(&TGetBackendConfigReq::new(handle())).await.unwrap();
+    let members = c.call_ok::<rpc::GetExecutorMembership>(&TGetExecutorMembershipReq::new(handle())).await.unwrap();
+    assert_eq!(members.executor_membership.hostnames.len(), 1);
 
     let op = c.execute(&session, "select 42").await.unwrap();
     assert_eq!(c.fetch_all_i64(&op).await.unwrap(), vec![42]);
-    let both = op_req(&op).with(2, hs2_proxy::hs2::requests::session_handle(&session));
-    c.call_ok("GetExecSummary", both.clone()).await.unwrap();
-    let profile = c.call_ok("GetRuntimeProfile", both).await.unwrap();
-    let text = profile.get_str(2).unwrap();
+    let summary = TGetExecSummaryReq::new(op.thrift(), handle(), None);
+    let summary = c.call_ok::<rpc::GetExecSummary>(&summary).await.unwrap().summary.unwrap();
+    assert_eq!(summary.state, TExecState::FINISHED);
+    let profile = TGetRuntimeProfileReq::new(op.thrift(), handle(), None, None);
+    let text = c.call_ok::<rpc::GetRuntimeProfile>(&profile).await.unwrap().profile.unwrap();
     assert!(text.starts_with(&format!("Query (id={}):\n  Summary:", op.id.guid.impala_id())), "{text}");
-    let log = c.call_ok("GetLog", op_req(&op)).await.unwrap();
-    assert_eq!(log.get_str(2), Some(""));
-    c.call_ok("CloseImpalaOperation", op_req(&op)).await.unwrap();
+    let log = c.call_ok::<rpc::GetLog>(&TGetLogReq::new(op.thrift())).await.unwrap();
+    assert_eq!(log.log, "");
+    c.call_ok::<rpc::CloseImpalaOperation>(&TCloseImpalaOperationReq::new(op.thrift())).await.unwrap();
     let gone = c.operation_status(&op).await.unwrap_err();
     assert_eq!(status_message(gone), invalid_query_text(&op.id.guid));
 
-    let tables = c.call_ok("GetTables", session_req(&session)).await.unwrap();
-    let tables = tables.get_struct(2).and_then(wire::read_op_handle).unwrap();
-    assert_eq!(tables.op_type, wire::op_type::GET_TABLES);
+    let tables = TGetTablesReq::new(handle(), None, None, None, None);
+    let tables = c.call_ok::<rpc::GetTables>(&tables).await.unwrap().operation_handle.unwrap();
+    let tables = OpHandle::from_thrift(&tables).unwrap();
+    assert_eq!(tables.op_type, TOperationType::GET_TABLES);
     let (columns, more) = c.fetch(&tables, 100).await.unwrap();
     assert_eq!((columns.len(), columns[0].len(), more), (5, 0, false));
 
-    match c.call("Frobnicate", Struct::new()).await {
+    match c.call_named::<_, TGetInfoResp>("Frobnicate", &TCloseSessionReq::new(handle())).await {
         Err(ClientError::Exception(m)) => assert_eq!(m, "Invalid method name: 'Frobnicate'"),
         other => panic!("expected an application exception, got {other:?}"),
     }
@@ -132,7 +140,7 @@ async fn unknown_handles_get_impalas_texts() {
     let session = c.open_session(None, &[]).await.unwrap();
     let forged = HandleId { guid: session.guid, secret: stranger.secret };
     assert_eq!(status_message(c.close_session(&forged).await.unwrap_err()), invalid_session_text(&session.guid));
-    let op = OpHandle { id: HandleId::random(), has_result_set: true, op_type: 0 };
+    let op = OpHandle { id: HandleId::random(), has_result_set: true, op_type: TOperationType::EXECUTE_STATEMENT };
     assert_eq!(status_message(c.fetch(&op, 10).await.unwrap_err()), invalid_query_text(&op.id.guid));
 }
 
@@ -184,8 +192,7 @@ async fn blobs_follow_their_pattern_through_seven_byte_frames() {
     let mut row = 0usize;
     loop {
         let (columns, more) = c.fetch(&op, 7).await.unwrap();
-        for v in &columns[0].values {
-            let bytes = v.as_bytes().unwrap();
+        for bytes in columns[0].as_bytes().unwrap() {
             assert_eq!(bytes.len(), 300);
             assert!(bytes.iter().enumerate().all(|(k, b)| *b as usize == (row + k) % 251), "row {row}");
             row += 1;
@@ -208,7 +215,7 @@ async fn sleep_runs_in_the_background_and_options_stick_to_the_session() {
     assert_eq!(c.operation_status(&op).await.unwrap().0, op_state::RUNNING_STATE);
     assert_eq!(c.wait_finished(&op).await.unwrap(), op_state::FINISHED_STATE);
     let (columns, _) = c.fetch(&op, 10).await.unwrap();
-    assert_eq!(columns[0].values, vec![Value::Bool(true)]);
+    assert_eq!(columns[0].as_bools(), Some(&[true][..]));
 
     let set = c.execute(&session, "set mem_limit=2g").await.unwrap();
     assert!(!set.has_result_set);
@@ -216,8 +223,8 @@ async fn sleep_runs_in_the_background_and_options_stick_to_the_session() {
     for (s, want) in [(&session, "2g"), (&other, "0")] {
         let op = c.execute(s, "set all").await.unwrap();
         let (cols, _) = c.fetch(&op, 100).await.unwrap();
-        let at = cols[0].values.iter().position(|v| v.as_str() == Some("MEM_LIMIT")).unwrap();
-        assert_eq!(cols[1].values[at].as_str(), Some(want));
+        let at = cols[0].as_strs().unwrap().iter().position(|v| *v == "MEM_LIMIT").unwrap();
+        assert_eq!(cols[1].as_strs().unwrap()[at], want);
     }
     let fail = c.execute(&session, "select fail()").await.unwrap();
     assert!(matches!(c.wait_finished(&fail).await, Err(ClientError::OperationFailed(_))));
@@ -264,25 +271,23 @@ async fn fast_mode_reuses_prepared_batches() {
     let mut c = Hs2Client::connect(mock.local_addr(), &ClientAuth::NoSasl).await.unwrap();
     let s = c.open_session(None, &[]).await.unwrap();
     let op = c.execute(&s, "select payload from blobs(6, 1000)").await.unwrap();
-    let req = hs2_proxy::hs2client::op_req(&op)
-        .with(2, hs2_proxy::thrift::value::Value::I32(0))
-        .with(3, hs2_proxy::thrift::value::Value::I64(2));
-    let first = c.call_raw(&hs2_proxy::hs2::requests::call("FetchResults", 7, req.clone())).await.unwrap();
-    let second = c.call_raw(&hs2_proxy::hs2::requests::call("FetchResults", 7, req)).await.unwrap();
+    let fetch = rpc::encode_call::<rpc::FetchResults>(7, &fetch_req(&op, 2)).unwrap();
+    let first = c.call_raw(&fetch).await.unwrap();
+    let second = c.call_raw(&fetch).await.unwrap();
     assert_eq!(first, second, "the same shape is the same prepared reply");
     let (columns, more) = c.fetch(&op, 2).await.unwrap();
     assert_eq!((columns[0].len(), more), (2, false), "the last batch says no more rows");
-    let (h, body, _) =
-        hs2_proxy::thrift::value::decode_message(&first, &hs2_proxy::thrift::Limits::REPLY).expect("a valid reply");
-    assert_eq!((h.name.as_str(), h.seqid), ("FetchResults", 7));
-    assert_eq!(body.get_struct(0).and_then(|r| r.get_bool(2)), Some(true));
+    match rpc::decode_reply::<TFetchResultsResp>(&first, "FetchResults", 7, &Limits::REPLY).expect("a valid reply") {
+        Reply::Ok(resp) => assert_eq!(resp.has_more_rows, Some(true)),
+        Reply::Exception(e) => panic!("{e:?}"),
+    }
 }
 
 /// The one STRING a statement returns (`select current_user()`).
 async fn one_string(c: &mut Hs2Client, session: &HandleId, statement: &str) -> String {
     let op = c.execute(session, statement).await.unwrap();
     let (columns, _) = c.fetch(&op, 10).await.unwrap();
-    columns[0].values[0].as_str().expect("a string").to_string()
+    columns[0].as_strs().expect("a string")[0].to_string()
 }
 
 /// Impala's delegation without Kerberos: `impala.doas.user` needs an authorised proxy user (impalad's

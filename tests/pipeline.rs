@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 use common::*;
 use hs2_proxy::config::{BackendConfig, BackendTransport, Config};
 use hs2_proxy::hs2::handle::{HandleId, Secret};
-use hs2_proxy::hs2::idl::fields::{t_execute_statement_req, t_fetch_results_req};
 use hs2_proxy::hs2::idl::{enums, names};
-use hs2_proxy::hs2::{reply, requests};
-use hs2_proxy::hs2client::{op_req, ClientAuth, ClientError, Hs2Client, OpHandle};
+use hs2_proxy::hs2::reply;
+use hs2_proxy::hs2::rpc::{self, hs2::TExecuteStatementReq, hs2::TGetInfoType};
+use hs2_proxy::hs2client::{fetch_req, session_handle, ClientAuth, ClientError, Hs2Client, OpHandle};
 use hs2_proxy::metrics::sample;
 use hs2_proxy::mock::MockAuth;
 use hs2_proxy::server::ProxyHandle;
-use hs2_proxy::thrift::value::{decode_message, encode_message, Struct, Value};
+use hs2_proxy::thrift::value::{decode_message, encode_message, Struct};
 use hs2_proxy::thrift::{Limits, MessageHeader, MessageKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -81,10 +81,7 @@ async fn yes_sayer() -> SocketAddr {
 
 /// A FetchResults call for `rows` rows, encoded.
 fn fetch_call(op: &OpHandle, rows: i64) -> Vec<u8> {
-    let req = op_req(op)
-        .with(t_fetch_results_req::ORIENTATION, Value::I32(enums::t_fetch_orientation::FETCH_NEXT))
-        .with(t_fetch_results_req::MAX_ROWS, Value::I64(rows));
-    requests::call(names::FETCH_RESULTS, 1, req)
+    rpc::encode_call::<rpc::FetchResults>(1, &fetch_req(op, rows)).unwrap()
 }
 
 fn backends_at(addrs: &[SocketAddr]) -> Vec<BackendConfig> {
@@ -149,7 +146,7 @@ async fn a_stalled_client_is_cut_off_and_its_upstream_connection_goes_back() {
     .await;
     assert_eq!(ended, Ok(true), "the proxy closed the stalled connection");
     // The session still works, on the same upstream connection.
-    assert!(setup.get_info(&session, enums::t_get_info_type::CLI_DBMS_VER).await.is_ok());
+    assert!(setup.get_info(&session, TGetInfoType::CLI_DBMS_VER).await.is_ok());
     assert_eq!(mocks[0].connections_accepted(), accepted, "no new upstream connection was needed");
 }
 
@@ -205,13 +202,13 @@ async fn a_hung_backend_cannot_hang_lookups_and_leaks_no_pool_slot() {
     for round in 0..2 {
         let started = Instant::now();
         // A session that only the mock holds (opened around the proxy): found despite the hung backend.
-        let info = client.get_info(&holder, enums::t_get_info_type::CLI_DBMS_VER).await;
+        let info = client.get_info(&holder, TGetInfoType::CLI_DBMS_VER).await;
         assert!(info.is_ok(), "round {round}: {info:?}");
         assert!(started.elapsed() < Duration::from_secs(3), "bounded by timeouts.recovery: {:?}", started.elapsed());
         // A session nobody holds: the answer comes within the deadline too.
         let stranger = HandleId::random();
         let started = Instant::now();
-        let text = error_text(client.get_info(&stranger, enums::t_get_info_type::CLI_DBMS_VER).await);
+        let text = error_text(client.get_info(&stranger, TGetInfoType::CLI_DBMS_VER).await);
         assert!(text.starts_with("Invalid session id"), "{text}");
         assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
         proxy.proxy.forget_session(&holder.guid);
@@ -233,7 +230,7 @@ async fn a_handle_two_backends_claim_is_treated_as_unknown() {
     c.backends = backends_at(&[a, b]);
     let proxy = hs2_proxy::server::start(c).await.unwrap();
     let mut client = connect(&proxy, &ClientAuth::NoSasl).await;
-    let text = error_text(client.get_info(&HandleId::random(), enums::t_get_info_type::CLI_DBMS_VER).await);
+    let text = error_text(client.get_info(&HandleId::random(), TGetInfoType::CLI_DBMS_VER).await);
     assert!(text.starts_with("Invalid session id"), "{text}");
     assert_eq!(proxy.proxy.session_count(), 0, "nothing was learned");
     assert_eq!(sample(&metrics(&proxy), r#"hs2_proxy_handle_lookups_total{result="ambiguous"}"#), Some(1.0));
@@ -328,8 +325,7 @@ async fn shutdown_finishes_calls_in_flight_closes_idle_connections_and_keeps_ses
     let busy_session = busy.open_session(None, &[]).await.unwrap();
     mocks[0].set_delay(Duration::from_millis(800));
     let addr = mocks[0].local_addr().to_string();
-    let in_flight =
-        tokio::spawn(async move { busy.get_info(&busy_session, enums::t_get_info_type::CLI_DBMS_VER).await });
+    let in_flight = tokio::spawn(async move { busy.get_info(&busy_session, TGetInfoType::CLI_DBMS_VER).await });
     let b = proxy.proxy.find_backend(&addr).unwrap();
     eventually("the call is in flight", move || b.inflight.load(std::sync::atomic::Ordering::Relaxed) == 1).await;
     let started = Instant::now();
@@ -338,10 +334,7 @@ async fn shutdown_finishes_calls_in_flight_closes_idle_connections_and_keeps_ses
     tokio::time::timeout(Duration::from_secs(5), proxy.drained()).await.expect("every connection closed");
     assert!(started.elapsed() < Duration::from_secs(4));
     mocks[0].set_delay(Duration::ZERO);
-    assert!(
-        idle.get_info(&kept, enums::t_get_info_type::CLI_DBMS_VER).await.is_err(),
-        "the idle connection was closed"
-    );
+    assert!(idle.get_info(&kept, TGetInfoType::CLI_DBMS_VER).await.is_err(), "the idle connection was closed");
     assert!(TcpStream::connect(proxy.local_addr).await.is_err(), "no new connections");
     assert_eq!(mocks[0].sessions().len(), 2, "sessions stay open on the impalad");
     assert_eq!(mocks[0].calls(names::CLOSE_SESSION), 0);
@@ -361,9 +354,8 @@ async fn a_global_budget_bounds_buffered_request_bytes() {
     let mut setup = connect(&proxy, &ClientAuth::NoSasl).await;
     let session = setup.open_session(None, &[]).await.unwrap();
     let big = |len: usize| {
-        let statement = Value::string(&"x".repeat(len));
-        let req = hs2_proxy::hs2client::session_req(&session).with(t_execute_statement_req::STATEMENT, statement);
-        requests::call(names::EXECUTE_STATEMENT, 7, req)
+        let req = TExecuteStatementReq::new(session_handle(&session), "x".repeat(len), None, None, None);
+        rpc::encode_call::<rpc::ExecuteStatement>(7, &req).unwrap()
     };
     // A holds 1.5 MiB of an unfinished 1.9 MiB request.
     let a_msg = big(1_900_000);
@@ -381,7 +373,7 @@ async fn a_global_budget_bounds_buffered_request_bytes() {
     let text = body.get_str(hs2_proxy::hs2::idl::fields::t_application_exception::MESSAGE).unwrap();
     assert!(text.contains("limits.max_buffered_request_bytes"), "{text}");
     // Small calls never touch the budget.
-    assert!(setup.get_info(&session, enums::t_get_info_type::CLI_DBMS_VER).await.is_ok());
+    assert!(setup.get_info(&session, TGetInfoType::CLI_DBMS_VER).await.is_ok());
     // A finishes and is served; the budget is free again.
     a.write_all(&a_msg[1_500_000..]).await.unwrap();
     let mut conn_a =

@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use hs2_proxy::config::BackendTransport;
 use hs2_proxy::hs2::handle::HandleId;
+use hs2_proxy::hs2::rpc::hs2::TGetInfoType;
 use hs2_proxy::hs2client::ClientAuth;
 use hs2_proxy::mock::MockAuth;
 
@@ -54,7 +55,7 @@ async fn unknown_handles_get_hue_healing_texts() {
     let text = error_text(c.fetch(&op, 10).await);
     assert!(text.starts_with("Invalid or unknown query handle: "), "{text}");
     // The connection is still usable after error replies.
-    assert!(c.get_info(&s, 18).await.is_ok());
+    assert!(c.get_info(&s, TGetInfoType::CLI_DBMS_VER).await.is_ok());
 }
 
 #[tokio::test]

@@ -11,11 +11,12 @@ use common::*;
 use hs2_proxy::config::BackendTransport;
 use hs2_proxy::conn::ThriftConn;
 use hs2_proxy::hs2::requests;
-use hs2_proxy::hs2client::{op_req, ClientAuth, Hs2Client};
+use hs2_proxy::hs2::rpc;
+use hs2_proxy::hs2client::{fetch_req, ClientAuth, Hs2Client};
 use hs2_proxy::mock::{MockAuth, MockConfig, MockImpalad};
 use hs2_proxy::sasl;
 use hs2_proxy::thrift::framing::{frame_header, Framing};
-use hs2_proxy::thrift::value::{decode_message, Value};
+use hs2_proxy::thrift::value::decode_message;
 use hs2_proxy::thrift::Limits;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -67,8 +68,7 @@ async fn fetch_blob_reply(addr: &str, rows: i64, row_bytes: i64) -> Vec<u8> {
     let s = c.open_session(None, &[]).await.unwrap();
     let op = c.execute(&s, &format!("select payload from blobs({rows}, {row_bytes})")).await.unwrap();
     c.wait_finished(&op).await.unwrap();
-    let req = op_req(&op).with(2, Value::I32(0)).with(3, Value::I64(rows));
-    c.call_raw(&requests::call("FetchResults", 42, req)).await.unwrap()
+    c.call_raw(&rpc::encode_call::<rpc::FetchResults>(42, &fetch_req(&op, rows)).unwrap()).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

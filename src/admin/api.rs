@@ -241,6 +241,33 @@ pub struct StatusJson {
     pub discovery: Option<crate::discovery::DiscoveryState>,
 }
 
+/// `GET /api/history`: what the status page's charts show.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HistoryJson {
+    pub interval_seconds: f64,
+    pub window_seconds: f64,
+    /// The ring's bound: with a short interval the samples cover less than the window.
+    pub max_samples: usize,
+    /// Oldest first.
+    pub samples: Vec<super::history::Sample>,
+}
+
+pub async fn history(
+    _: Authorized,
+    State(proxy): State<Proxy>,
+    axum::Extension(history): axum::Extension<super::history::History>,
+) -> Response {
+    // One lock at a time: a guard inside the struct expression would live until the `;`.
+    let max_samples = history.ring().capacity();
+    let body = HistoryJson {
+        interval_seconds: proxy.config().admin.history_interval.as_secs_f64(),
+        window_seconds: super::history::WINDOW.as_secs_f64(),
+        max_samples,
+        samples: history.samples(),
+    };
+    json(StatusCode::OK, &body)
+}
+
 pub async fn status(_: Authorized, State(proxy): State<Proxy>) -> Response {
     let body = StatusJson {
         version: env!("CARGO_PKG_VERSION").to_string(),

@@ -3,7 +3,8 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /` | status page (backends, sessions per impalad), refreshed by `fetch()` polling `/fragment` |
+//! | `GET /` | status page (history charts, backends, sessions per impalad), refreshed by `fetch()` polling `/fragment` |
+//! | `GET /api/history` | the charts' samples of the last 15 minutes ([`history`]) |
 //! | `GET /api/status` | the instance: version, listeners, uptime, connections, ZooKeeper registration |
 //! | `GET /api/backends` | every backend: state, weight, load, upstream pool, last probe |
 //! | `POST /api/backends/{addr}/drain`, `/undrain`, `/maintenance` | operator state of a backend |
@@ -19,6 +20,8 @@
 
 pub mod actions;
 pub mod api;
+pub mod charts;
+pub mod history;
 pub mod page;
 
 use std::sync::Arc;
@@ -30,7 +33,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -47,7 +50,9 @@ const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// (more are closed at once), and each must send its request head within `admin.header_read_timeout`
 /// (an idle keep-alive connection closes after it too), so half-open connections cannot pile up.
 pub fn serve(listener: TcpListener, proxy: Proxy) {
-    let app = router(proxy.clone());
+    let history = history::History::new(proxy.config().admin.history_interval);
+    history::spawn(proxy.clone(), history.clone());
+    let app = router(proxy.clone(), history);
     let permits = Arc::new(Semaphore::new(proxy.config().admin.max_connections));
     tokio::spawn(async move {
         let mut stop = proxy.stop_signal();
@@ -86,7 +91,7 @@ pub fn serve(listener: TcpListener, proxy: Proxy) {
     });
 }
 
-pub fn router(proxy: Proxy) -> Router {
+pub fn router(proxy: Proxy, history: history::History) -> Router {
     Router::new()
         .route("/", get(page::index))
         .route("/fragment", get(page::fragment))
@@ -94,12 +99,14 @@ pub fn router(proxy: Proxy) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/api/status", get(api::status))
+        .route("/api/history", get(api::history))
         .route("/api/backends", get(api::backends))
         .route("/api/backends/{addr}/{action}", post(api::backend_action))
         .route("/api/sessions", get(api::sessions))
         .route("/api/sessions/{id}/close", post(api::close_session))
         .route("/api/operations/{id}/cancel", post(api::cancel_operation))
         .fallback(|| async { api::error(StatusCode::NOT_FOUND, "no such route; see GET /api/backends, /api/sessions") })
+        .layer(Extension(history))
         .with_state(proxy)
 }
 

@@ -1,4 +1,5 @@
-//! The status page at `/`: backends with their state and load, and the sessions on each impalad.
+//! The status page at `/`: history charts of the last 15 minutes ([`super::charts`]), backends with their
+//! state and load, and the sessions on each impalad.
 //!
 //! One renderer, on the server: `/` is the page with the data already in it (readable with JavaScript
 //! off, and by `curl`), and `/fragment` is the same `<main>` alone, which a few lines of inline script
@@ -12,9 +13,11 @@ use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 
 use super::api::{self, BackendJson, SessionFilter, SessionJson};
-use super::{authorized, Authorized};
+use super::history::History;
+use super::{authorized, charts, Authorized};
 use crate::proxy::Proxy;
 
 /// Sessions listed per backend; the API has them all.
@@ -22,13 +25,13 @@ pub const SESSIONS_PER_BACKEND: usize = 100;
 /// How often the page refreshes itself.
 const REFRESH_MS: u32 = 2000;
 
-pub async fn index(headers: HeaderMap, State(proxy): State<Proxy>) -> Response {
-    let body = if authorized(&proxy, &headers) { main_html(&proxy) } else { LOGIN.to_string() };
+pub async fn index(headers: HeaderMap, State(proxy): State<Proxy>, Extension(history): Extension<History>) -> Response {
+    let body = if authorized(&proxy, &headers) { main_html(&proxy, &history) } else { LOGIN.to_string() };
     html(page(&proxy, &body))
 }
 
-pub async fn fragment(_: Authorized, State(proxy): State<Proxy>) -> Response {
-    html(main_html(&proxy))
+pub async fn fragment(_: Authorized, State(proxy): State<Proxy>, Extension(history): Extension<History>) -> Response {
+    html(main_html(&proxy, &history))
 }
 
 fn html(body: String) -> Response {
@@ -49,12 +52,14 @@ fn page(proxy: &Proxy, main: &str) -> String {
     )
 }
 
-/// The page's data: summary, backends, sessions per backend.
-pub fn main_html(proxy: &Proxy) -> String {
+/// The page's data: summary, history charts, backends, sessions per backend.
+pub fn main_html(proxy: &Proxy, history: &History) -> String {
     let backends = api::all_backends(proxy).backends;
     let sessions = api::filtered_sessions(proxy, &SessionFilter { backend: None, user: None }).sessions;
     let mut out = String::with_capacity(8 * 1024);
     summary(&mut out, proxy, &backends, sessions.len());
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    out.push_str(&charts::section(&history.samples(), now_ms));
     backend_table(&mut out, &backends);
     out.push_str("<section><h2>Sessions per impalad</h2>");
     for b in &backends {
@@ -248,6 +253,11 @@ tr:last-child td{border-bottom:0}.mono,code{font-family:ui-monospace,SFMono-Regu
 .bar{display:inline-block;width:70px;height:8px;background:#e8ebf0;border-radius:4px;margin-right:8px;vertical-align:middle}.bar i{display:block;height:100%;background:#5b8def;border-radius:4px}
 details{margin:10px 0}summary{cursor:pointer;padding:6px 0;font-weight:600}summary .count{color:var(--muted);font-weight:400}
 .stmt code{white-space:pre-wrap;word-break:break-all}.running{color:var(--up);font-weight:600;font-size:12px}
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:12px}
+.chart{margin:0;background:var(--card);border:1px solid var(--line);border-radius:8px;padding:8px 10px}
+.chart figcaption{font-size:12px;color:var(--muted);font-weight:600}.chart svg{display:block;width:100%;height:auto}
+.chart .grid{stroke:#e8ebf0;stroke-width:1}.chart .axis{font-size:9px;fill:var(--muted)}.chart .empty{font-size:11px;fill:var(--muted)}
+.legend{display:flex;flex-wrap:wrap;gap:4px 12px;font-size:12px}.legend i{display:inline-block;width:10px;height:3px;margin-right:4px;vertical-align:middle}
 .probe{font-size:12px;max-width:340px}.login input{padding:6px 8px;width:280px}.login button{padding:6px 12px;margin-left:8px}
 "#;
 

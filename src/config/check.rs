@@ -72,6 +72,8 @@ pub mod durations {
         DurationKey::new("discovery.session_timeout", "15s", SECOND, Duration::from_secs(600));
     pub const ADMIN_HEADER_READ: DurationKey =
         DurationKey::new("admin.header_read_timeout", "10s", Duration::from_millis(100), Duration::from_secs(600));
+    pub const ADMIN_HISTORY_INTERVAL: DurationKey =
+        DurationKey::new("admin.history_interval", "5s", Duration::from_millis(100), MINUTE);
 }
 
 /// A count or size key's default and the values it allows.

@@ -1,32 +1,31 @@
 //! A minimal async HS2 client: one TCP connection, one call at a time.
 //!
-//! Used by the integration tests, the benchmark tool and the proxy's health probes. It speaks unframed
-//! binary (NOSASL) or SASL PLAIN, builds requests with [`crate::thrift::value`] and decodes whole
-//! replies: simple rather than fast. A benchmark that measures the proxy, not this client, sends
-//! pre-encoded requests with [`Hs2Client::call_raw`].
+//! Used by the integration tests and the benchmark tool. It speaks unframed binary (NOSASL) or SASL PLAIN;
+//! requests and replies are Apache Thrift's generated types, encoded and decoded by the `thrift` crate
+//! ([`crate::hs2::rpc`]), so that what it sends and what it understands never comes from the proxy's own
+//! codec. Simple rather than fast: a benchmark that measures the proxy, not this client, sends pre-encoded
+//! requests with [`Hs2Client::call_raw`].
 //!
-//! - [`wire`]: handle, status and row-set shapes, shared with the mock impalad. No I/O.
+//! - [`columns`]: reading fetched `TColumn`s. No I/O.
 
-pub mod wire;
+pub mod columns;
 
 use std::fmt;
 use std::time::Duration;
 
+use thrift::protocol::TSerializable;
 use tokio::net::{TcpStream, ToSocketAddrs};
 
 use crate::conn::{ConnError, ThriftConn};
 use crate::hs2::handle::HandleId;
-use crate::hs2::idl::fields as f;
-use crate::hs2::idl::{enums, names};
-use crate::hs2::requests;
+use crate::hs2::rpc::hs2::*;
+use crate::hs2::rpc::{self, Method, Reply, Response, RpcError};
 use crate::sasl::{self, SaslError};
 use crate::thrift::framing::Framing;
-use crate::thrift::value::{decode_message, encode_message, Struct, Value};
-use crate::thrift::{
-    Limits, MessageHeader, MessageKind, ProtocolError, TType, CALL_ARGUMENT_FIELD, REPLY_SUCCESS_FIELD,
-};
+use crate::thrift::Limits;
 
-pub use wire::{Column, OpHandle, Status};
+pub use columns::ColumnExt;
+pub use rpc::session_handle;
 
 /// Largest frame accepted from a server (a SASL data frame never holds more than one reply).
 const MAX_FRAME_BYTES: u64 = Limits::REPLY.max_message_bytes;
@@ -63,7 +62,7 @@ pub enum ClientError {
     #[error("SASL: {0}")]
     Sasl(#[from] SaslError),
     #[error("undecodable reply: {0}")]
-    Protocol(#[from] ProtocolError),
+    Protocol(#[from] RpcError),
     #[error("the server closed the connection")]
     Closed,
     #[error("no reply within {0:?}")]
@@ -82,6 +81,34 @@ pub enum ClientError {
     OperationFailed(String),
     #[error("unexpected reply: {0}")]
     Unexpected(String),
+}
+
+/// An operation handle as the client keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpHandle {
+    pub id: HandleId,
+    pub has_result_set: bool,
+    pub op_type: TOperationType,
+}
+
+impl OpHandle {
+    /// The handle as a request carries it.
+    pub fn thrift(&self) -> TOperationHandle {
+        TOperationHandle::new(THandleIdentifier::from(&self.id), self.op_type, self.has_result_set, None)
+    }
+
+    /// Reads a server's handle; `None` unless guid and secret are 16 bytes each.
+    pub fn from_thrift(h: &TOperationHandle) -> Option<OpHandle> {
+        let id = HandleId::try_from(&h.operation_id).ok()?;
+        Some(OpHandle { id, has_result_set: h.has_result_set, op_type: h.operation_type })
+    }
+}
+
+/// True for a state an operation never leaves.
+pub fn is_terminal(state: TOperationState) -> bool {
+    use TOperationState as S;
+    [S::FINISHED_STATE, S::CANCELED_STATE, S::CLOSED_STATE, S::ERROR_STATE, S::UKNOWN_STATE, S::TIMEDOUT_STATE]
+        .contains(&state)
 }
 
 pub struct Hs2Client {
@@ -141,80 +168,70 @@ impl Hs2Client {
         Ok(reply)
     }
 
-    /// Calls `method` with `args {1: req}`; returns the reply's `result.0` (the response struct).
-    pub async fn call(&mut self, method: &str, req: Struct) -> Result<Struct, ClientError> {
+    /// Calls `M` with `req`; returns the response, whatever its status.
+    pub async fn call<M: Method>(&mut self, req: &M::Req) -> Result<M::Resp, ClientError> {
+        self.call_named(M::NAME, req).await
+    }
+
+    /// Calls a method by name, outside [`Method`]'s table (to test how a server refuses a made-up method).
+    pub async fn call_named<Q: TSerializable, R: TSerializable>(
+        &mut self,
+        method: &str,
+        req: &Q,
+    ) -> Result<R, ClientError> {
         self.seqid = self.seqid.wrapping_add(1);
         let seqid = self.seqid;
-        let header = MessageHeader::new(method, MessageKind::Call, seqid);
-        let bytes = encode_message(&header, &Struct::new().with(CALL_ARGUMENT_FIELD, req.into_value()));
-        let reply = self.call_raw(&bytes).await?;
-        let (header, mut body, _) = decode_message(&reply, &Limits::REPLY)?;
-        if header.name != method || header.seqid != seqid {
-            let got = format!("{} #{}", header.name, header.seqid);
-            return Err(ClientError::Unexpected(format!("reply {got} to call {method} #{seqid}")));
-        }
-        match header.kind {
-            MessageKind::Reply => match wire::take_field(&mut body, REPLY_SUCCESS_FIELD) {
-                Some(Value::Struct(resp)) => Ok(resp),
-                _ => Err(ClientError::Unexpected(format!("{method} reply has no result"))),
-            },
-            MessageKind::Exception => {
-                let text = body.get_str(f::t_application_exception::MESSAGE).unwrap_or_default();
-                Err(ClientError::Exception(text.to_string()))
-            }
-            kind => Err(ClientError::Unexpected(format!("a {kind} message in reply to {method}"))),
+        let reply = self.call_raw(&rpc::encode_call_named(method, seqid, req)?).await?;
+        match rpc::decode_reply(&reply, method, seqid, &Limits::REPLY)? {
+            Reply::Ok(resp) => Ok(resp),
+            Reply::Exception(e) => Err(ClientError::Exception(e.message)),
         }
     }
 
     /// [`call`](Self::call), then turns a non-success `TStatus` into [`ClientError::Status`].
-    pub async fn call_ok(&mut self, method: &str, req: Struct) -> Result<Struct, ClientError> {
-        let resp = self.call(method, req).await?;
-        check_status(method, &resp)?;
+    pub async fn call_ok<M: Method>(&mut self, req: &M::Req) -> Result<M::Resp, ClientError> {
+        let resp = self.call::<M>(req).await?;
+        check_status(resp.status())?;
         Ok(resp)
     }
 
     /// Opens a session (protocol V6); `config` goes into the request's configuration map.
     pub async fn open_session(&mut self, user: Option<&str>, config: &[(&str, &str)]) -> Result<HandleId, ClientError> {
-        let resp = self.call_ok(names::OPEN_SESSION, open_session_req(user, config)).await?;
-        resp.get_struct(f::t_open_session_resp::SESSION_HANDLE)
-            .and_then(wire::read_handle)
-            .ok_or_else(|| ClientError::Unexpected("OpenSession reply has no session handle".into()))
+        let resp = self.call_ok::<rpc::OpenSession>(&open_session_req(user, config)).await?;
+        let handle = resp.session_handle.as_ref().and_then(|h| HandleId::try_from(&h.session_id).ok());
+        handle.ok_or_else(|| ClientError::Unexpected("OpenSession reply has no session handle".into()))
     }
 
     pub async fn close_session(&mut self, session: &HandleId) -> Result<(), ClientError> {
-        self.call_ok(names::CLOSE_SESSION, session_req(session)).await.map(drop)
+        self.call_ok::<rpc::CloseSession>(&TCloseSessionReq::new(session_handle(session))).await.map(drop)
     }
 
     /// Runs `statement` asynchronously (`runAsync = true`).
     pub async fn execute(&mut self, session: &HandleId, statement: &str) -> Result<OpHandle, ClientError> {
-        use f::t_execute_statement_req as exec;
-        let req = session_req(session)
-            .with(exec::STATEMENT, Value::string(statement))
-            .with(exec::RUN_ASYNC, Value::Bool(true));
-        let resp = self.call_ok(names::EXECUTE_STATEMENT, req).await?;
-        resp.get_struct(f::t_execute_statement_resp::OPERATION_HANDLE)
-            .and_then(wire::read_op_handle)
+        let req = TExecuteStatementReq::new(session_handle(session), statement.to_string(), None, true, None);
+        let resp = self.call_ok::<rpc::ExecuteStatement>(&req).await?;
+        resp.operation_handle
+            .as_ref()
+            .and_then(OpHandle::from_thrift)
             .ok_or_else(|| ClientError::Unexpected("ExecuteStatement reply has no operation handle".into()))
     }
 
     /// One GetOperationStatus: the state and, in `ERROR_STATE`, the error text.
-    pub async fn operation_status(&mut self, op: &OpHandle) -> Result<(i32, Option<String>), ClientError> {
-        use f::t_get_operation_status_resp as status;
-        let resp = self.call_ok(names::GET_OPERATION_STATUS, op_req(op)).await?;
-        let state = resp.get_i64(status::OPERATION_STATE).map(|s| s as i32).unwrap_or(wire::op_state::UKNOWN_STATE);
-        Ok((state, resp.get_str(status::ERROR_MESSAGE).map(str::to_string)))
+    pub async fn operation_status(&mut self, op: &OpHandle) -> Result<(TOperationState, Option<String>), ClientError> {
+        let resp = self.call_ok::<rpc::GetOperationStatus>(&TGetOperationStatusReq::new(op.thrift(), None)).await?;
+        Ok((resp.operation_state.unwrap_or(TOperationState::UKNOWN_STATE), resp.error_message))
     }
 
     /// Polls GetOperationStatus until the operation ends; returns the final state.
     /// `ERROR_STATE` becomes [`ClientError::OperationFailed`] with the server's text.
-    pub async fn wait_finished(&mut self, op: &OpHandle) -> Result<i32, ClientError> {
+    pub async fn wait_finished(&mut self, op: &OpHandle) -> Result<TOperationState, ClientError> {
         let mut pause = POLL_FIRST;
         loop {
             let (state, error) = self.operation_status(op).await?;
-            if state == wire::op_state::ERROR_STATE {
+            if state == TOperationState::ERROR_STATE {
                 return Err(ClientError::OperationFailed(error.unwrap_or_default()));
             }
-            if wire::op_state::is_terminal(state) {
+            if is_terminal(state) {
                 return Ok(state);
             }
             tokio::time::sleep(pause).await;
@@ -223,18 +240,11 @@ impl Hs2Client {
     }
 
     /// Fetches up to `max_rows` rows: the batch's columns and `hasMoreRows`.
-    pub async fn fetch(&mut self, op: &OpHandle, max_rows: i64) -> Result<(Vec<Column>, bool), ClientError> {
-        use f::{t_fetch_results_req as req_f, t_fetch_results_resp as resp_f};
-        let next = enums::t_fetch_orientation::FETCH_NEXT;
-        let req = op_req(op).with(req_f::ORIENTATION, Value::I32(next)).with(req_f::MAX_ROWS, Value::I64(max_rows));
-        let mut resp = self.call_ok(names::FETCH_RESULTS, req).await?;
-        let has_more = resp.get_bool(resp_f::HAS_MORE_ROWS).unwrap_or(false);
-        let columns = match wire::take_field(&mut resp, resp_f::RESULTS) {
-            Some(Value::Struct(rowset)) => wire::read_columns(rowset),
-            _ => Some(Vec::new()),
-        };
-        let columns = columns.ok_or_else(|| ClientError::Unexpected("malformed TRowSet".into()))?;
-        Ok((columns, has_more))
+    pub async fn fetch(&mut self, op: &OpHandle, max_rows: i64) -> Result<(Vec<TColumn>, bool), ClientError> {
+        let resp = self.call_ok::<rpc::FetchResults>(&fetch_req(op, max_rows)).await?;
+        // A row set without columns (no result set, or an old protocol) has no data.
+        let columns = resp.results.and_then(|r| r.columns).unwrap_or_default();
+        Ok((columns, resp.has_more_rows.unwrap_or(false)))
     }
 
     /// Fetches every row and returns the first column as `i64`s (NULL and non-integers are errors).
@@ -242,13 +252,11 @@ impl Hs2Client {
         let mut out = Vec::new();
         loop {
             let (columns, has_more) = self.fetch(op, FETCH_ALL_BATCH).await?;
-            if let Some(first) = columns.into_iter().next() {
-                for (i, v) in first.values.iter().enumerate() {
-                    match v.as_i64() {
-                        Some(x) if !first.is_null(i) => out.push(x),
-                        _ => return Err(ClientError::Unexpected(format!("row {} is not an integer", out.len()))),
-                    }
-                }
+            if let Some(first) = columns.first() {
+                let values = first.as_i64s().filter(|v| (0..v.len()).all(|i| !first.is_null(i)));
+                let values = values
+                    .ok_or_else(|| ClientError::Unexpected(format!("rows from {} are not integers", out.len())))?;
+                out.extend(values);
             }
             if !has_more {
                 return Ok(out);
@@ -257,49 +265,42 @@ impl Hs2Client {
     }
 
     pub async fn cancel_operation(&mut self, op: &OpHandle) -> Result<(), ClientError> {
-        self.call_ok(names::CANCEL_OPERATION, op_req(op)).await.map(drop)
+        self.call_ok::<rpc::CancelOperation>(&TCancelOperationReq::new(op.thrift())).await.map(drop)
     }
 
     pub async fn close_operation(&mut self, op: &OpHandle) -> Result<(), ClientError> {
-        self.call_ok(names::CLOSE_OPERATION, op_req(op)).await.map(drop)
+        self.call_ok::<rpc::CloseOperation>(&TCloseOperationReq::new(op.thrift())).await.map(drop)
     }
 
-    /// GetInfo; returns the `TGetInfoValue` union (`get_str(STRING_VALUE)` for the string answers).
-    pub async fn get_info(&mut self, session: &HandleId, info_type: i32) -> Result<Struct, ClientError> {
-        let req = session_req(session).with(f::t_get_info_req::INFO_TYPE, Value::I32(info_type));
-        let mut resp = self.call_ok(names::GET_INFO, req).await?;
-        match wire::take_field(&mut resp, f::t_get_info_resp::INFO_VALUE) {
-            Some(Value::Struct(info)) => Ok(info),
-            _ => Err(ClientError::Unexpected("GetInfo reply has no infoValue".into())),
-        }
+    /// GetInfo; returns the `TGetInfoValue` union.
+    pub async fn get_info(
+        &mut self,
+        session: &HandleId,
+        info_type: TGetInfoType,
+    ) -> Result<TGetInfoValue, ClientError> {
+        let resp = self.call_ok::<rpc::GetInfo>(&TGetInfoReq::new(session_handle(session), info_type)).await?;
+        Ok(resp.info_value)
     }
 }
 
 /// A `TOpenSessionReq` for protocol V6.
-pub fn open_session_req(user: Option<&str>, config: &[(&str, &str)]) -> Struct {
-    let map = config.iter().map(|(k, v)| (Value::string(k), Value::string(v))).collect();
-    use f::t_open_session_req as open;
-    Struct::new()
-        .with(open::CLIENT_PROTOCOL, Value::I32(wire::PROTOCOL_V6))
-        .with_opt(open::USERNAME, user.map(Value::string))
-        .with(open::CONFIGURATION, Value::Map(TType::String, TType::String, map))
+pub fn open_session_req(user: Option<&str>, config: &[(&str, &str)]) -> TOpenSessionReq {
+    let map = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    TOpenSessionReq::new(TProtocolVersion::HIVE_CLI_SERVICE_PROTOCOL_V6, user.map(str::to_string), None, Some(map))
 }
 
-/// A request whose first field is its session handle (every session-level HS2 request has it there).
-pub fn session_req(session: &HandleId) -> Struct {
-    Struct::new().with(f::t_get_info_req::SESSION_HANDLE, requests::session_handle(session))
+/// FetchResults of the next `max_rows` rows.
+pub fn fetch_req(op: &OpHandle, max_rows: i64) -> TFetchResultsReq {
+    TFetchResultsReq::new(op.thrift(), TFetchOrientation::FETCH_NEXT, max_rows, None)
 }
 
-/// A request whose first field is its operation handle (every operation-level HS2 request has it there).
-pub fn op_req(op: &OpHandle) -> Struct {
-    Struct::new().with(f::t_fetch_results_req::OPERATION_HANDLE, wire::operation_handle_value(op))
-}
-
-/// `Ok` for a successful `TStatus`, else [`ClientError::Status`] (or `Unexpected` when it is missing).
-pub fn check_status(method: &str, resp: &Struct) -> Result<(), ClientError> {
-    match wire::read_status(resp) {
-        Some(s) if s.is_success() => Ok(()),
-        Some(Status { code, message }) => Err(ClientError::Status { code, message }),
-        None => Err(ClientError::Unexpected(format!("{method} reply has no status"))),
+/// `Ok` for a successful `TStatus` (or a response without one), else [`ClientError::Status`].
+pub fn check_status(status: Option<&TStatus>) -> Result<(), ClientError> {
+    match status {
+        Some(s) if !rpc::is_success(s) => Err(ClientError::Status {
+            code: i64::from(s.status_code.0),
+            message: s.error_message.clone().unwrap_or_default(),
+        }),
+        _ => Ok(()),
     }
 }

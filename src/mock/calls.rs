@@ -1,10 +1,16 @@
 //! The mock's dispatch on the method name, and its answers to session-level calls.
 //!
-//! Every answer follows Impala: the draining check comes first where Impala has it, then the session
-//! check, then the work. Errors are `TStatus` ERROR replies with every required field present, so strict
-//! (Java) clients can read them. No socket I/O; a synchronous `sleep()` waits here, without the lock.
+//! Requests are decoded and responses encoded by Apache Thrift's generated types ([`crate::hs2::rpc`]),
+//! never by the proxy's own codec. Every answer follows Impala: the draining check comes first where Impala
+//! has it, then the session check, then the work. Errors are `TStatus` ERROR replies with every required
+//! field present, so strict (Java) clients can read them. No socket I/O; a synchronous `sleep()` waits
+//! here, without the lock.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+
+use thrift::protocol::TSerializable;
+use thrift::ApplicationErrorKind;
 
 use super::op_calls;
 use super::rowset::ResultSet;
@@ -12,159 +18,176 @@ use super::sql::{self, Statement};
 use super::state::{OpState, Operation, Session, State};
 use super::{Inner, MOCK_VERSION};
 use crate::hs2::handle::HandleId;
-use crate::hs2::{idl, reply, requests};
-use crate::hs2client::wire::{self, info_type, op_type, OpHandle, PROTOCOL_V6};
+use crate::hs2::rpc::hs2::*;
+use crate::hs2::rpc::impala::*;
+use crate::hs2::rpc::{self, Method, Response};
+use crate::hs2client::OpHandle;
 use crate::kerberos::delegation::IMPALA_DOAS_KEY;
-use crate::thrift::value::{Struct, Value};
-use crate::thrift::TType;
+use crate::thrift::Limits;
+
+/// The protocol the mock speaks: the newest Impala speaks, the first with columnar rows.
+const PROTOCOL_V6: TProtocolVersion = TProtocolVersion::HIVE_CLI_SERVICE_PROTOCOL_V6;
 
 /// What to send back for one call.
 pub(super) enum Outcome {
-    /// `result {0: response}`.
-    Reply(Struct),
+    /// A reply's body: the encoded `result { 0: response }`.
+    Reply(Vec<u8>),
     /// A `TApplicationException` (e.g. an unknown method).
-    Exception { kind: i32, message: String },
-    /// Fault injection: write the first half of this reply, then drop the connection.
-    Crash(Struct),
-    /// Fast mode: an encoded `result` struct, prepared once, sent after a fresh header.
+    Exception { kind: ApplicationErrorKind, message: String },
+    /// Fault injection: write the first half of this reply body's message, then drop the connection.
+    Crash(Vec<u8>),
+    /// Fast mode: an encoded `result` body, prepared once, sent after a fresh header.
     Prepared(std::sync::Arc<Vec<u8>>),
+    /// The request's arguments are not the method's (a required field missing, a wrong type): like
+    /// impalad's Thrift server, the mock closes the connection.
+    Undecodable(String),
 }
 
-pub(super) async fn dispatch(inner: &Inner, user: Option<&str>, method: &str, args: &Struct) -> Outcome {
-    // A missing `req` reads as an empty one, as in Thrift's C++ server: its handles are then unknown.
-    let empty = Struct::new();
-    let req = args.get_struct(1).unwrap_or(&empty);
+/// A metadata call (GetTables ...): every request holds its session in `sessionHandle`, every response is
+/// `{status, operationHandle}`.
+macro_rules! metadata_call {
+    ($m:ident, $resp:ident, $inner:expr, $user:expr, $args:expr) => {
+        answer::<rpc::$m>($args, |req| {
+            metadata($inner, $user, stringify!($m), &req.session_handle).map(|op| $resp::new(rpc::ok(), op.thrift()))
+        })
+    };
+}
+
+pub(super) async fn dispatch(inner: &Inner, user: Option<&str>, method: &str, args: &[u8]) -> Outcome {
+    use rpc::*;
     match method {
-        "OpenSession" => open_session(inner, user, req),
-        "CloseSession" => close_session(inner, user, req),
-        "GetInfo" => get_info(inner, user, req),
-        "ExecuteStatement" => execute(inner, user, req).await,
-        "GetTypeInfo" | "GetCatalogs" | "GetSchemas" | "GetTables" | "GetTableTypes" | "GetColumns"
-        | "GetFunctions" | "GetPrimaryKeys" | "GetCrossReference" => metadata(inner, user, method, req),
-        "PingImpalaHS2Service" => ping(inner, user, req),
-        "GetBackendConfig" => with_session(inner, user, method, req, |resp| {
+        "OpenSession" => answer::<OpenSession>(args, |req| open_session(inner, user, req)),
+        "CloseSession" => answer::<CloseSession>(args, |req| close_session(inner, user, &req.session_handle)),
+        "GetInfo" => answer::<GetInfo>(args, |req| get_info(inner, user, req)),
+        "ExecuteStatement" => match decode::<ExecuteStatement>(args) {
+            Ok(req) => reply::<ExecuteStatement>(execute(inner, user, req).await),
+            Err(undecodable) => undecodable,
+        },
+        "GetTypeInfo" => metadata_call!(GetTypeInfo, TGetTypeInfoResp, inner, user, args),
+        "GetCatalogs" => metadata_call!(GetCatalogs, TGetCatalogsResp, inner, user, args),
+        "GetSchemas" => metadata_call!(GetSchemas, TGetSchemasResp, inner, user, args),
+        "GetTables" => metadata_call!(GetTables, TGetTablesResp, inner, user, args),
+        "GetTableTypes" => metadata_call!(GetTableTypes, TGetTableTypesResp, inner, user, args),
+        "GetColumns" => metadata_call!(GetColumns, TGetColumnsResp, inner, user, args),
+        "GetFunctions" => metadata_call!(GetFunctions, TGetFunctionsResp, inner, user, args),
+        "GetPrimaryKeys" => metadata_call!(GetPrimaryKeys, TGetPrimaryKeysResp, inner, user, args),
+        "GetCrossReference" => metadata_call!(GetCrossReference, TGetCrossReferenceResp, inner, user, args),
+        "PingImpalaHS2Service" => answer::<PingImpalaHS2Service>(args, |req| ping(inner, user, &req.session_handle)),
+        "GetBackendConfig" => answer::<GetBackendConfig>(args, |req| {
             // The real TBackendGflags is large; our IDL declares it opaque and empty.
-            resp.with(2, Struct::new().into_value())
+            check_session(inner, user, &req.session_handle)
+                .map(|()| TGetBackendConfigResp::new(rpc::ok(), TBackendGflags::new()))
         }),
-        "GetExecutorMembership" => with_session(inner, user, method, req, |resp| {
-            let set = |s: &str| Value::Set(TType::String, vec![Value::string(s)]);
-            let membership = Struct::new().with(1, set(&inner.cfg.name)).with(2, set("127.0.0.1"));
-            resp.with(2, membership.into_value())
+        "GetExecutorMembership" => answer::<GetExecutorMembership>(args, |req| {
+            check_session(inner, user, &req.session_handle)?;
+            let set = |s: &str| [s.to_string()].into_iter().collect();
+            let membership = TUpdateExecutorMembershipRequest::new(set(&inner.cfg.name), set("127.0.0.1"), None);
+            Ok(TGetExecutorMembershipResp::new(rpc::ok(), membership))
         }),
         // Impala answers these with an error status rather than an unknown method.
-        "GetDelegationToken" | "CancelDelegationToken" | "RenewDelegationToken" => failure(method, "Not implemented"),
-        _ => op_calls::dispatch(inner, user, method, req).await,
+        "GetDelegationToken" => answer::<GetDelegationToken>(args, |_| Err(NOT_IMPLEMENTED.into())),
+        "CancelDelegationToken" => answer::<CancelDelegationToken>(args, |_| Err(NOT_IMPLEMENTED.into())),
+        "RenewDelegationToken" => answer::<RenewDelegationToken>(args, |_| Err(NOT_IMPLEMENTED.into())),
+        _ => op_calls::dispatch(inner, user, method, args).await,
     }
 }
 
-/// A successful `TStatus`.
-pub(super) fn ok() -> Value {
-    reply::status(0, None).into_value()
+/// Impala's text for a call it has but does not serve.
+const NOT_IMPLEMENTED: &str = "Not implemented";
+
+/// `M`'s request from `args`, or the outcome of arguments that are not `M`'s.
+pub(super) fn decode<M: Method>(args: &[u8]) -> Result<M::Req, Outcome> {
+    rpc::decode_args(args, &Limits::REQUEST).map_err(|e| Outcome::Undecodable(format!("{}: {e}", M::NAME)))
 }
 
-/// A response to `method` with status ERROR and `message`, and every required field filled.
-pub(super) fn failure(method: &str, message: &str) -> Outcome {
-    let Some(spec) = idl::method(method) else {
-        return Outcome::Exception {
-            kind: crate::hs2::idl::enums::t_application_exception_type::INTERNAL_ERROR,
-            message: message.to_string(),
-        };
+/// Decodes `M`'s request, answers it with `handle` and encodes the response.
+pub(super) fn answer<M: Method>(args: &[u8], handle: impl FnOnce(M::Req) -> Result<M::Resp, String>) -> Outcome {
+    match decode::<M>(args) {
+        Ok(req) => reply::<M>(handle(req)),
+        Err(undecodable) => undecodable,
+    }
+}
+
+/// Encodes a response, or for an error text the failed response (status ERROR, required fields zero).
+pub(super) fn reply<M: Method>(result: Result<M::Resp, String>) -> Outcome {
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(text) => match M::Resp::failed(rpc::error_status(&text)) {
+            Some(resp) => resp,
+            None => return Outcome::Exception { kind: ApplicationErrorKind::InternalError, message: text },
+        },
     };
-    let status_field = spec.status_field.unwrap_or(1);
-    let mut resp = reply::required_fields(spec.response, 0);
-    resp.fields.retain(|(id, _)| *id != status_field);
-    resp.fields.insert(
-        0,
-        (status_field, reply::status(crate::hs2::idl::enums::t_status_code::ERROR_STATUS, Some(message)).into_value()),
-    );
-    Outcome::Reply(resp)
+    encoded(&resp)
 }
 
-/// The handle in a request's field `id` (a session or operation handle).
-pub(super) fn handle_at(req: &Struct, id: i16) -> Option<HandleId> {
-    req.get_struct(id).and_then(wire::read_handle)
-}
-
-/// The string entries of a `map<string, string>` field (a missing field has none).
-fn string_pairs(map: Option<&Value>) -> impl Iterator<Item = (&str, &str)> {
-    map.and_then(Value::as_map).unwrap_or_default().iter().filter_map(|(k, v)| Some((k.as_str()?, v.as_str()?)))
-}
-
-/// Validates the session in `req.1`, then answers `{1: ok, ...}` built by `fill`.
-fn with_session(
-    inner: &Inner,
-    user: Option<&str>,
-    method: &str,
-    req: &Struct,
-    fill: impl FnOnce(Struct) -> Struct,
-) -> Outcome {
-    if let Err(text) = inner.state().session_mut(handle_at(req, 1), user).map(drop) {
-        return failure(method, &text);
+/// A reply body for `resp`.
+pub(super) fn encoded<R: TSerializable>(resp: &R) -> Outcome {
+    match rpc::encode_result(resp) {
+        Ok(body) => Outcome::Reply(body),
+        Err(e) => Outcome::Exception { kind: ApplicationErrorKind::InternalError, message: e.to_string() },
     }
-    Outcome::Reply(fill(Struct::new().with(1, ok())))
 }
 
-fn open_session(inner: &Inner, user: Option<&str>, req: &Struct) -> Outcome {
+/// The id of a session handle (`None` unless guid and secret are 16 bytes each: an unknown session).
+pub(super) fn session_id(h: &TSessionHandle) -> Option<HandleId> {
+    HandleId::try_from(&h.session_id).ok()
+}
+
+/// The id of an operation handle, likewise.
+pub(super) fn operation_id(h: &TOperationHandle) -> Option<HandleId> {
+    HandleId::try_from(&h.operation_id).ok()
+}
+
+/// `Ok` when `handle` names a session this connection's user may use, else Impala's text.
+fn check_session(inner: &Inner, user: Option<&str>, handle: &TSessionHandle) -> Result<(), String> {
+    inner.state().session_mut(session_id(handle), user).map(drop)
+}
+
+fn open_session(inner: &Inner, user: Option<&str>, req: TOpenSessionReq) -> Result<TOpenSessionResp, String> {
     if let Some(text) = inner.shutdown_text() {
-        return failure("OpenSession", &text);
+        return Err(text);
     }
-    let client_protocol = req.get_i64(1).map(|v| v as i32).unwrap_or(PROTOCOL_V6);
     // Impala's connected_user: the transport's user if it authenticated one, else the request's.
-    let session_user = user.or(req.get_str(2)).unwrap_or_default().to_string();
+    let session_user = user.map(str::to_string).or(req.username).unwrap_or_default();
+    let config = req.configuration.unwrap_or_default();
     // Delegation, as impalad: its own key only (case-insensitive), authorised for the connected user.
-    let doas = string_pairs(req.get(4)).find(|(k, _)| k.eq_ignore_ascii_case(IMPALA_DOAS_KEY)).map(|(_, v)| v);
-    if let Some(doas) = doas {
-        if let Err(text) = inner.cfg.authorized_proxy_users.authorize(&session_user, doas) {
-            return failure("OpenSession", &text);
-        }
+    let doas = config.iter().find(|(k, _)| k.eq_ignore_ascii_case(IMPALA_DOAS_KEY)).map(|(_, v)| v.clone());
+    if let Some(doas) = &doas {
+        inner.cfg.authorized_proxy_users.authorize(&session_user, doas)?;
     }
-    let delegated = doas.map(str::to_string);
     // Entries that are not Impala's own settings are query options (e.g. idle_session_timeout).
-    let options = string_pairs(req.get(4))
+    let options = config
+        .iter()
         .filter(|(k, _)| !k.to_ascii_lowercase().starts_with("impala."))
-        .map(|(k, v)| (k.to_ascii_uppercase(), v.to_string()))
+        .map(|(k, v)| (k.to_ascii_uppercase(), v.clone()))
         .collect();
     let id = HandleId::random();
     let session =
-        Session { secret: id.secret, user: session_user, delegated, options, database: "default".to_string() };
+        Session { secret: id.secret, user: session_user, delegated: doas, options, database: "default".to_string() };
     inner.state().sessions.insert(id.guid, session);
-    let http_addr = format!("{}:25000", inner.cfg.name);
-    let config =
-        Value::Map(TType::String, TType::String, vec![(Value::string("http_addr"), Value::string(&http_addr))]);
-    Outcome::Reply(
-        Struct::new()
-            .with(1, ok())
-            .with(2, Value::I32(client_protocol.min(PROTOCOL_V6)))
-            .with(3, requests::session_handle(&id))
-            .with(4, config),
-    )
+    let http_addr = BTreeMap::from([("http_addr".to_string(), format!("{}:25000", inner.cfg.name))]);
+    let protocol = req.client_protocol.min(PROTOCOL_V6);
+    Ok(TOpenSessionResp::new(rpc::ok(), protocol, rpc::session_handle(&id), http_addr))
 }
 
-fn close_session(inner: &Inner, user: Option<&str>, req: &Struct) -> Outcome {
+fn close_session(inner: &Inner, user: Option<&str>, handle: &TSessionHandle) -> Result<TCloseSessionResp, String> {
     let mut st = inner.state();
-    let guid = match st.session_mut(handle_at(req, 1), user) {
-        Ok((guid, _)) => guid,
-        Err(text) => return failure("CloseSession", &text),
-    };
+    let (guid, _) = st.session_mut(session_id(handle), user)?;
     st.close_session(&guid);
-    Outcome::Reply(Struct::new().with(1, ok()))
+    Ok(TCloseSessionResp::new(rpc::ok()))
 }
 
-fn get_info(inner: &Inner, user: Option<&str>, req: &Struct) -> Outcome {
-    const M: &str = "GetInfo";
+fn get_info(inner: &Inner, user: Option<&str>, req: TGetInfoReq) -> Result<TGetInfoResp, String> {
     if let Some(text) = inner.shutdown_text() {
-        return failure(M, &text);
+        return Err(text);
     }
-    if let Err(text) = inner.state().session_mut(handle_at(req, 1), user).map(drop) {
-        return failure(M, &text);
-    }
-    let value = match req.get_i64(2).map(|v| v as i32) {
-        Some(info_type::CLI_SERVER_NAME | info_type::CLI_DBMS_NAME) => "Impala",
-        Some(info_type::CLI_DBMS_VER) => MOCK_VERSION,
-        _ => return failure(M, "Unsupported operation"),
+    check_session(inner, user, &req.session_handle)?;
+    let value = match req.info_type {
+        TGetInfoType::CLI_SERVER_NAME | TGetInfoType::CLI_DBMS_NAME => "Impala",
+        TGetInfoType::CLI_DBMS_VER => MOCK_VERSION,
+        _ => return Err("Unsupported operation".to_string()),
     };
-    let info = Struct::new().with(1, Value::string(value));
-    Outcome::Reply(Struct::new().with(1, ok()).with(2, info.into_value()))
+    Ok(TGetInfoResp::new(rpc::ok(), TGetInfoValue::StringValue(value.to_string())))
 }
 
 /// Registers a new operation (its session already validated); returns its handle.
@@ -176,22 +199,19 @@ fn register(st: &mut State, op: Operation) -> OpHandle {
     handle
 }
 
-async fn execute(inner: &Inner, user: Option<&str>, req: &Struct) -> Outcome {
-    const M: &str = "ExecuteStatement";
+async fn execute(
+    inner: &Inner,
+    user: Option<&str>,
+    req: TExecuteStatementReq,
+) -> Result<TExecuteStatementResp, String> {
     if let Some(text) = inner.shutdown_text() {
-        return failure(M, &text);
+        return Err(text);
     }
-    let text = req.get_str(2).unwrap_or_default();
+    let text = req.statement.as_str();
     let (op, wait) = {
         let mut st = inner.state();
-        let (guid, session) = match st.session_mut(handle_at(req, 1), user) {
-            Ok(s) => s,
-            Err(e) => return failure(M, &e),
-        };
-        let stmt = match sql::parse(text) {
-            Ok(s) => s,
-            Err(e) => return failure(M, &e),
-        };
+        let (guid, session) = st.session_mut(session_id(&req.session_handle), user)?;
+        let stmt = sql::parse(text)?;
         match &stmt {
             Statement::SetOption { key, value } => {
                 session.options.insert(key.clone(), value.clone());
@@ -208,9 +228,10 @@ async fn execute(inner: &Inner, user: Option<&str>, req: &Struct) -> Outcome {
             Statement::Fail => (OpState::Failed("Query aborted: fail() was called".to_string()), None),
             _ => (OpState::Finished, None),
         };
-        let mut op = Operation::new(guid, session, op_type::EXECUTE_STATEMENT, text);
+        let mut op = Operation::new(guid, session, TOperationType::EXECUTE_STATEMENT, text);
         // Impala applies confOverlay to this query only (impala-shell sends its `set` options this way).
-        op.options.extend(string_pairs(req.get(3)).map(|(k, v)| (k.to_ascii_uppercase(), v.to_string())));
+        let overlay = req.conf_overlay.iter().flatten();
+        op.options.extend(overlay.map(|(k, v)| (k.to_ascii_uppercase(), v.clone())));
         op.crash_on_fetch = stmt == Statement::Crash;
         op.state = state;
         op.results = results;
@@ -218,35 +239,33 @@ async fn execute(inner: &Inner, user: Option<&str>, req: &Struct) -> Outcome {
         (register(&mut st, op), wait)
     };
     // runAsync = false: the reply waits until the statement has run.
-    if let (false, Some(d)) = (req.get_bool(4).unwrap_or(false), wait) {
+    if let (false, Some(d)) = (req.run_async.unwrap_or(false), wait) {
         tokio::time::sleep(d).await;
     }
-    Outcome::Reply(Struct::new().with(1, ok()).with(2, wire::operation_handle_value(&op)))
+    Ok(TExecuteStatementResp::new(rpc::ok(), op.thrift()))
 }
 
-fn metadata(inner: &Inner, user: Option<&str>, method: &str, req: &Struct) -> Outcome {
+fn metadata(inner: &Inner, user: Option<&str>, method: &str, session: &TSessionHandle) -> Result<OpHandle, String> {
     let Some((op_type, results)) = ResultSet::metadata(method) else {
-        return failure(method, "Not implemented");
+        return Err(NOT_IMPLEMENTED.to_string());
     };
     let mut st = inner.state();
-    let (guid, session) = match st.session_mut(handle_at(req, 1), user) {
-        Ok(found) => found,
-        Err(e) => return failure(method, &e),
-    };
+    let (guid, session) = st.session_mut(session_id(session), user)?;
     let mut op = Operation::new(guid, session, op_type, method);
     op.results = Some(results);
-    let op = register(&mut st, op);
-    Outcome::Reply(Struct::new().with(1, ok()).with(2, wire::operation_handle_value(&op)))
+    Ok(register(&mut st, op))
 }
 
-fn ping(inner: &Inner, user: Option<&str>, req: &Struct) -> Outcome {
-    with_session(inner, user, "PingImpalaHS2Service", req, |resp| {
-        // Impala reports its monotonic clock; milliseconds since the process started is close enough.
-        let since_start = START.get_or_init(Instant::now).elapsed().as_millis() as i64;
-        resp.with(2, Value::string(&format!("impalad version {MOCK_VERSION} RELEASE (build mock)")))
-            .with(3, Value::string(&format!("http://{}:25000", inner.cfg.name)))
-            .with(4, Value::I64(since_start))
-    })
+fn ping(inner: &Inner, user: Option<&str>, session: &TSessionHandle) -> Result<TPingImpalaHS2ServiceResp, String> {
+    check_session(inner, user, session)?;
+    // Impala reports its monotonic clock; milliseconds since the process started is close enough.
+    let since_start = START.get_or_init(Instant::now).elapsed().as_millis() as i64;
+    Ok(TPingImpalaHS2ServiceResp::new(
+        rpc::ok(),
+        format!("impalad version {MOCK_VERSION} RELEASE (build mock)"),
+        format!("http://{}:25000", inner.cfg.name),
+        since_start,
+    ))
 }
 
 static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();

@@ -2,28 +2,15 @@
 //! the `TExecSummary` that GetExecSummary returns (what impala-shell's `summary` and live progress print).
 //! No I/O.
 //!
-//! Field ids follow apache/impala `common/thrift/ExecStats.thrift` (our IDL keeps `TExecSummary` opaque):
-//! `TExecSummary {1: required TExecState state, 2: Status.TStatus status, 3: list<TPlanNodeExecSummary> nodes,
-//! 4: map<i32, i32> exch_to_sender_map, 5: list<string> error_logs, 6: TExecProgress progress, 7: bool is_queued,
-//! 8: string queued_reason}`; `TPlanNodeExecSummary {1: required node_id, 2: required fragment_idx,
-//! 3: required label, 4: label_detail, 5: required num_children, 6: estimated_stats, 7: list exec_stats,
-//! 8: is_broadcast, 9: num_hosts}`; `TExecStats {1: latency_ns, 2: cpu_time_ns, 3: cardinality,
-//! 4: memory_used}` (all i64); `TExecProgress {1: total_scan_ranges, 2: num_completed_scan_ranges,
-//! 3: total_fragment_instances, 4: num_completed_fragment_instances}`.
+//! The summary is built with Apache Thrift's generated types for `idl/impala.thrift`, which declares
+//! `TExecSummary` and its parts as apache/impala's `common/thrift/ExecStats.thrift` has them.
 
 use super::rowset::CRASH_ROWS;
 use super::sql::Statement;
 use super::state::OpState;
-use crate::thrift::value::{Struct, Value};
-use crate::thrift::TType;
-
-/// `TExecState` values.
-mod exec_state {
-    pub const RUNNING: i32 = 3;
-    pub const FINISHED: i32 = 4;
-    pub const CANCELLED: i32 = 5;
-    pub const FAILED: i32 = 6;
-}
+use crate::hs2::rpc::impala::{
+    TExecProgress, TExecState, TExecStats, TExecSummary, TImpalaStatus, TPlanNodeExecSummary,
+};
 /// `TErrorCode.GENERAL` (ErrorCodes.thrift), the code of a failed query's status.
 const ERROR_CODE_GENERAL: i32 = 2;
 /// The row size of the mock's tables (one BIGINT), for memory figures.
@@ -136,65 +123,52 @@ impl Plan {
 }
 
 /// The `TExecSummary` of a query in `state` run with `plan` (`None`: a summary without nodes).
-pub fn exec_summary(plan: Option<&Plan>, state: &OpState) -> Value {
+pub fn exec_summary(plan: Option<&Plan>, state: &OpState) -> TExecSummary {
     let (code, done) = match state {
-        OpState::Running { .. } => (exec_state::RUNNING, false),
-        OpState::Finished => (exec_state::FINISHED, true),
-        OpState::Canceled => (exec_state::CANCELLED, true),
-        OpState::Failed(_) => (exec_state::FAILED, true),
+        OpState::Running { .. } => (TExecState::RUNNING, false),
+        OpState::Finished => (TExecState::FINISHED, true),
+        OpState::Canceled => (TExecState::CANCELLED, true),
+        OpState::Failed(_) => (TExecState::FAILED, true),
     };
-    let mut summary = Struct::new().with(1, Value::I32(code));
-    if let OpState::Failed(text) = state {
-        let status = Struct::new()
-            .with(1, Value::I32(ERROR_CODE_GENERAL))
-            .with(2, Value::List(TType::String, vec![Value::string(text)]));
-        summary = summary.with(2, status.into_value());
-    }
-    let Some(plan) = plan else { return summary.into_value() };
-    let finished = matches!(state, OpState::Finished);
-    let nodes = plan.nodes.iter().map(|n| node_value(n, finished)).collect();
-    let exch = plan.exch_to_sender.iter().map(|(e, s)| (Value::I32(*e), Value::I32(*s))).collect();
-    let progress = Struct::new()
-        .with(1, Value::I64(plan.scan_ranges))
-        .with(2, Value::I64(if done { plan.scan_ranges } else { 0 }))
-        .with(3, Value::I64(plan.fragments))
-        .with(4, Value::I64(if done { plan.fragments } else { 0 }));
-    let error_logs = match state {
-        OpState::Failed(text) => Some(Value::List(TType::String, vec![Value::string(text)])),
+    let failure = match state {
+        OpState::Failed(text) => Some(vec![text.clone()]),
         _ => None,
     };
+    let status = failure.clone().map(|texts| TImpalaStatus::new(ERROR_CODE_GENERAL, texts));
+    let mut summary = TExecSummary::new(code, status, None, None, None, None, None, None);
+    let Some(plan) = plan else { return summary };
+    let finished = matches!(state, OpState::Finished);
+    summary.nodes = Some(plan.nodes.iter().map(|n| node_summary(n, finished)).collect());
+    summary.exch_to_sender_map = Some(plan.exch_to_sender.iter().copied().collect());
+    summary.error_logs = failure;
+    summary.progress = Some(TExecProgress::new(
+        plan.scan_ranges,
+        if done { plan.scan_ranges } else { 0 },
+        plan.fragments,
+        if done { plan.fragments } else { 0 },
+    ));
+    summary.is_queued = Some(false);
     summary
-        .with(3, Value::List(TType::Struct, nodes))
-        .with(4, Value::Map(TType::I32, TType::I32, exch))
-        .with_opt(5, error_logs)
-        .with(6, progress.into_value())
-        .with(7, Value::Bool(false))
-        .into_value()
 }
 
-fn stats(latency_ns: i64, rows: i64, memory: i64) -> Value {
-    Struct::new()
-        .with(1, Value::I64(latency_ns))
-        .with(2, Value::I64(latency_ns / 2))
-        .with(3, Value::I64(rows))
-        .with(4, Value::I64(memory))
-        .into_value()
+fn stats(latency_ns: i64, rows: i64, memory: i64) -> TExecStats {
+    TExecStats::new(latency_ns, latency_ns / 2, rows, memory)
 }
 
 /// One `TPlanNodeExecSummary`, with one instance on one host; a running node has produced nothing yet.
-fn node_value(n: &PlanNode, finished: bool) -> Value {
+fn node_summary(n: &PlanNode, finished: bool) -> TPlanNodeExecSummary {
     let (latency, rows) = if finished { (n.latency_ns, n.rows) } else { (0, 0) };
-    Struct::new()
-        .with(1, Value::I32(n.node_id))
-        .with(2, Value::I32(n.fragment))
-        .with(3, Value::string(&n.label))
-        .with(4, Value::string(&n.detail))
-        .with(5, Value::I32(n.children))
-        .with(6, stats(0, n.rows, n.est_mem))
-        .with(7, Value::List(TType::Struct, vec![stats(latency, rows, n.peak_mem)]))
-        .with(8, Value::Bool(false))
-        .with(9, Value::I32(1))
-        .into_value()
+    TPlanNodeExecSummary::new(
+        n.node_id,
+        n.fragment,
+        n.label.clone(),
+        n.detail.clone(),
+        n.children,
+        stats(0, n.rows, n.est_mem),
+        vec![stats(latency, rows, n.peak_mem)],
+        false,
+        1,
+    )
 }
 
 #[cfg(test)]
@@ -214,13 +188,13 @@ mod tests {
     #[test]
     fn a_summary_carries_nodes_progress_and_failures() {
         let plan = Plan::for_statement(&Statement::Range(3));
-        let Value::Struct(done) = exec_summary(plan.as_ref(), &OpState::Finished) else { panic!() };
-        assert_eq!(done.get_i64(1), Some(exec_state::FINISHED as i64));
-        assert_eq!(done.at(&[3]).and_then(Value::as_list).map(<[_]>::len), Some(4));
-        assert_eq!(done.at(&[6, 4]).and_then(Value::as_i64), Some(2));
-        let Value::Struct(failed) = exec_summary(None, &OpState::Failed("boom".into())) else { panic!() };
-        assert_eq!(failed.get_i64(1), Some(exec_state::FAILED as i64));
-        assert!(failed.get(3).is_none(), "no nodes: the shell prints 'Summary not available'");
-        assert_eq!(failed.at(&[2, 2]).and_then(Value::as_list).map(<[_]>::len), Some(1));
+        let done = exec_summary(plan.as_ref(), &OpState::Finished);
+        assert_eq!(done.state, TExecState::FINISHED);
+        assert_eq!(done.nodes.as_ref().map(Vec::len), Some(4));
+        assert_eq!(done.progress.and_then(|p| p.num_completed_fragment_instances), Some(2));
+        let failed = exec_summary(None, &OpState::Failed("boom".into()));
+        assert_eq!(failed.state, TExecState::FAILED);
+        assert!(failed.nodes.is_none(), "no nodes: the shell prints 'Summary not available'");
+        assert_eq!(failed.status.and_then(|s| s.error_msgs).map(|m| m.len()), Some(1));
     }
 }

@@ -1,5 +1,5 @@
-//! Result sets of the mock impalad: schemas, and row batches generated on demand and encoded as V6
-//! columnar `TRowSet`s. No I/O.
+//! Result sets of the mock impalad: schemas, and row batches generated on demand and built as V6
+//! columnar `TRowSet`s (Apache Thrift's generated types). No I/O.
 //!
 //! Rows are never materialized: `range(10^8)` is a counter and a `blobs` row is computed from its index.
 //! Taking a batch ([`ResultSet::take_batch`]) is cheap and happens under the mock's state lock; encoding
@@ -10,9 +10,7 @@ use std::sync::Arc;
 
 use super::sql::Statement;
 use super::state::Session;
-use crate::hs2client::wire::{column_arm, op_type, type_id};
-use crate::thrift::value::{Struct, Value};
-use crate::thrift::TType;
+use crate::hs2::rpc::hs2::*;
 
 /// Most rows in one batch, whatever the client asks: bounds the memory of one reply.
 pub const MAX_BATCH_ROWS: u64 = 1 << 20;
@@ -55,23 +53,22 @@ pub enum ColType {
 }
 
 impl ColType {
-    fn type_id(self) -> i32 {
+    fn type_id(self) -> TTypeId {
         match self {
-            ColType::Boolean => type_id::BOOLEAN_TYPE,
-            ColType::Int => type_id::INT_TYPE,
-            ColType::BigInt => type_id::BIGINT_TYPE,
-            ColType::String => type_id::STRING_TYPE,
+            ColType::Boolean => TTypeId::BOOLEAN_TYPE,
+            ColType::Int => TTypeId::INT_TYPE,
+            ColType::BigInt => TTypeId::BIGINT_TYPE,
+            ColType::String => TTypeId::STRING_TYPE,
         }
     }
+}
 
-    fn wire(self) -> TType {
-        match self {
-            ColType::Boolean => TType::Bool,
-            ColType::Int => TType::I32,
-            ColType::BigInt => TType::I64,
-            ColType::String => TType::String,
-        }
-    }
+/// One value of a small in-memory table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cell {
+    Bool(bool),
+    Int(i64),
+    Str(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,7 +84,7 @@ enum Rows {
     /// `count` rows of `size` bytes; see [`blob_row`].
     Blobs { count: u64, size: usize },
     /// A small table held in memory (options, databases), row-major; shared with batches being encoded.
-    Table(Arc<Vec<Vec<Value>>>),
+    Table(Arc<Vec<Vec<Cell>>>),
 }
 
 impl Rows {
@@ -99,11 +96,12 @@ impl Rows {
         }
     }
 
-    fn cell(&self, row: u64, col: usize) -> Value {
+    fn cell(&self, row: u64, col: usize) -> Cell {
         match self {
-            Rows::Range(_) => Value::I64(row as i64),
-            Rows::Blobs { size, .. } => Value::Bytes(blob_row(row, *size)),
-            Rows::Table(t) => t.get(row as usize).and_then(|r| r.get(col)).cloned().unwrap_or(Value::Bytes(vec![])),
+            Rows::Range(_) => Cell::Int(row as i64),
+            // Blobs are not text: see `string_column`.
+            Rows::Blobs { .. } => Cell::Str(String::new()),
+            Rows::Table(t) => t.get(row as usize).and_then(|r| r.get(col)).cloned().unwrap_or(Cell::Str(String::new())),
         }
     }
 }
@@ -140,22 +138,22 @@ impl ResultSet {
         ResultSet { columns, rows: Rows::Blobs { count, size }, cursor: 0 }
     }
 
-    pub fn table(columns: &[(&str, ColType)], rows: Vec<Vec<Value>>) -> ResultSet {
+    pub fn table(columns: &[(&str, ColType)], rows: Vec<Vec<Cell>>) -> ResultSet {
         ResultSet { columns: defs(columns), rows: Rows::Table(Arc::new(rows)), cursor: 0 }
     }
 
     /// The result set of a statement in `session` (its options and users); `None` when it has none.
     pub fn for_statement(stmt: &Statement, session: &Session) -> Option<ResultSet> {
-        let s = Value::string;
+        let s = |text: &str| Cell::Str(text.to_string());
         let options = &session.options;
         Some(match stmt {
             Statement::Literal { value, name } => {
-                ResultSet::table(&[(name, ColType::BigInt)], vec![vec![Value::I64(*value)]])
+                ResultSet::table(&[(name, ColType::BigInt)], vec![vec![Cell::Int(*value)]])
             }
             Statement::Range(n) => ResultSet::range("id", *n),
             Statement::Blobs { rows, size } => ResultSet::blobs(*rows, *size),
             Statement::Sleep(ms) => {
-                ResultSet::table(&[(&format!("sleep({ms})"), ColType::Boolean)], vec![vec![Value::Bool(true)]])
+                ResultSet::table(&[(&format!("sleep({ms})"), ColType::Boolean)], vec![vec![Cell::Bool(true)]])
             }
             Statement::Crash => ResultSet::range("crash()", CRASH_ROWS),
             Statement::Fail => ResultSet::table(&[("fail()", ColType::Boolean)], vec![]),
@@ -185,22 +183,22 @@ impl ResultSet {
     }
 
     /// The operation type and (empty) result set of a metadata call, with the JDBC column names.
-    pub fn metadata(method: &str) -> Option<(i32, ResultSet)> {
+    pub fn metadata(method: &str) -> Option<(TOperationType, ResultSet)> {
         use ColType::{Boolean as B, Int as I, String as S};
-        let (ty, cols): (i32, &[(&str, ColType)]) = match method {
+        let (ty, cols): (TOperationType, &[(&str, ColType)]) = match method {
             "GetTypeInfo" => (
-                op_type::GET_TYPE_INFO,
+                TOperationType::GET_TYPE_INFO,
                 &[("TYPE_NAME", S), ("DATA_TYPE", I), ("PRECISION", I), ("NULLABLE", I), ("CASE_SENSITIVE", B)],
             ),
-            "GetCatalogs" => (op_type::GET_CATALOGS, &[("TABLE_CAT", S)]),
-            "GetSchemas" => (op_type::GET_SCHEMAS, &[("TABLE_SCHEM", S), ("TABLE_CATALOG", S)]),
+            "GetCatalogs" => (TOperationType::GET_CATALOGS, &[("TABLE_CAT", S)]),
+            "GetSchemas" => (TOperationType::GET_SCHEMAS, &[("TABLE_SCHEM", S), ("TABLE_CATALOG", S)]),
             "GetTables" => (
-                op_type::GET_TABLES,
+                TOperationType::GET_TABLES,
                 &[("TABLE_CAT", S), ("TABLE_SCHEM", S), ("TABLE_NAME", S), ("TABLE_TYPE", S), ("REMARKS", S)],
             ),
-            "GetTableTypes" => (op_type::GET_TABLE_TYPES, &[("TABLE_TYPE", S)]),
+            "GetTableTypes" => (TOperationType::GET_TABLE_TYPES, &[("TABLE_TYPE", S)]),
             "GetColumns" => (
-                op_type::GET_COLUMNS,
+                TOperationType::GET_COLUMNS,
                 &[
                     ("TABLE_CAT", S),
                     ("TABLE_SCHEM", S),
@@ -212,7 +210,7 @@ impl ResultSet {
                 ],
             ),
             "GetFunctions" => (
-                op_type::GET_FUNCTIONS,
+                TOperationType::GET_FUNCTIONS,
                 &[
                     ("FUNCTION_CAT", S),
                     ("FUNCTION_SCHEM", S),
@@ -222,11 +220,11 @@ impl ResultSet {
                 ],
             ),
             "GetPrimaryKeys" => (
-                op_type::UNKNOWN,
+                TOperationType::UNKNOWN,
                 &[("TABLE_CAT", S), ("TABLE_SCHEM", S), ("TABLE_NAME", S), ("COLUMN_NAME", S), ("KEY_SEQ", I)],
             ),
             "GetCrossReference" => (
-                op_type::UNKNOWN,
+                TOperationType::UNKNOWN,
                 &[("PKTABLE_NAME", S), ("PKCOLUMN_NAME", S), ("FKTABLE_NAME", S), ("FKCOLUMN_NAME", S), ("KEY_SEQ", I)],
             ),
             _ => return None,
@@ -235,7 +233,7 @@ impl ResultSet {
     }
 
     /// A `TTableSchema`.
-    pub fn schema(&self) -> Value {
+    pub fn schema(&self) -> TTableSchema {
         schema_value(&self.columns)
     }
 
@@ -274,31 +272,58 @@ impl Batch {
     }
 
     /// Fast mode's `TRowSet`: the rows of the first batch, offset 0, so that equal shapes encode equally.
-    pub fn encode_uniform(&self) -> Value {
+    pub fn encode_uniform(&self) -> TRowSet {
         let uniform = Batch { columns: self.columns.clone(), rows: self.rows.clone(), start: 0, end: self.rows() };
         uniform.encode()
     }
 
     /// The `TRowSet`.
-    pub fn encode(&self) -> Value {
-        let columns = (0..self.columns.len())
-            .map(|c| {
-                let values = (self.start..self.end).map(|r| self.rows.cell(r, c)).collect();
-                column_value(self.columns[c].ty, values, self.rows() as usize)
-            })
-            .collect();
-        rowset_value(self.start, columns)
+    pub fn encode(&self) -> TRowSet {
+        let columns = (0..self.columns.len()).map(|c| self.column(c)).collect();
+        rowset(self.start, columns)
+    }
+
+    fn column(&self, c: usize) -> TColumn {
+        let rows = self.start..self.end;
+        // No value is NULL: the bitmap is all zeros.
+        let nulls = vec![0; (self.rows() as usize).div_ceil(8)];
+        if let Rows::Blobs { size, .. } = self.rows {
+            return TColumn::StringVal(TStringColumn::new(rows.map(|r| blob_row(r, size)).collect(), nulls));
+        }
+        let cells = rows.map(|r| self.rows.cell(r, c));
+        match self.columns[c].ty {
+            ColType::Boolean => {
+                TColumn::BoolVal(TBoolColumn::new(cells.map(|v| v == Cell::Bool(true)).collect(), nulls))
+            }
+            ColType::Int => TColumn::I32Val(TI32Column::new(cells.map(|v| int(&v) as i32).collect(), nulls)),
+            ColType::BigInt => TColumn::I64Val(TI64Column::new(cells.map(|v| int(&v)).collect(), nulls)),
+            ColType::String => TColumn::StringVal(TStringColumn::new(cells.map(bytes).collect(), nulls)),
+        }
+    }
+}
+
+fn int(cell: &Cell) -> i64 {
+    match cell {
+        Cell::Int(v) => *v,
+        _ => 0,
+    }
+}
+
+fn bytes(cell: Cell) -> Vec<u8> {
+    match cell {
+        Cell::Str(s) => s.into_bytes(),
+        _ => Vec::new(),
     }
 }
 
 /// A `TRowSet` with one empty STRING column (what a log fetch returns).
-pub fn empty_log_rowset() -> Value {
-    rowset_value(0, vec![column_value(ColType::String, vec![], 0)])
+pub fn empty_log_rowset() -> TRowSet {
+    rowset(0, vec![TColumn::StringVal(TStringColumn::new(vec![], vec![]))])
 }
 
 /// A `TRowSet` without columns (an operation that has no result set).
-pub fn no_rows_rowset() -> Value {
-    rowset_value(0, vec![])
+pub fn no_rows_rowset() -> TRowSet {
+    rowset(0, vec![])
 }
 
 /// Row `row` of `blobs(_, size)`: bytes `(row + k) % 251` for `k` in `0..size`.
@@ -330,47 +355,30 @@ fn option_rows(overrides: &BTreeMap<String, String>) -> Vec<[String; 3]> {
     rows
 }
 
-fn rowset_value(start: u64, columns: Vec<Value>) -> Value {
-    Struct::new()
-        .with(1, Value::I64(start as i64))
-        .with(2, Value::List(TType::Struct, vec![]))
-        .with(3, Value::List(TType::Struct, columns))
-        .into_value()
+fn rowset(start: u64, columns: Vec<TColumn>) -> TRowSet {
+    TRowSet::new(start as i64, vec![], columns, None, None)
 }
 
-/// A `TColumn` union; no value is NULL, so the bitmap is all zeros.
-fn column_value(ty: ColType, values: Vec<Value>, rows: usize) -> Value {
-    let typed = Struct::new().with(1, Value::List(ty.wire(), values)).with(2, Value::Bytes(vec![0; rows.div_ceil(8)]));
-    Struct::new().with(column_arm(ty.wire()), typed.into_value()).into_value()
-}
-
-fn schema_value(columns: &[ColumnDef]) -> Value {
+fn schema_value(columns: &[ColumnDef]) -> TTableSchema {
     let descs = columns
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let primitive = Struct::new().with(1, Value::I32(c.ty.type_id()));
-            let entry = Struct::new().with(1, primitive.into_value());
-            let type_desc = Struct::new().with(1, Value::List(TType::Struct, vec![entry.into_value()]));
+            let entry = TTypeEntry::PrimitiveEntry(TPrimitiveTypeEntry::new(c.ty.type_id(), None));
             // Impala numbers columns from 0 (Hive from 1).
-            Struct::new()
-                .with(1, Value::string(&c.name))
-                .with(2, type_desc.into_value())
-                .with(3, Value::I32(i as i32))
-                .into_value()
+            TColumnDesc::new(c.name.clone(), TTypeDesc::new(vec![entry]), i as i32, None)
         })
         .collect();
-    Struct::new().with(1, Value::List(TType::Struct, descs)).into_value()
+    TTableSchema::new(descs)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hs2client::wire::read_columns;
+    use crate::hs2client::ColumnExt;
 
-    fn columns(batch: &Batch) -> Vec<crate::hs2client::Column> {
-        let Value::Struct(rowset) = batch.encode() else { panic!("not a struct") };
-        read_columns(rowset).unwrap()
+    fn columns(batch: &Batch) -> Vec<TColumn> {
+        batch.encode().columns.unwrap()
     }
 
     #[test]
@@ -378,7 +386,7 @@ mod tests {
         let mut rs = ResultSet::range("id", 100_000_000);
         let (b, more) = rs.take_batch(3);
         assert!(more);
-        assert_eq!(columns(&b)[0].values, vec![Value::I64(0), Value::I64(1), Value::I64(2)]);
+        assert_eq!(columns(&b)[0].as_i64s(), Some(vec![0, 1, 2]));
         let (b, _) = rs.take_batch(u64::MAX);
         assert_eq!((b.start, b.rows()), (3, MAX_BATCH_ROWS));
         let mut small = ResultSet::range("id", 5);

@@ -12,13 +12,14 @@ use tokio::task::JoinSet;
 
 use super::calls::{self, Outcome};
 use super::{Inner, MockAuth};
+use thrift::protocol::TMessageType;
+
 use crate::conn::ThriftConn;
-use crate::hs2::reply;
+use crate::hs2::rpc;
 use crate::kerberos::principal::ShortNames;
 use crate::sasl::{self, Mechanism, SaslError};
 use crate::thrift::framing::Framing;
-use crate::thrift::value::{decode_message, encode_message, Struct};
-use crate::thrift::{Limits, MessageHeader, MessageKind};
+use crate::thrift::Limits;
 
 /// Largest SASL frame the mock reads (no request is larger than a message).
 const MAX_FRAME_BYTES: u64 = Limits::REQUEST.max_message_bytes;
@@ -148,15 +149,15 @@ async fn authenticate_gssapi(conn: &mut ThriftConn, inner: &Inner) -> Result<Str
 /// `None` closes the connection: the request was not a decodable call.
 async fn respond(inner: &Inner, user: Option<&str>, request: &[u8]) -> Option<(Vec<u8>, bool)> {
     let name = &inner.cfg.name;
-    let (header, args, _) = match decode_message(request, &Limits::REQUEST) {
+    let (header, args) = match rpc::decode_header(request, &Limits::REQUEST) {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(%name, error = %e, "closing a connection after an undecodable request");
             return None;
         }
     };
-    if header.kind != MessageKind::Call {
-        tracing::warn!(%name, kind = %header.kind, "closing a connection after a message that is not a call");
+    if header.message_type != TMessageType::Call {
+        tracing::warn!(%name, kind = ?header.message_type, "closing a connection after a message that is not a call");
         return None;
     }
     inner.count_call(&header.name, request);
@@ -164,28 +165,32 @@ async fn respond(inner: &Inner, user: Option<&str>, request: &[u8]) -> Option<(V
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let method = header.name.as_str();
-    tracing::debug!(%name, method, seqid = header.seqid, "call");
-    let reply = |resp: Struct| {
-        let h = MessageHeader::new(method, MessageKind::Reply, header.seqid);
-        encode_message(&h, &Struct::new().with(0, resp.into_value()))
+    let (method, seqid) = (header.name.as_str(), header.sequence_number);
+    tracing::debug!(%name, method, seqid, "call");
+    let with_header = |body: &[u8]| {
+        rpc::encode_reply_header(method, seqid).map(|mut bytes| {
+            bytes.extend_from_slice(body);
+            bytes
+        })
     };
-    Some(match calls::dispatch(inner, user, method, &args).await {
-        Outcome::Reply(resp) => (reply(resp), true),
-        Outcome::Exception { kind, message } => {
-            (reply::application_exception(method, header.seqid, kind, &message), true)
+    let answer = match calls::dispatch(inner, user, method, args).await {
+        Outcome::Reply(body) => with_header(&body).map(|b| (b, true)),
+        Outcome::Prepared(body) => with_header(&body).map(|b| (b, true)),
+        Outcome::Exception { kind, message } => rpc::encode_exception(method, seqid, kind, &message).map(|b| (b, true)),
+        Outcome::Crash(body) => with_header(&body).map(|mut b| {
+            b.truncate(b.len() / 2);
+            (b, false)
+        }),
+        Outcome::Undecodable(e) => {
+            tracing::warn!(%name, error = %e, "closing a connection after a request with undecodable arguments");
+            return None;
         }
-        Outcome::Prepared(body) => {
-            let mut bytes =
-                encode_message(&MessageHeader::new(method, MessageKind::Reply, header.seqid), &Struct::new());
-            bytes.pop(); // The empty body's STOP byte: the prepared body follows instead.
-            bytes.extend_from_slice(&body);
-            (bytes, true)
+    };
+    match answer {
+        Ok(answer) => Some(answer),
+        Err(e) => {
+            tracing::warn!(%name, error = %e, "closing a connection: the reply could not be encoded");
+            None
         }
-        Outcome::Crash(resp) => {
-            let mut bytes = reply(resp);
-            bytes.truncate(bytes.len() / 2);
-            (bytes, false)
-        }
-    })
+    }
 }

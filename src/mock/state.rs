@@ -13,6 +13,7 @@ use super::rowset::ResultSet;
 use super::sql::Statement;
 use crate::hs2::handle::{Guid, HandleId, Secret};
 use crate::hs2::reply::{invalid_query_text, invalid_session_text};
+use crate::hs2::rpc::hs2::TOperationType;
 
 pub struct Session {
     pub secret: Secret,
@@ -52,7 +53,7 @@ pub struct Operation {
     pub id: Guid,
     pub session: Guid,
     pub secret: Secret,
-    pub op_type: i32,
+    pub op_type: TOperationType,
     pub statement: String,
     /// The parsed statement; `None` for a metadata call (GetTables, ...).
     pub parsed: Option<Statement>,
@@ -77,7 +78,7 @@ pub struct Operation {
 
 impl Operation {
     /// A finished operation without results, owned by `session`; callers set the rest.
-    pub fn new(session_guid: Guid, session: &Session, op_type: i32, statement: &str) -> Operation {
+    pub fn new(session_guid: Guid, session: &Session, op_type: TOperationType, statement: &str) -> Operation {
         Operation {
             id: Guid::random(),
             session: session_guid,
@@ -227,7 +228,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hs2client::wire::op_type;
+    use crate::hs2::rpc::hs2::TOperationType as op_type;
 
     fn session(user: &str) -> (HandleId, Session) {
         let id = HandleId::random();

@@ -10,8 +10,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use hs2_proxy::hs2::handle::HandleId;
-use hs2_proxy::hs2client::wire::{self, op_state, OpHandle};
-use hs2_proxy::hs2client::{op_req, session_req, ClientAuth, ClientError, Hs2Client};
+use hs2_proxy::hs2::rpc;
+use hs2_proxy::hs2::rpc::hs2::{TGetResultSetMetadataReq, TGetSchemasReq, TOperationState as op_state};
+use hs2_proxy::hs2client::{session_handle, ClientAuth, ClientError, ColumnExt, Hs2Client, OpHandle};
 
 /// Hue opens a new session when an error matches this (desktop/libs/notebook, beeswax): one of these
 /// substrings in the text.
@@ -157,15 +158,19 @@ async fn query_steps(
     let op = *op;
     let polled = on_new(addr, auth, |c| Box::pin(async move { c.wait_finished(&op).await })).await;
     let finished = matches!(polled, Ok(op_state::FINISHED_STATE));
-    rec(QUERY_STEPS[0], polled.map(|s| format!("state {s}")));
+    rec(QUERY_STEPS[0], polled.map(|s| format!("state {}", s.0)));
     if !finished {
         for name in &QUERY_STEPS[1..] {
             rec(name, Err(NOT_RUN.into()));
         }
         return;
     }
-    let meta =
-        on_new(addr, auth, |c| Box::pin(async move { c.call_ok("GetResultSetMetadata", op_req(&op)).await })).await;
+    let meta = on_new(addr, auth, |c| {
+        Box::pin(
+            async move { c.call_ok::<rpc::GetResultSetMetadata>(&TGetResultSetMetadataReq::new(op.thrift())).await },
+        )
+    })
+    .await;
     rec(QUERY_STEPS[1], meta.map(|_| String::new()));
     let mut rows = Vec::new();
     let mut fetched = Ok(());
@@ -202,8 +207,9 @@ async fn metadata_step(
     let s = *session;
     let schemas = on_new(addr, auth, |c| {
         Box::pin(async move {
-            let resp = c.call_ok("GetSchemas", session_req(&s)).await?;
-            resp.get_struct(2).and_then(wire::read_op_handle).ok_or(ClientError::Unexpected("no handle".into()))
+            let resp = c.call_ok::<rpc::GetSchemas>(&TGetSchemasReq::new(session_handle(&s), None, None)).await?;
+            let handle = resp.operation_handle.as_ref().and_then(OpHandle::from_thrift);
+            handle.ok_or(ClientError::Unexpected("no handle".into()))
         })
     })
     .await;
@@ -219,7 +225,8 @@ async fn metadata_step(
             let (cols, _) = c.fetch(&op, 100).await?;
             let names: Vec<String> = cols
                 .first()
-                .map(|c| c.values.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .and_then(|c| c.as_strs())
+                .map(|names| names.into_iter().map(str::to_string).collect())
                 .unwrap_or_default();
             Ok(names)
         })
@@ -238,7 +245,7 @@ async fn metadata_step(
 pub async fn fetch_page(c: &mut Hs2Client, op: &OpHandle, max: i64) -> Result<Vec<i64>, ClientError> {
     let (cols, _) = c.fetch(op, max).await?;
     let Some(col) = cols.into_iter().next() else { return Ok(Vec::new()) };
-    col.values.iter().map(|v| v.as_i64().ok_or_else(|| ClientError::Unexpected("not a BIGINT".into()))).collect()
+    col.as_i64s().ok_or_else(|| ClientError::Unexpected("not a BIGINT".into()))
 }
 
 /// Every row of a single BIGINT column.

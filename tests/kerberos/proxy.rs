@@ -6,14 +6,15 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use hs2_proxy::config::{BackendConfig, Config, FileConfig};
+use hs2_proxy::hs2::handle::HandleId;
 use hs2_proxy::hs2::idl::names;
 use hs2_proxy::hs2::requests;
+use hs2_proxy::hs2::rpc::{self, hs2::TOpenSessionResp, Reply};
 use hs2_proxy::hs2client::{open_session_req, ClientAuth, ClientError, Hs2Client};
 use hs2_proxy::kerberos::testkdc::{self, TestKdc};
 use hs2_proxy::kerberos::Step;
 use hs2_proxy::mock::MockImpalad;
 use hs2_proxy::server::{self, ProxyHandle};
-use hs2_proxy::thrift::value::decode_message;
 use hs2_proxy::thrift::Limits;
 
 use super::{connect_gssapi, kerberized_mock, query_string, user_initiator};
@@ -157,20 +158,23 @@ async fn http_negotiate_then_the_proxys_cookie() {
         panic!("a Kerberos initial token")
     };
     let negotiate = format!("Negotiate {}", base64::engine::general_purpose::STANDARD.encode(token));
-    let open = requests::call(names::OPEN_SESSION, 1, open_session_req(None, &[]));
+    let open = rpc::encode_call::<rpc::OpenSession>(1, &open_session_req(None, &[])).unwrap();
     let (status, headers, body) = post(proxy.local_addr, &[("authorization", negotiate.as_str())], open).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let cookie = headers.iter().find(|(k, _)| k == "set-cookie").map(|(_, v)| v.clone()).expect("the proxy's cookie");
-    let (_, reply, _) = decode_message(&body, &Limits::REPLY).unwrap();
-    let session =
-        hs2_proxy::hs2client::wire::read_handle(reply.get_struct(0).and_then(|r| r.get_struct(3)).unwrap()).unwrap();
+    let Ok(Reply::Ok(opened)) = rpc::decode_reply::<TOpenSessionResp>(&body, names::OPEN_SESSION, 1, &Limits::REPLY)
+    else {
+        panic!("an OpenSession reply")
+    };
+    let session = HandleId::try_from(&opened.session_handle.expect("a session handle").session_id).unwrap();
     assert_eq!(mock.session_effective_user(&session.guid).as_deref(), Some("alice"));
     let cookie = cookie.split(';').next().unwrap().to_string();
     let get_info = requests::get_info(&session, 18, 2);
     let (status, _, _) = post(proxy.local_addr, &[("cookie", cookie.as_str())], get_info).await;
     assert_eq!(status, 200, "the cookie alone serves alice's session");
     let (status, headers, _) =
-        post(proxy.local_addr, &[], requests::call(names::OPEN_SESSION, 3, open_session_req(None, &[]))).await;
+        post(proxy.local_addr, &[], rpc::encode_call::<rpc::OpenSession>(3, &open_session_req(None, &[])).unwrap())
+            .await;
     assert_eq!(status, 401);
     assert!(headers.iter().any(|(k, v)| k == "www-authenticate" && v == "Negotiate"), "{headers:?}");
 }
