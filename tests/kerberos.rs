@@ -11,12 +11,16 @@
 //! - `kerberos/clients.rs`: impyla, beeline, impala-shell and curl (SPNEGO) against them.
 //! - `kerberos/spark.rs`: our client side against a Kerberized Spark Thrift Server, with delegation.
 //! - `kerberos/proxy.rs`: clients through the proxy, which delegates them to a Kerberized mock impalad.
+//! - `kerberos/proxy_clients.rs`: the real clients (impyla, impala-shell, curl) through the proxy; bad
+//!   tickets; keytabs without the key.
 
 #[path = "kerberos/clients.rs"]
 mod clients;
 mod common;
 #[path = "kerberos/proxy.rs"]
 mod proxy;
+#[path = "kerberos/proxy_clients.rs"]
+mod proxy_clients;
 #[path = "kerberos/sockets.rs"]
 mod sockets;
 #[path = "kerberos/spark.rs"]
