@@ -13,6 +13,7 @@
 //! - `kerberos/proxy.rs`: clients through the proxy, which delegates them to a Kerberized mock impalad.
 //! - `kerberos/proxy_clients.rs`: the real clients (impyla, impala-shell, curl) through the proxy; bad
 //!   tickets; keytabs without the key.
+//! - `kerberos/proxy_spark.rs`: beeline and impyla through the proxy to the Kerberized Spark Thrift Server.
 
 #[path = "kerberos/clients.rs"]
 mod clients;
@@ -21,6 +22,8 @@ mod common;
 mod proxy;
 #[path = "kerberos/proxy_clients.rs"]
 mod proxy_clients;
+#[path = "kerberos/proxy_spark.rs"]
+mod proxy_spark;
 #[path = "kerberos/sockets.rs"]
 mod sockets;
 #[path = "kerberos/spark.rs"]
