@@ -107,10 +107,7 @@ async fn a_wrong_password_is_refused_by_the_directory_behind_the_backend() {
     {
         match Hs2Client::connect(proxy.local_addr, &plain(user, pw)).await {
             Err(ClientError::Sasl(SaslError::Refused(text))) => {
-                println!(
-                    "our client, {user}/{}: SASL refused: {text}",
-                    if pw.is_empty() { "(empty)" } else { "(wrong)" }
-                );
+                println!("our client, {user} ({what}): SASL refused: {text}");
                 assert!(text.contains(REFUSED), "{text}");
             }
             other => panic!("{user} with a wrong password: {:?}", other.map(|_| ())),
