@@ -178,6 +178,17 @@ async fn impala_shell_k_through_the_proxy() {
     }
     assert!(mock.sessions().is_empty(), "quit closes the session");
     println!("impala-shell -k -b localhost through the proxy: ok in {:.1}s", ran.took.as_secs_f64());
+
+    // Over HTTP: impala-shell's Negotiate for impala/localhost, then the proxy's cookie.
+    let mut cmd = Command::new(venv_bin("impala-shell"));
+    cmd.args(["-i", &format!("127.0.0.1:{}", proxy.local_addr.port()), "--protocol=hs2-http", "-k", "-b", "localhost"]);
+    cmd.args(["-B", "-q", "select current_user()"]);
+    let ran = run(as_user(cmd, "alice")).await;
+    assert!(ran.ok && ran.stdout.trim() == "alice", "impala-shell --protocol=hs2-http -k:\n{}", ran.both());
+    println!(
+        "impala-shell --protocol=hs2-http -k -b localhost through the proxy: ok in {:.1}s",
+        ran.took.as_secs_f64()
+    );
 }
 
 /// `run` with the stdin the command already has.
@@ -292,6 +303,12 @@ async fn bad_tickets_are_refused_with_the_reason() {
     let ran = impyla("alice", &["service", &port, "hive"]).await;
     println!("wrong service: {}", ran.stdout.trim());
     assert!(ran.stdout.starts_with("ERR ") && ran.stdout.contains("hive/localhost@EXAMPLE.TEST"), "{}", ran.both());
+    // The same mistake from Java (beeline with principal=hive/localhost): the proxy's reason, through JDBC.
+    let url = format!("jdbc:hive2://localhost:{port}/default;principal=hive/localhost@EXAMPLE.TEST");
+    let ran = run(super::clients::beeline(&url, "select 1")).await;
+    let line = ran.both().lines().find(|l| l.contains("Peer indicated failure")).unwrap_or_default().to_string();
+    println!("beeline, wrong service: {}", line.trim());
+    assert!(!ran.ok && line.contains("hive/localhost@EXAMPLE.TEST"), "{}", ran.both());
     // A service the KDC does not know: the client's own library says so before the proxy sees anything.
     let ran = impyla("alice", &["service", &port, "nosuch"]).await;
     println!("unknown service: {}", ran.stdout.trim());
