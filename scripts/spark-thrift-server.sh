@@ -2,8 +2,9 @@
 # Run one Spark Thrift Server (a real HiveServer2) for interop tests, from the pyspark wheel that
 # scripts/setup-spark.sh installs into $REPO/.venv-spark.
 #
-#   spark-thrift-server.sh start --port P --mode sasl|nosasl|http|kerberos --dir D [--hiveconf K=V] [--conf K=V]
+#   spark-thrift-server.sh start --port P --mode sasl|nosasl|http|kerberos|ldap --dir D [--hiveconf K=V] [--conf K=V]
 #                                [--keytab F --principal P --krb5-conf F [--proxyuser U]...]   # kerberos mode
+#                                [--ldap-url ldap://H:P --ldap-basedn DN]                       # ldap mode
 #                                                                           # prints the server's PID
 #   spark-thrift-server.sh stop --dir D
 #
@@ -17,6 +18,9 @@
 #                 from --keytab itself; --krb5-conf is the realm's krb5.conf (Java ignores KRB5_CONFIG). Each
 #                 --proxyuser U may impersonate anyone (hive.server2.proxy.user): hadoop.proxyuser.U.hosts/groups=*
 #                 in a core-site.xml under D/hadoop-conf (HADOOP_CONF_DIR).
+#        ldap   = SASL PLAIN, binary transport, each user/password checked by a simple bind to the directory at
+#                 --ldap-url as uid=<user>,<--ldap-basedn> (hive.server2.authentication=LDAP). Each --proxyuser U
+#                 (an LDAP user too) may run sessions as anyone with hive.server2.proxy.user, as in kerberos mode.
 # Env: SPARK_TS_MEMORY (driver heap, default 512m), SPARK_TS_TIMEOUT (start timeout s, default 120),
 #      SPARK_TS_JAVA_OPTS (extra JVM options), SPARK_TS_NICE (niceness, default 10),
 #      SPARK_TS_CDS=0 (don't map the class-data archive), SPARK_TS_STOP_TIMEOUT (s before SIGKILL, default 20).
@@ -26,10 +30,10 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO/.venv-spark"
 
 die() { echo "spark-thrift-server: $*" >&2; exit 1; }
-usage() { die "usage: $0 start --port P --mode sasl|nosasl|http|kerberos --dir D [--hiveconf K=V]... [--conf K=V]... [--keytab F --principal P --krb5-conf F [--proxyuser U]...] | stop --dir D"; }
+usage() { die "usage: $0 start --port P --mode sasl|nosasl|http|kerberos|ldap --dir D [--hiveconf K=V]... [--conf K=V]... [--keytab F --principal P --krb5-conf F [--proxyuser U]...] [--ldap-url U --ldap-basedn DN] | stop --dir D"; }
 
 cmd="${1:-}"; [[ $# -gt 0 ]] && shift
-port="" mode="" dir="" extra=() keytab="" principal="" krb5_conf="" proxyusers=()
+port="" mode="" dir="" extra=() keytab="" principal="" krb5_conf="" proxyusers=() ldap_url="" ldap_basedn=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --port) port="${2:?}"; shift 2 ;;
@@ -40,6 +44,8 @@ while [[ $# -gt 0 ]]; do
         --principal) principal="${2:?}"; shift 2 ;;
         --krb5-conf) krb5_conf="${2:?}"; shift 2 ;;
         --proxyuser) proxyusers+=("${2:?}"); shift 2 ;;
+        --ldap-url) ldap_url="${2:?}"; shift 2 ;;
+        --ldap-basedn) ldap_basedn="${2:?}"; shift 2 ;;
         *) usage ;;
     esac
 done
@@ -76,14 +82,15 @@ stop() {
     echo "spark-thrift-server: killed $pid (no clean exit in $t s)"
 }
 
-# core-site.xml for kerberos mode: Kerberos authentication and a proxyuser rule per --proxyuser.
+# core-site.xml for kerberos and ldap modes: Hadoop's authentication (kerberos|simple) and a proxyuser rule
+# per --proxyuser.
 write_core_site() {
-    local conf="$1" u
+    local conf="$1" hadoop_auth="$2" u
     mkdir -p "$conf"
     {
         echo '<?xml version="1.0"?>'
         echo '<configuration>'
-        echo '  <property><name>hadoop.security.authentication</name><value>kerberos</value></property>'
+        echo "  <property><name>hadoop.security.authentication</name><value>$hadoop_auth</value></property>"
         for u in "${proxyusers[@]}"; do
             echo "  <property><name>hadoop.proxyuser.$u.hosts</name><value>*</value></property>"
             echo "  <property><name>hadoop.proxyuser.$u.groups</name><value>*</value></property>"
@@ -100,8 +107,12 @@ start() {
         nosasl) auth=NOSASL; transport=binary ;;
         http)   auth=NONE;   transport=http ;;
         kerberos) auth=KERBEROS; transport=binary ;;
+        ldap)   auth=LDAP;   transport=binary ;;
         *) usage ;;
     esac
+    if [[ "$mode" == ldap ]]; then
+        [[ -n "$ldap_url" && -n "$ldap_basedn" ]] || die "ldap mode needs --ldap-url and --ldap-basedn"
+    fi
     if [[ "$mode" == kerberos ]]; then
         [[ -n "$keytab" && -n "$principal" && -n "$krb5_conf" ]] || die "kerberos mode needs --keytab, --principal and --krb5-conf"
         [[ -r "$keytab" ]] || die "keytab $keytab is not readable"
@@ -192,7 +203,14 @@ start() {
             hive.server2.thrift.sasl.qop=auth       # what Impala speaks, and all hs2-proxy accepts
         )
         args+=(--conf spark.hadoop.hadoop.security.authentication=kerberos)
-        write_core_site "$dir/hadoop-conf"
+        write_core_site "$dir/hadoop-conf" kerberos
+    fi
+    if [[ "$mode" == ldap ]]; then
+        hiveconf+=(
+            hive.server2.authentication.ldap.url="$ldap_url"
+            hive.server2.authentication.ldap.baseDN="$ldap_basedn"   # binds as uid=<user>,<baseDN>
+        )
+        write_core_site "$dir/hadoop-conf" simple
     fi
     local h; for h in "${hiveconf[@]}"; do args+=(--hiveconf "$h"); done
     args+=("${extra[@]}" spark-internal)
@@ -206,6 +224,8 @@ start() {
         if [[ "$mode" == kerberos ]]; then
             # core-site.xml (authentication, proxy users) on the classpath; the login's tickets in a private ccache
             export HADOOP_CONF_DIR="$dir/hadoop-conf" KRB5CCNAME="FILE:$dir/server.ccache"
+        elif [[ "$mode" == ldap ]]; then
+            export HADOOP_CONF_DIR="$dir/hadoop-conf"   # the proxyuser rules
         fi
         exec setsid nice -n "${SPARK_TS_NICE:-10}" "$spark_home/bin/spark-submit" "${args[@]}" \
             </dev/null >>"$log" 2>&1

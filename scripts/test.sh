@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: the fast cargo suites, then the suites against real peers (impyla, impala-shell, Spark
-# Thrift Server, beeline, HAProxy, ZooKeeper, an MIT Kerberos KDC, Apache Thrift's compiler), then the shell
-# suites (the Debian package, monitoring with Prometheus). Peers are installed first by the project's own
+# Thrift Server, beeline, HAProxy, ZooKeeper, an MIT Kerberos KDC, OpenLDAP, Apache Thrift's compiler), then the
+# shell suites (the Debian package, monitoring with Prometheus). Peers are installed first by the project's own
 # scripts (idempotent); a missing peer fails the run. Real-peer tests are `#[ignore]`d in cargo so that
 # `cargo test` stays fast.
 set -euo pipefail
@@ -23,6 +23,7 @@ scripts/setup-packaging.sh
 scripts/setup-prometheus.sh
 scripts/setup-zookeeper.sh
 scripts/setup-kerberos.sh
+scripts/setup-ldap.sh
 
 step "real-peer tests: cargo test -- --ignored"
 cargo test --all-targets -- --ignored --test-threads=1

@@ -440,7 +440,32 @@ impl ThriftConn {
     pub async fn shutdown(&mut self) {
         let _ = self.io.shutdown().await;
     }
+
+    /// Closes after a refusal the client may still be sending into: the write side is shut down, then
+    /// what the client sends is read and dropped until it closes, for at most [`REFUSAL_LINGER`] and
+    /// [`REFUSAL_DRAIN_BYTES`]. Closing with unread bytes would make the kernel answer with a reset,
+    /// and a reset can discard the refusal before the client has read it.
+    pub async fn close_after_refusal(&mut self) {
+        let _ = self.io.flush().await;
+        let _ = self.io.shutdown().await;
+        let mut sink = [0u8; 16 * 1024];
+        let mut drained = 0;
+        let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+            while drained < REFUSAL_DRAIN_BYTES {
+                match self.io.read(&mut sink).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => drained += n,
+                }
+            }
+        })
+        .await;
+    }
 }
+
+/// How long a refused client is given to stop sending before its connection closes.
+pub const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+/// How much of a refused client's input is read and dropped at most.
+pub const REFUSAL_DRAIN_BYTES: usize = 64 << 20;
 
 /// A client's binary connection is a reply sink: parts go out with the connection's framing.
 impl ReplySink for ThriftConn {

@@ -442,18 +442,14 @@ impl Call<'_> {
     }
 
     /// This OpenSession with its delegation set for `backend`: `impala.doas.user` for impalad,
-    /// `hive.server2.proxy.user` for Hive and Spark (by the backend's kind, else `kerberos.delegation`).
+    /// `hive.server2.proxy.user` for Hive and Spark, by the backend's kind; while the kind is unknown (no
+    /// probe has answered yet), `kerberos.delegation` if set, else both keys: impalad ignores Hive's key
+    /// (an unknown query option) and Hive/Spark ignore Impala's, whereas the wrong key alone would run
+    /// the session as the proxy's own identity.
     fn delegating(&self, backend: &Backend, user: &str) -> Result<Request, String> {
-        use crate::kerberos::delegation::Delegation;
-        let configured = self.proxy.config().kerberos.as_ref().map_or(Delegation::Impala, |k| k.delegation);
-        let key = match backend.kind() {
-            Some(crate::config::BackendKind::Impala) => Delegation::Impala,
-            Some(crate::config::BackendKind::Hive) => Delegation::Hive,
-            None => configured,
-        }
-        .key();
+        let keys = backend.delegation_keys(self.proxy.config().kerberos.as_ref().and_then(|k| k.delegation));
         let limits = self.proxy.config().limits.request;
-        let bytes = crate::hs2::open_session::with_delegation(&self.req.bytes, &limits, key, user)
+        let bytes = crate::hs2::open_session::with_delegation(&self.req.bytes, &limits, keys, user)
             .map_err(|e| format!("hs2-proxy: unreadable OpenSession: {e}"))?;
         Request::parse(bytes.into(), limits).map_err(|e| format!("hs2-proxy: unreadable OpenSession: {e}"))
     }

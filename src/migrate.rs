@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use crate::backend::pool::Checkout;
 use crate::backend::{probe, Backend};
-use crate::config::BackendKind;
 use crate::conn::ThriftConn;
 use crate::hs2::handle::{Guid, HandleId};
 use crate::hs2::idl::enums::t_operation_state as state;
@@ -22,7 +21,6 @@ use crate::hs2::idl::fields::{t_execute_statement_resp, t_get_operation_status_r
 use crate::hs2::open_session::with_delegation;
 use crate::hs2::reply::Answer;
 use crate::hs2::requests;
-use crate::kerberos::delegation::Delegation;
 use crate::proxy::Proxy;
 use crate::routing::{MovePlan, NotNow};
 
@@ -135,14 +133,9 @@ async fn open_on(
     let request = match &plan.origin.delegate_as {
         None => plan.origin.open_request.to_vec(),
         Some(user) => {
-            let configured = proxy.config().kerberos.as_ref().map_or(Delegation::Impala, |k| k.delegation);
-            let key = match target.kind() {
-                Some(BackendKind::Impala) => Delegation::Impala,
-                Some(BackendKind::Hive) => Delegation::Hive,
-                None => configured,
-            };
+            let keys = target.delegation_keys(proxy.config().kerberos.as_ref().and_then(|k| k.delegation));
             let limits = proxy.config().limits.request;
-            with_delegation(&plan.origin.open_request, &limits, key.key(), user).map_err(|e| failed(e.to_string()))?
+            with_delegation(&plan.origin.open_request, &limits, keys, user).map_err(|e| failed(e.to_string()))?
         }
     };
     match probe::call(conn, &request).await.map_err(failed)? {

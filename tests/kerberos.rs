@@ -11,12 +11,19 @@
 //! - `kerberos/clients.rs`: impyla, beeline, impala-shell and curl (SPNEGO) against them.
 //! - `kerberos/spark.rs`: our client side against a Kerberized Spark Thrift Server, with delegation.
 //! - `kerberos/proxy.rs`: clients through the proxy, which delegates them to a Kerberized mock impalad.
+//! - `kerberos/proxy_clients.rs`: the real clients (impyla, impala-shell, curl) through the proxy; bad
+//!   tickets; keytabs without the key.
+//! - `kerberos/proxy_spark.rs`: beeline and impyla through the proxy to the Kerberized Spark Thrift Server.
 
 #[path = "kerberos/clients.rs"]
 mod clients;
 mod common;
 #[path = "kerberos/proxy.rs"]
 mod proxy;
+#[path = "kerberos/proxy_clients.rs"]
+mod proxy_clients;
+#[path = "kerberos/proxy_spark.rs"]
+mod proxy_spark;
 #[path = "kerberos/sockets.rs"]
 mod sockets;
 #[path = "kerberos/spark.rs"]

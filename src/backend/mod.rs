@@ -17,6 +17,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::balance::Candidate;
 use crate::config::{BackendConfig, BackendKind, Config, HttpUrl};
+use crate::hs2::open_session::DELEGATION_KEYS;
+use crate::kerberos::delegation::{Delegation, HIVE_PROXY_USER_KEY, IMPALA_DOAS_KEY};
 use crate::kerberos::Credential;
 use crate::routing::{BackendId, Load};
 use connect::KerberosUpstream;
@@ -121,6 +123,22 @@ impl Backend {
             KIND_HIVE => Some(BackendKind::Hive),
             _ => None,
         })
+    }
+
+    /// The OpenSession keys that delegate a session to its end user on this backend: its kind's key, else
+    /// `configured` (`kerberos.delegation`), else both while the kind is unknown (each server ignores the
+    /// other's, so a session never runs as the proxy's own principal by mistake).
+    pub fn delegation_keys(&self, configured: Option<Delegation>) -> &'static [&'static str] {
+        let delegation = match self.kind() {
+            Some(BackendKind::Impala) => Some(Delegation::Impala),
+            Some(BackendKind::Hive) => Some(Delegation::Hive),
+            None => configured,
+        };
+        match delegation {
+            Some(Delegation::Impala) => &[IMPALA_DOAS_KEY],
+            Some(Delegation::Hive) => &[HIVE_PROXY_USER_KEY],
+            None => DELEGATION_KEYS,
+        }
     }
 
     /// Records what a probe saw; logs when the kind is first known or changes.

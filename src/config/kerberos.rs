@@ -8,7 +8,8 @@
 //! client_principal = "hs2proxy/lb.example.com"     # the proxy upstream; its TGT comes from client_keytab
 //! client_keytab = "/etc/hs2-proxy/hs2-proxy.keytab"  # default: keytab
 //! backend_principal = "impala/_HOST"               # _HOST = each backend's host; default <service>/_HOST
-//! delegation = "impala"                            # impala.doas.user, or "hive": hive.server2.proxy.user
+//! delegation = "impala"                            # for backends of unknown kind: impala.doas.user, or "hive":
+//!                                                  # hive.server2.proxy.user; default: by kind, both until known
 //! auth_to_local = ["RULE:[1:$1@$0](.*@EXAMPLE\\.COM)s/@.*//", "DEFAULT"]   # default ["DEFAULT"]
 //! [kerberos.proxy_users]                           # clients that may delegate themselves (Hue)
 //! hue = "*"
@@ -74,7 +75,8 @@ pub struct KerberosConfig {
     pub acceptor: Option<AcceptorConfig>,
     /// `None` without `client_principal`: the proxy does not authenticate upstream with Kerberos.
     pub upstream: Option<UpstreamKerberos>,
-    pub delegation: Delegation,
+    /// `None` (not set): by each backend's kind, and both keys while it is unknown (see `dispatch`).
+    pub delegation: Option<Delegation>,
     /// Clients allowed to delegate (`impala.doas.user` / `hive.server2.proxy.user` in OpenSession).
     pub proxy_users: ProxyUsers,
     pub short_names: ShortNames,
@@ -141,7 +143,7 @@ impl FileKerberos {
             let why = "set keytab (to accept Kerberos clients) and/or client_principal (to authenticate to backends)";
             return Err(bad("kerberos", why));
         }
-        let delegation = self.delegation.unwrap_or_default();
+        let delegation = self.delegation;
         let acceptor = match &self.keytab {
             None => None,
             Some(keytab) => {
@@ -176,7 +178,7 @@ fn upstream(
     client_principal: Option<String>,
     client_keytab: Option<PathBuf>,
     backend_principal: Option<String>,
-    delegation: Delegation,
+    delegation: Option<Delegation>,
 ) -> Result<Option<UpstreamKerberos>, ConfigError> {
     let Some(client_principal) = client_principal else {
         if backend_principal.is_some() {
@@ -188,7 +190,7 @@ fn upstream(
     let client_keytab = client_keytab
         .ok_or_else(|| bad("kerberos.client_keytab", "needed for client_principal (or set kerberos.keytab)"))?;
     check_keytab("kerberos.client_keytab", &client_keytab)?;
-    let default_service = match delegation {
+    let default_service = match delegation.unwrap_or_default() {
         Delegation::Impala => "impala",
         Delegation::Hive => "hive",
     };
@@ -296,7 +298,7 @@ mod tests {
         assert_eq!(u.client_keytab, kt, "client_keytab defaults to keytab");
         assert_eq!(u.backend_principal_for("Impalad-3.Example.com:21050"), "impala/impalad-3.example.com@EXAMPLE.COM");
         assert_eq!(u.backend_principal_for("[::1]:21050"), "impala/::1@EXAMPLE.COM");
-        assert_eq!(c.delegation, Delegation::Hive);
+        assert_eq!(c.delegation, Some(Delegation::Hive));
         assert!(
             c.proxy_users.allows("hue", "x")
                 && c.proxy_users.allows("knox", "bob")
@@ -313,7 +315,7 @@ mod tests {
         let c = parse(&format!("keytab = {:?}", keytab(dir.path()))).unwrap();
         assert_eq!(c.acceptor.unwrap().service_principal, format!("impala/{}", local_host_name()));
         assert!(c.upstream.is_none() && c.proxy_users.is_empty());
-        assert_eq!(c.delegation, Delegation::Impala);
+        assert_eq!(c.delegation, None, "by the backend's kind");
         assert_eq!(c.short_names.short_name("impala/h@R").unwrap(), "impala");
         let c = parse(&format!("client_principal = 'hs2proxy'\nclient_keytab = {:?}", keytab(dir.path()))).unwrap();
         assert!(c.acceptor.is_none());

@@ -137,6 +137,7 @@ async fn refuse_first_call(proxy: &Proxy, conn: &mut ThriftConn, peer: SocketAdd
         }
     }
     conn.release_budget();
+    conn.close_after_refusal().await;
     tracing::info!(client = %peer, reason = %why, "unauthenticated client refused");
 }
 
@@ -157,6 +158,8 @@ async fn run(proxy: &Proxy, conn: &mut ThriftConn, caller: &Caller, attached: &A
                 // The stream position is lost: say why, then close.
                 let text = format!("hs2-proxy: refused {name} request: {reason}");
                 let _ = conn.write_message(&reply::protocol_error(&name, seqid, &text)).await;
+                conn.release_budget();
+                conn.close_after_refusal().await;
                 return Err(End::Refused(text));
             }
             Err(ConnError::Idle(_)) if proxy.is_stopping() => return Err(End::Shutdown),

@@ -47,9 +47,10 @@ impl OpenSessionView {
 }
 
 /// The OpenSession call `message` with its delegation rewritten: every key of [`DELEGATION_KEYS`] the
-/// client sent is dropped (compared case-insensitively, as impalad does) and `key = user` set. The rest of
-/// the request is kept as sent; the message is re-encoded (OpenSession is small and once per session).
-pub fn with_delegation(message: &[u8], limits: &Limits, key: &str, user: &str) -> Result<Vec<u8>, ProtocolError> {
+/// client sent is dropped (compared case-insensitively, as impalad does) and each of `keys` set to `user`.
+/// The rest of the request is kept as sent; the message is re-encoded (OpenSession is small and once per
+/// session).
+pub fn with_delegation(message: &[u8], limits: &Limits, keys: &[&str], user: &str) -> Result<Vec<u8>, ProtocolError> {
     let (header, mut args, _) = decode_message(message, limits)?;
     let mut req = match args.fields.iter().position(|(id, _)| *id == CALL_ARGUMENT_FIELD) {
         Some(i) => match args.fields.remove(i).1 {
@@ -67,7 +68,7 @@ pub fn with_delegation(message: &[u8], limits: &Limits, key: &str, user: &str) -
     };
     let delegates = |k: &Value| k.as_str().is_some_and(|k| DELEGATION_KEYS.iter().any(|d| d.eq_ignore_ascii_case(k)));
     entries.retain(|(k, _)| !delegates(k));
-    entries.push((Value::string(key), Value::string(user)));
+    entries.extend(keys.iter().map(|key| (Value::string(key), Value::string(user))));
     req.fields.push((t_open_session_req::CONFIGURATION, Value::Map(TType::String, TType::String, entries)));
     args.fields.insert(0, (CALL_ARGUMENT_FIELD, req.into_value()));
     Ok(encode_message(&header, &args))
@@ -111,7 +112,7 @@ mod tests {
     #[test]
     fn delegation_is_rewritten_and_the_rest_kept() {
         let sent = open(Some("hue"), &[("idle_session_timeout", "900"), ("Impala.DoAs.User", "mallory")]);
-        let out = with_delegation(&sent, &Limits::REQUEST, "hive.server2.proxy.user", "alice").unwrap();
+        let out = with_delegation(&sent, &Limits::REQUEST, &["hive.server2.proxy.user"], "alice").unwrap();
         let v = OpenSessionView::parse(&out, &Limits::REQUEST).unwrap();
         assert_eq!(v.username.as_deref(), Some("hue"));
         assert_eq!(v.config("idle_session_timeout"), Some("900"));
@@ -123,7 +124,12 @@ mod tests {
             &MessageHeader::new(names::OPEN_SESSION, MessageKind::Call, 3),
             &Struct::new().with(1, Struct::new().with(1, Value::I32(5)).into_value()),
         );
-        let out = with_delegation(&bare, &Limits::REQUEST, "impala.doas.user", "bob").unwrap();
+        let out = with_delegation(&bare, &Limits::REQUEST, &["impala.doas.user"], "bob").unwrap();
         assert_eq!(OpenSessionView::parse(&out, &Limits::REQUEST).unwrap().delegated_user(), Some("bob"));
+        // A backend of unknown kind gets both keys: each server ignores the other's.
+        let out = with_delegation(&sent, &Limits::REQUEST, DELEGATION_KEYS, "carol").unwrap();
+        let v = OpenSessionView::parse(&out, &Limits::REQUEST).unwrap();
+        assert_eq!((v.config("impala.doas.user"), v.config("hive.server2.proxy.user")), (Some("carol"), Some("carol")));
+        assert_eq!(v.config("Impala.DoAs.User"), None);
     }
 }

@@ -20,18 +20,18 @@ use tokio::net::TcpListener;
 
 use super::{gss, kerberized_mock};
 
-fn repo() -> PathBuf {
+pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn venv_bin(name: &str) -> PathBuf {
+pub fn venv_bin(name: &str) -> PathBuf {
     let p = repo().join(".venv/bin").join(name);
     assert!(p.exists(), "{} is missing: run scripts/setup-python.sh (scripts/test.sh does)", p.display());
     p
 }
 
 /// `cmd` with the realm's environment and `user`'s ccache, a private HOME, and nothing of the machine's.
-fn as_user(mut cmd: Command, user: &str) -> Command {
+pub fn as_user(mut cmd: Command, user: &str) -> Command {
     let kdc = testkdc::shared();
     let ccache = kdc.kinit(user).expect("kinit");
     for (k, v) in kdc.env() {
@@ -43,20 +43,20 @@ fn as_user(mut cmd: Command, user: &str) -> Command {
     cmd
 }
 
-struct Ran {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-    took: Duration,
+pub struct Ran {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+    pub took: Duration,
 }
 
 impl Ran {
-    fn both(&self) -> String {
+    pub fn both(&self) -> String {
         format!("--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr)
     }
 }
 
-async fn run(mut cmd: Command) -> Ran {
+pub async fn run(mut cmd: Command) -> Ran {
     let shown = format!("{cmd:?}");
     let t0 = Instant::now();
     let out = tokio::task::spawn_blocking(move || cmd.stdin(Stdio::null()).output())

@@ -42,7 +42,7 @@ async fn proxy_in_front_of(mock: &MockImpalad, mut config: Config) -> ProxyHandl
     server::start(config).await.expect("the proxy acquires its credentials and starts")
 }
 
-fn status_text(r: Result<impl std::fmt::Debug, ClientError>) -> String {
+pub fn status_text(r: Result<impl std::fmt::Debug, ClientError>) -> String {
     match r {
         Err(ClientError::Status { message, .. }) => message,
         other => panic!("expected an HS2 error status, got {other:?}"),
@@ -207,7 +207,7 @@ async fn the_proxys_tickets_are_renewed_from_its_keytab() {
 }
 
 /// One HTTP POST with `headers`; status, lower-cased headers, body.
-async fn post(
+pub async fn post(
     addr: std::net::SocketAddr,
     headers: &[(&str, &str)],
     body: Vec<u8>,

@@ -21,9 +21,9 @@ use super::{connect_gssapi, proxy_initiator, query_string, user_initiator};
 const HIVE: &str = "hive/localhost@EXAMPLE.TEST";
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
-struct Spark {
-    addr: SocketAddr,
-    ready_after: Duration,
+pub struct Spark {
+    pub addr: SocketAddr,
+    pub ready_after: Duration,
 }
 
 static SPARK: OnceLock<Result<Spark, String>> = OnceLock::new();
@@ -34,7 +34,7 @@ fn repo() -> PathBuf {
 }
 
 /// The Kerberized Spark Thrift Server, started once.
-async fn spark() -> &'static Spark {
+pub async fn spark() -> &'static Spark {
     testkdc::shared();
     let started = tokio::task::spawn_blocking(|| SPARK.get_or_init(start)).await.expect("start thread");
     match started {
