@@ -48,6 +48,11 @@ pub const SESSIONS_OPENED: &str = "sessions_opened";
 /// Lookups of handles the proxy did not know (asking every backend), by `result`: `found`, `missed`,
 /// `ambiguous` (several backends claimed it: treated as unknown), `timed_out` (`timeouts.recovery`).
 pub const HANDLE_LOOKUPS: &str = "handle_lookups";
+/// What clean-up did with sessions no client of this instance used for the grace, by `result`: `closed`
+/// (the backend confirmed nobody used them), `in_use_elsewhere` (used through another connection, e.g.
+/// another instance: kept), `gone` (the backend no longer has them), `left_to_server` (no word from the
+/// impalad: forgotten here, never closed), `kept` (no word, and forgetting would close it: Hive/Spark).
+pub const SESSION_CLEANUPS: &str = "session_cleanups";
 /// Client connections accepted / refused at the connection limit / open now.
 pub const CLIENT_CONNECTIONS_ACCEPTED: &str = "client_connections_accepted";
 pub const CLIENT_CONNECTIONS_REFUSED: &str = "client_connections_refused";
@@ -181,6 +186,7 @@ pub struct Metrics {
     probe_latency: HistogramFamily<BackendLabels>,
     sessions_opened: Family<BackendLabels, Counter>,
     lookups: Family<ResultLabels, Counter>,
+    cleanups: Family<ResultLabels, Counter>,
     accepted: Counter,
     refused: Counter,
     connections: Gauge,
@@ -207,6 +213,7 @@ impl Metrics {
             probe_latency: Family::new_with_constructor(probe_histogram),
             sessions_opened: Family::default(),
             lookups: Family::default(),
+            cleanups: Family::default(),
             accepted: Counter::default(),
             refused: Counter::default(),
             connections: Gauge::default(),
@@ -229,6 +236,7 @@ impl Metrics {
         r.register(PROBE_DURATION, "Health probe round-trip time", m.probe_latency.clone());
         r.register(SESSIONS_OPENED, "Sessions opened through the proxy", m.sessions_opened.clone());
         r.register(HANDLE_LOOKUPS, "Lookups of unknown handles by asking the backends, by result", m.lookups.clone());
+        r.register(SESSION_CLEANUPS, "Clean-up decisions on sessions unused here for the grace", m.cleanups.clone());
         r.register(CLIENT_CONNECTIONS_ACCEPTED, "Client connections accepted", m.accepted.clone());
         r.register(CLIENT_CONNECTIONS_REFUSED, "Client connections closed at the connection limit", m.refused.clone());
         r.register(CLIENT_CONNECTIONS, "Client connections open now", m.connections.clone());
@@ -267,6 +275,11 @@ impl Metrics {
     /// A lookup of an unknown handle ended with `result` (see [`HANDLE_LOOKUPS`]).
     pub fn lookup(&self, result: &'static str) {
         self.lookups.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// Clean-up decided `result` for a session (see [`SESSION_CLEANUPS`]).
+    pub fn cleanup(&self, result: &'static str) {
+        self.cleanups.get_or_create(&ResultLabels { result }).inc();
     }
 
     pub fn session_opened(&self, backend: &str) {

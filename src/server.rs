@@ -96,7 +96,8 @@ pub async fn start(mut config: Config) -> std::io::Result<ProxyHandle> {
     };
     let proxy = Proxy::new(config, registrar);
     for b in proxy.backends() {
-        control::health::spawn(&proxy, b);
+        control::health::spawn(&proxy, b.clone());
+        control::load::spawn(&proxy, b);
     }
     control::reaper::spawn(&proxy);
     // One connection limit for all client listeners.

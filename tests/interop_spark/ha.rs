@@ -199,3 +199,56 @@ async fn ha_spark_taken_for_impala_is_refused_not_misrouted() {
     wrong.shutdown();
     a.shutdown();
 }
+
+/// Clean-up across instances on Spark: A's clients leave a session alone for many of A's grace periods
+/// while B's clients use it. Spark ends a session with its opening connection, which A holds pinned, so
+/// A must neither close the session nor forget it (forgetting unpins the connection, which then closes
+/// when idle): A keeps it, and the session lives on Spark throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "real peer (Spark Thrift Server): run by scripts/test.sh"]
+async fn ha_spark_session_used_through_b_outlives_as_grace() {
+    let _t = Timed::start("ha_spark_session_used_through_b_outlives_as_grace");
+    let peers = peers().await;
+    let mode = Mode::NoSasl;
+    let auth = mode.auth("ha");
+    let grace = Duration::from_millis(500);
+    let mut config = common::base_config();
+    config.backend_auth.transport = BackendTransport::Nosasl;
+    config.backends = peers.of(mode).iter().map(|s| BackendConfig::new(&s.addr.to_string())).collect();
+    config.sessions.disconnected_grace = grace;
+    config.sessions.reap_interval = Duration::from_millis(50);
+    config.pool.idle_timeout = Duration::from_secs(1);
+    let a = server::start(config).await.expect("proxy starts");
+    let b = proxy_for(peers, mode).await;
+    let s = connect(a.local_addr, &auth).await.open_session(Some("ha"), &[]).await.expect("OpenSession through A");
+    let servers = peers.of(mode);
+    let mut direct = Vec::new();
+    for srv in &servers {
+        direct.push(connect(srv.addr, &auth).await);
+    }
+    let owner = servers[owner_asked_directly(&mut direct, &servers, &s).await.expect("held")].addr;
+    let t0 = Instant::now();
+    let mut calls = 0;
+    // Past A's grace many times, and past its pool's idle timeout (an unpinned connection would close).
+    while t0.elapsed() < grace * 8 {
+        use_through(&b, &auth, &s, 3, owner).await;
+        calls += 1;
+        tokio::time::sleep(grace / 2).await;
+    }
+    assert!(owner_asked_directly(&mut direct, &servers, &s).await.is_some(), "Spark still holds the session");
+    let text = crate::common::instances::metrics_text(&a).await;
+    let of = |r: &str| {
+        hs2_proxy::metrics::sample(&text, &format!("hs2_proxy_session_cleanups_total{{result=\"{r}\"}}")).unwrap_or(0.0)
+    };
+    assert!(of("kept") >= 3.0 && of("closed") == 0.0 && of("left_to_server") == 0.0, "{text}");
+    assert_eq!(a.proxy.session_count(), 1, "A keeps the session and its pinned connection");
+    note(format!(
+        "nosasl HA clean-up: {calls} calls through B over {:.1}s (A's grace {grace:?}): A kept the session {} times; \
+         Spark still holds it",
+        t0.elapsed().as_secs_f64(),
+        of("kept")
+    ));
+    connect(b.local_addr, &auth).await.close_session(&s).await.expect("CloseSession through B");
+    a.shutdown();
+    b.shutdown();
+}
