@@ -52,7 +52,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// The metric label (`hs2_proxy_session_cleanups_total{result}`).
+    /// The metric label (`hs2_proxy_session_cleanups_total{result}`) of what was done.
     pub fn label(self) -> &'static str {
         match self {
             Verdict::Close => "closed",

@@ -17,6 +17,7 @@ use crate::backend::impalad_metrics::{self, SessionActivity};
 use crate::backend::{probe, Backend};
 use crate::config::BackendTransport;
 use crate::hs2::handle::Guid;
+use crate::hs2::reply::Answer;
 use crate::hs2::requests;
 use crate::proxy::Proxy;
 use crate::routing::{BackendId, SessionEntry};
@@ -82,11 +83,13 @@ async fn judge(proxy: &Proxy, backend: &Backend, guids: Vec<Guid>) {
     for guid in guids.into_iter().filter(|g| still.contains(g)) {
         let word = page.as_ref().map_or(ServerWord::NoWord, |p| cleanup::word(p.get(&guid), now_ms));
         let verdict = cleanup::verdict(backend.kind(), word, grace);
-        proxy.metrics().cleanup(verdict.label());
-        apply(proxy, backend, guid, verdict, page.as_ref().and_then(|p| p.get(&guid)), now).await;
+        let done = apply(proxy, backend, guid, verdict, page.as_ref().and_then(|p| p.get(&guid)), now).await;
+        proxy.metrics().cleanup(done.label());
     }
 }
 
+/// Applies `verdict`; returns what was done (a close that found the session gone, e.g. closed by another
+/// instance in the same round, is `Gone`).
 async fn apply(
     proxy: &Proxy,
     backend: &Backend,
@@ -94,14 +97,16 @@ async fn apply(
     verdict: Verdict,
     seen: Option<&SessionActivity>,
     now: Instant,
-) {
+) -> Verdict {
     match verdict {
         Verdict::Close => {
-            let Some(entry) = proxy.forget_session(&guid) else { return };
+            let Some(entry) = proxy.forget_session(&guid) else { return Verdict::Gone };
             tracing::info!(session = %guid, backend = %backend.addr, user = ?entry.users.user,
                 effective_user = ?entry.users.effective_user,
                 "nobody used the session within the grace period (the backend confirms): closing it upstream");
-            close_upstream(proxy, backend, &entry, guid).await;
+            if close_upstream(proxy, backend, &entry, guid).await == Some(false) {
+                return Verdict::Gone;
+            }
         }
         Verdict::InUseElsewhere { recheck_in } => {
             tracing::info!(session = %guid, backend = %backend.addr, last_accessed_ms = ?seen.map(|s| s.last_accessed_ms),
@@ -127,11 +132,13 @@ async fn apply(
             proxy.defer_cleanup(&guid, grace, now);
         }
     }
+    verdict
 }
 
 /// CloseSession on an idle connection of the session's user; without one, impalad expires the session
-/// by itself (`--disconnected_session_timeout`).
-async fn close_upstream(proxy: &Proxy, backend: &Backend, entry: &SessionEntry, guid: Guid) {
+/// by itself (`--disconnected_session_timeout`). `Some(true)`: closed; `Some(false)`: the backend had
+/// no such session any more; `None`: no answer.
+async fn close_upstream(proxy: &Proxy, backend: &Backend, entry: &SessionEntry, guid: Guid) -> Option<bool> {
     let user = match proxy.config().backend_auth.transport {
         BackendTransport::Nosasl => None,
         BackendTransport::Sasl => {
@@ -140,12 +147,14 @@ async fn close_upstream(proxy: &Proxy, backend: &Backend, entry: &SessionEntry, 
     };
     let Some(mut up) = backend.pool.checkout_idle_of(user.as_deref()) else {
         tracing::info!(session = %guid, "no idle upstream connection to close the session on; the server will expire it");
-        return;
+        return None;
     };
     let call = requests::close_session(&entry.handle(guid), 0);
     let exchange = probe::call(up.conn(), &call);
     // Only a complete exchange leaves the connection in step; anything else drops (closes) it.
-    if let Ok(Ok(_)) = tokio::time::timeout(proxy.config().pool.connect_timeout, exchange).await {
-        up.release();
-    }
+    let Ok(Ok(answer)) = tokio::time::timeout(proxy.config().pool.connect_timeout, exchange).await else {
+        return None;
+    };
+    up.release();
+    Some(matches!(answer, Answer::Ok(_)))
 }
