@@ -21,6 +21,7 @@ scripts/setup-packaging.sh
 scripts/setup-prometheus.sh
 scripts/setup-zookeeper.sh
 scripts/setup-kerberos.sh
+scripts/setup-netns.sh
 
 step "real-peer tests: cargo test -- --ignored"
 cargo test --all-targets -- --ignored --test-threads=1

@@ -10,6 +10,7 @@
 //! - `interop_spark/beeline.rs`: the Hive JDBC tests.
 //! - `interop_spark/ha.rs`: two proxy instances in front of the same servers (sessions used through the
 //!   instance they were not opened through, Hue's pattern spread over both, restarts).
+//! - `interop_spark/upgrade.rs`: upgrade drills with the hs2-proxy binary as processes.
 //! - here: routing, impyla, handle and user checks, and the last test (`zz_...`), which prints timings and
 //!   memory outside libtest's capture.
 
@@ -22,6 +23,8 @@ mod ha;
 mod hue;
 #[path = "interop_spark/peers.rs"]
 mod peers;
+#[path = "interop_spark/upgrade.rs"]
+mod upgrade;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

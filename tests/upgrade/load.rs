@@ -41,6 +41,9 @@ pub struct Report {
     pub reconnects: u64,
     /// Calls answered "no such session" (Hue's healing texts): the session was reopened.
     pub sessions_lost: u64,
+    /// Calls answered "no such operation" in the middle of a statement: its session died under it (the
+    /// statement is lost; the next one finds the session gone).
+    pub operations_lost: u64,
     /// The first failures: when (since the load started) and what.
     pub failures: Vec<(Duration, String)>,
 }
@@ -57,7 +60,7 @@ impl Report {
     pub fn summary(&self) -> String {
         format!(
             "fresh: {} connections, {} refused, {} calls, {} failed; pooled x{POOLED}: {} calls, {} failed, {} refused, \
-             {} reconnects between calls, {} sessions lost and reopened",
+             {} reconnects between calls, {} sessions lost and reopened, {} statements lost with their session",
             self.fresh_connections,
             self.fresh_refused,
             self.fresh_calls,
@@ -66,7 +69,8 @@ impl Report {
             self.pooled_failed,
             self.pooled_refused,
             self.reconnects,
-            self.sessions_lost
+            self.sessions_lost,
+            self.operations_lost
         )
     }
 }
@@ -105,6 +109,13 @@ pub fn session_lost(text: &str) -> bool {
     ["Invalid SessionHandle", "Invalid session", "Client session expired"].iter().any(|p| text.contains(p))
 }
 
+/// The server says it has no such operation.
+pub fn operation_lost(text: &str) -> bool {
+    ["Invalid OperationHandle", "Invalid or unknown query handle", "Invalid query handle"]
+        .iter()
+        .any(|p| text.contains(p))
+}
+
 async fn connect(addr: SocketAddr, auth: &ClientAuth) -> Result<Hs2Client, ClientError> {
     let mut c = tokio::time::timeout(CALL_TIMEOUT, Hs2Client::connect(addr, auth))
         .await
@@ -128,6 +139,15 @@ impl Load {
         }
         tasks.push(tokio::spawn(fresh(addr, auth, shared.clone(), stop.subscribe())));
         Load { stop, tasks, shared, sessions }
+    }
+
+    /// Waits (bounded) until every pooled client has run a statement: the servers are warm.
+    pub async fn warmed_up(&self) {
+        let t0 = Instant::now();
+        while self.report().pooled_calls < (POOLED * 4) as u64 {
+            assert!(t0.elapsed() < Duration::from_secs(120), "the load made no progress: {}", self.report().summary());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// A copy of the counts so far.
@@ -248,6 +268,10 @@ async fn pooled(
                         continue;
                     }
                 }
+            }
+            Err(ClientError::Status { message, .. }) if operation_lost(&message) => {
+                shared.with(|r| r.operations_lost += 1);
+                shared.failure(format!("pooled: statement lost: {message}"));
             }
             Err(e) => {
                 shared.with(|r| r.pooled_failed += 1);
