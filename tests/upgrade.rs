@@ -47,7 +47,7 @@ async fn upgrades_under_load_refuse_no_connection_and_fail_no_call() {
     let config = procs::write_config(dir.path(), listen, &addrs, "nosasl");
     let mut pid = procs::start(&config, &dir.path().join("proxy-0.log"));
     let load = Load::start(listen, ClientAuth::NoSasl).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    load.warmed_up().await;
     for i in 1..=UPGRADES {
         let before = load.report();
         let log = dir.path().join(format!("proxy-{i}.log"));
@@ -92,7 +92,7 @@ async fn kill_9_of_one_of_two_instances_costs_only_its_calls_in_flight() {
     let a = procs::start(&config, &dir.path().join("a.log"));
     let b = procs::start(&config, &dir.path().join("b.log"));
     let load = Load::start(listen, ClientAuth::NoSasl).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    load.warmed_up().await;
     let before = load.report();
     procs::kill_9(a);
     tokio::time::sleep(Duration::from_millis(1000)).await;
