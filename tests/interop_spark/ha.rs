@@ -20,7 +20,18 @@ const SESSIONS: usize = 4;
 async fn owner_asked_directly(direct: &mut [Hs2Client], servers: &[&peers::Server], s: &HandleId) -> Option<usize> {
     let mut owners = Vec::new();
     for (i, c) in direct.iter_mut().enumerate() {
-        match holds_session(c, s).await {
+        let mut answer = holds_session(c, s).await;
+        // Spark answers a NullPointerException for a session it is closing right now: ask again.
+        for _ in 0..40 {
+            match &answer {
+                Err(e) if e.contains("NullPointerException") => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    answer = holds_session(c, s).await;
+                }
+                _ => break,
+            }
+        }
+        match answer {
             Ok(true) => owners.push(i),
             Ok(false) => {}
             Err(e) => panic!("asking {} about session {}: {e}", servers[i].addr, s.guid),
