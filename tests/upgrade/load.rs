@@ -39,6 +39,9 @@ pub struct Report {
     pub pooled_refused: u64,
     /// Pooled connections found closed by the server between calls, and replaced.
     pub reconnects: u64,
+    /// Statements whose first request went out on a connection the server was closing at that moment
+    /// (reset or closed before any reply byte: never read), retried once on a new connection as Hue does.
+    pub retried: u64,
     /// Calls answered "no such session" (Hue's healing texts): the session was reopened.
     pub sessions_lost: u64,
     /// Calls answered "no such operation" in the middle of a statement: its session died under it (the
@@ -60,7 +63,8 @@ impl Report {
     pub fn summary(&self) -> String {
         format!(
             "fresh: {} connections, {} refused, {} calls, {} failed; pooled x{POOLED}: {} calls, {} failed, {} refused, \
-             {} reconnects between calls, {} sessions lost and reopened, {} statements lost with their session",
+             {} reconnects between calls, {} unsent requests retried, {} sessions lost and reopened, {} statements lost \
+             with their session",
             self.fresh_connections,
             self.fresh_refused,
             self.fresh_calls,
@@ -69,6 +73,7 @@ impl Report {
             self.pooled_failed,
             self.pooled_refused,
             self.reconnects,
+            self.retried,
             self.sessions_lost,
             self.operations_lost
         )
@@ -179,16 +184,22 @@ pub async fn usable(addr: SocketAddr, auth: &ClientAuth, sessions: &[HandleId]) 
     n
 }
 
-/// `select 1` in `s`, waited for, fetched and closed: 4 calls when all goes well.
-async fn statement(c: &mut Hs2Client, s: &HandleId) -> Result<u64, ClientError> {
-    let op = c.execute(s, "select 1").await?;
-    c.wait_finished(&op).await?;
-    let rows = c.fetch_all_i64(&op).await?;
-    c.close_operation(&op).await?;
+/// `select 1` in `s`, waited for, fetched and closed: 4 calls when all goes well. A failure says how many
+/// calls had completed.
+async fn statement(c: &mut Hs2Client, s: &HandleId) -> Result<u64, (u64, ClientError)> {
+    let op = c.execute(s, "select 1").await.map_err(|e| (0, e))?;
+    c.wait_finished(&op).await.map_err(|e| (1, e))?;
+    let rows = c.fetch_all_i64(&op).await.map_err(|e| (2, e))?;
+    c.close_operation(&op).await.map_err(|e| (3, e))?;
     if rows != vec![1] {
-        return Err(ClientError::Unexpected(format!("select 1 gave {rows:?}")));
+        return Err((4, ClientError::Unexpected(format!("select 1 gave {rows:?}"))));
     }
     Ok(4)
+}
+
+/// The connection broke (reset, or closed) with no reply byte: the request was never read.
+fn unsent(e: &ClientError) -> bool {
+    matches!(e, ClientError::Closed | ClientError::Conn(_))
 }
 
 async fn fresh(addr: SocketAddr, auth: ClientAuth, shared: Shared, mut stop: watch::Receiver<bool>) {
@@ -256,7 +267,25 @@ async fn pooled(
                 }
             },
         };
-        match statement(&mut c, &session).await {
+        let mut done = statement(&mut c, &session).await;
+        if matches!(&done, Err((0, e)) if unsent(e)) {
+            // The server closed the connection (draining) just as this statement's first request went out,
+            // after the pool's check: the request was never read. Hue retries a call that failed with a
+            // socket error on a new connection; so does this client, once, and counts it.
+            shared.with(|r| r.retried += 1);
+            match connect(addr, &auth).await {
+                Ok(fresh) => {
+                    c = fresh;
+                    done = statement(&mut c, &session).await;
+                }
+                Err(e) => {
+                    shared.with(|r| r.pooled_refused += 1);
+                    shared.failure(format!("pooled: connect refused: {e}"));
+                    continue;
+                }
+            }
+        }
+        match done.map_err(|(_, e)| e) {
             Ok(calls) => shared.with(|r| r.pooled_calls += calls),
             Err(ClientError::Status { message, .. }) if session_lost(&message) => {
                 shared.with(|r| r.sessions_lost += 1);
