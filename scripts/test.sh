@@ -24,6 +24,7 @@ scripts/setup-prometheus.sh
 scripts/setup-zookeeper.sh
 scripts/setup-kerberos.sh
 scripts/setup-ldap.sh
+scripts/setup-netns.sh
 
 step "real-peer tests: cargo test -- --ignored"
 cargo test --all-targets -- --ignored --test-threads=1

@@ -53,6 +53,8 @@ pub enum BackendTransport {
 pub struct FileConfig {
     /// Client listener. Default `127.0.0.1:21050`.
     pub listen: Option<String>,
+    /// Bind every listener with SO_REUSEPORT. Default `true`.
+    pub reuse_port: Option<bool>,
     /// Backends as `host:port` strings, or tables `{ addr = "...", weight = N }`.
     pub backends: Vec<FileBackend>,
     pub backend_auth: FileBackendAuth,
@@ -387,6 +389,11 @@ pub struct Timeouts {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Every listener (HS2, `http.listen`, admin) binds with SO_REUSEPORT, so that a new instance can
+    /// start on the same addresses while the old one drains (upgrade: start new, SIGTERM old; the kernel
+    /// spreads new connections over both until the old one closes its listeners). Default `true`;
+    /// `reuse_port = false` makes a second instance on a taken address fail at start instead.
+    pub reuse_port: bool,
     pub backends: Vec<BackendConfig>,
     pub backend_auth: BackendAuthConfig,
     pub limits: LimitsConfig,
@@ -485,6 +492,7 @@ impl FileConfig {
         check_kerberos_upstream(&backend_auth, kerberos.as_ref(), &backends)?;
         Ok(Config {
             listen,
+            reuse_port: self.reuse_port.unwrap_or(true),
             backends,
             backend_auth,
             limits: validate_limits(self.limits)?,
@@ -684,6 +692,8 @@ mod tests {
         assert_eq!(c.timeouts.shutdown_grace, Duration::from_secs(30));
         assert_eq!(c.admin.listen, Some(DEFAULT_ADMIN_LISTEN.parse().unwrap()));
         assert_eq!(c.admin.token, None);
+        assert!(c.reuse_port);
+        assert!(!FileConfig::parse("reuse_port = false").unwrap().validate().unwrap().reuse_port);
     }
 
     #[test]

@@ -53,6 +53,11 @@ pub const SESSION_MOVE_DURATION: &str = "session_move_duration_seconds";
 /// Lookups of handles the proxy did not know (asking every backend), by `result`: `found`, `missed`,
 /// `ambiguous` (several backends claimed it: treated as unknown), `timed_out` (`timeouts.recovery`).
 pub const HANDLE_LOOKUPS: &str = "handle_lookups";
+/// What clean-up did with sessions no client of this instance used for the grace, by `result`: `closed`
+/// (the backend confirmed nobody used them), `in_use_elsewhere` (used through another connection, e.g.
+/// another instance: kept), `gone` (the backend no longer has them), `left_to_server` (no word from the
+/// impalad: forgotten here, never closed), `kept` (no word, and forgetting would close it: Hive/Spark).
+pub const SESSION_CLEANUPS: &str = "session_cleanups";
 /// Client connections accepted / refused at the connection limit / open now.
 pub const CLIENT_CONNECTIONS_ACCEPTED: &str = "client_connections_accepted";
 pub const CLIENT_CONNECTIONS_REFUSED: &str = "client_connections_refused";
@@ -201,6 +206,7 @@ pub struct Metrics {
     lookups: Family<ResultLabels, Counter>,
     moves: Family<MoveLabels, Counter>,
     move_latency: HistogramFamily<ReasonLabels>,
+    cleanups: Family<ResultLabels, Counter>,
     accepted: Counter,
     refused: Counter,
     connections: Gauge,
@@ -231,6 +237,7 @@ impl Metrics {
             lookups: Family::default(),
             moves: Family::default(),
             move_latency: Family::new_with_constructor(rpc_histogram),
+            cleanups: Family::default(),
             accepted: Counter::default(),
             refused: Counter::default(),
             connections: Gauge::default(),
@@ -256,6 +263,7 @@ impl Metrics {
         r.register(HANDLE_LOOKUPS, "Lookups of unknown handles by asking the backends, by result", m.lookups.clone());
         r.register(SESSION_MOVES, "Sessions moved to another backend, by from, to, reason and result", m.moves.clone());
         r.register(SESSION_MOVE_DURATION, "How long moving a session took, by reason", m.move_latency.clone());
+        r.register(SESSION_CLEANUPS, "Clean-up decisions on sessions unused here for the grace", m.cleanups.clone());
         r.register(CLIENT_CONNECTIONS_ACCEPTED, "Client connections accepted", m.accepted.clone());
         r.register(CLIENT_CONNECTIONS_REFUSED, "Client connections closed at the connection limit", m.refused.clone());
         r.register(CLIENT_CONNECTIONS, "Client connections open now", m.connections.clone());
@@ -304,6 +312,11 @@ impl Metrics {
         let labels = MoveLabels { from: from.to_string(), to: to.to_string(), reason, result };
         self.moves.get_or_create(&labels).inc();
         self.move_latency.get_or_create(&ReasonLabels { reason }).observe(took.as_secs_f64());
+    }
+
+    /// Clean-up decided `result` for a session (see [`SESSION_CLEANUPS`]).
+    pub fn cleanup(&self, result: &'static str) {
+        self.cleanups.get_or_create(&ResultLabels { result }).inc();
     }
 
     pub fn session_opened(&self, backend: &str) {

@@ -25,7 +25,7 @@ use crate::hs2::handle::{Guid, HandleId};
 use crate::metrics::{BackendFigures, Metrics, StateFigures};
 use crate::misses::Misses;
 use crate::routing::{
-    BackendId, Load, MovePlan, NewSession, NotNow, OperationTarget, PoolIntent, Route, Routes, SessionEntry,
+    BackendId, Learned, Load, MovePlan, NewSession, NotNow, OperationTarget, PoolIntent, Route, Routes, SessionEntry,
     SessionView,
 };
 
@@ -228,13 +228,18 @@ impl Proxy {
         self.shared.routes.route(req, caller)
     }
 
-    /// Records a session and pins the connection that opened it.
+    /// Records a session and pins the connection that opened it. A session opened here wakes the tasks
+    /// that read the impalads' own load (`control::load`): the next choice should see it, and what the
+    /// other instances opened meanwhile.
     pub fn learn_session(&self, session: NewSession) {
-        let guid = session.handle.guid;
+        let (guid, opened) = (session.handle.guid, session.learned == Learned::Opened);
         if let Some(intent) = self.shared.routes.learn_session(session) {
             self.apply(intent);
         }
         self.shared.misses.forget(&guid);
+        if opened {
+            self.backends().iter().filter(|b| b.metrics_url.is_some()).for_each(|b| b.load_now.notify_one());
+        }
     }
 
     pub fn learn_operation(&self, op: HandleId, session: Guid, statement: Option<&str>) {
@@ -344,6 +349,13 @@ impl Proxy {
     /// Sessions no client connection has used for the grace period after the last one closed.
     pub fn abandoned(&self, now: Instant) -> Vec<Guid> {
         self.shared.routes.abandoned(now, self.shared.config.sessions.disconnected_grace)
+    }
+
+    /// Clean-up found `session` used elsewhere: look again once it could have been idle for the grace.
+    pub fn defer_cleanup(&self, session: &Guid, recheck_in: std::time::Duration, now: Instant) {
+        let grace = self.shared.config.sessions.disconnected_grace;
+        let since = now.checked_sub(grace.saturating_sub(recheck_in)).unwrap_or(now);
+        self.shared.routes.defer_cleanup(session, since);
     }
 
     pub fn session_count(&self) -> usize {

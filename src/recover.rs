@@ -27,13 +27,14 @@ use crate::routing::{BackendId, Learned, NewSession, Route, SessionUsers};
 #[derive(Clone, Copy)]
 enum Wanted {
     Session(HandleId),
-    Operation(HandleId),
+    /// With the client's `operationType`: Hive and Spark find an operation only under its own type.
+    Operation(HandleId, Option<i32>),
 }
 
 impl Wanted {
     fn handle(&self) -> &HandleId {
         match self {
-            Wanted::Session(h) | Wanted::Operation(h) => h,
+            Wanted::Session(h) | Wanted::Operation(h, _) => h,
         }
     }
 }
@@ -53,7 +54,7 @@ pub async fn find(proxy: &Proxy, req: &Request, caller: &Caller) -> Option<Route
         return Some(Route::Pinned { backend, session: Some(s.guid), upstream: None });
     }
     let op = req.operation?;
-    let backend = owner(proxy, Wanted::Operation(op), caller).await?;
+    let backend = owner(proxy, Wanted::Operation(op, req.operation_type), caller).await?;
     Some(Route::Pinned { backend, session: None, upstream: None })
 }
 
@@ -138,7 +139,7 @@ fn decide(
             });
             tracing::info!(session = %guid, backend = %backend.addr, "session owner found by asking the backends");
         }
-        Wanted::Operation(handle) => {
+        Wanted::Operation(handle, _) => {
             proxy.learn_orphan_operation(handle, backend.id);
             tracing::info!(operation = %guid, backend = %backend.addr, "operation owner found by asking the backends");
         }
@@ -156,7 +157,7 @@ async fn ask(backend: &Backend, wanted: Wanted, creds: &Credentials) -> Answer {
     };
     let held = match wanted {
         Wanted::Session(s) => probe::holds_session(conn.conn(), &s, backend.kind()).await,
-        Wanted::Operation(op) => probe::holds_operation(conn.conn(), &op).await,
+        Wanted::Operation(op, ty) => probe::holds_operation(conn.conn(), &op, ty).await,
     };
     match held {
         Ok(true) => Answer::Holds(conn),

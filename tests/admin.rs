@@ -345,6 +345,8 @@ async fn the_admin_listener_can_be_turned_off_and_a_taken_port_is_an_error() {
     let taken: SocketAddr = admin(&proxy(&mocks, BackendTransport::Nosasl, |_| {}).await).parse().unwrap();
     let mut c = base_config();
     c.admin.listen = Some(taken);
+    // With SO_REUSEPORT (the default) a second instance shares the port: that is the upgrade path.
+    c.reuse_port = false;
     let err = hs2_proxy::server::start(c).await.err().expect("the admin port is taken");
     assert!(err.to_string().contains("admin.listen"), "{err}");
 }

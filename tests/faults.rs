@@ -149,9 +149,13 @@ async fn a_full_pool_gives_a_clear_error_after_the_wait() {
 #[tokio::test]
 async fn abandoned_sessions_are_closed_upstream_after_the_grace_period() {
     let mocks = mocks(1, MockAuth::NoSasl).await;
+    // Closed only on the impalad's word that nobody used it (tests/cleanup.rs has the rule's cases).
+    mocks[0].start_web("127.0.0.1:0").await.unwrap();
+    let metrics_url = mocks[0].metrics_url();
     let proxy = proxy(&mocks, BackendTransport::Nosasl, |c| {
         c.sessions.disconnected_grace = Duration::from_millis(300);
         c.sessions.reap_interval = Duration::from_millis(50);
+        c.backends[0].metrics_url = metrics_url.as_deref().and_then(hs2_proxy::config::HttpUrl::parse);
     })
     .await;
     let mut c = connect(&proxy, &ClientAuth::NoSasl).await;

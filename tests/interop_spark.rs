@@ -8,16 +8,23 @@
 //!   and running the Python and Java clients.
 //! - `interop_spark/hue.rs`: Hue's pooling pattern as recorded steps, run through hs2-proxy and HAProxy.
 //! - `interop_spark/beeline.rs`: the Hive JDBC tests.
+//! - `interop_spark/ha.rs`: two proxy instances in front of the same servers (sessions used through the
+//!   instance they were not opened through, Hue's pattern spread over both, restarts).
+//! - `interop_spark/upgrade.rs`: upgrade drills with the hs2-proxy binary as processes.
 //! - here: routing, impyla, handle and user checks, and the last test (`zz_...`), which prints timings and
 //!   memory outside libtest's capture.
 
 #[path = "interop_spark/beeline.rs"]
 mod beeline;
 mod common;
+#[path = "interop_spark/ha.rs"]
+mod ha;
 #[path = "interop_spark/hue.rs"]
 mod hue;
 #[path = "interop_spark/peers.rs"]
 mod peers;
+#[path = "interop_spark/upgrade.rs"]
+mod upgrade;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -23,6 +23,7 @@ use crate::kerberos::Credential;
 use crate::routing::{BackendId, Load};
 use connect::KerberosUpstream;
 use health::{AdminState, Health};
+use impalad_metrics::ImpaladLoad;
 use pool::Pool;
 
 /// The last probe of a backend, for the operator view.
@@ -58,6 +59,13 @@ pub struct Backend {
     pub inflight: AtomicU64,
     /// Open HS2 sessions the impalad itself reports (`/jsonmetrics`), when enabled.
     external_sessions: AtomicU64,
+    /// Queries registered on the impalad (`/jsonmetrics`), when it reports them.
+    external_queries: AtomicU64,
+    /// This instance's sessions plus operations on the backend when impalad's figures were read: what it
+    /// opened or closed since counts on top of them until the next read (which then includes it).
+    local_at_read: AtomicU64,
+    /// Wakes the task that reads impalad's figures early (this instance just opened a session).
+    pub load_now: tokio::sync::Notify,
     health: Mutex<Health>,
     pub last_probe: Mutex<Option<ProbeReport>>,
     /// Set when the backend left the configuration: drained, then removed once its sessions are gone.
@@ -87,6 +95,9 @@ impl Backend {
             weight: AtomicU32::new(cfg.weight),
             inflight: AtomicU64::new(0),
             external_sessions: AtomicU64::new(NO_EXTERNAL_COUNT),
+            external_queries: AtomicU64::new(NO_EXTERNAL_COUNT),
+            local_at_read: AtomicU64::new(0),
+            load_now: tokio::sync::Notify::new(),
             health: Mutex::new(Health::default()),
             last_probe: Mutex::new(None),
             removing: AtomicBool::new(false),
@@ -108,8 +119,15 @@ impl Backend {
         self.health.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn set_external_sessions(&self, count: Option<u64>) {
-        self.external_sessions.store(count.unwrap_or(NO_EXTERNAL_COUNT), Ordering::Relaxed);
+    /// Records impalad's own figures (`None`: unavailable), read when this instance's load was `local`.
+    pub fn set_impalad_load(&self, figures: Option<ImpaladLoad>, local: Load) {
+        let (sessions, queries) = match figures {
+            Some(f) => (f.sessions, f.queries.unwrap_or(NO_EXTERNAL_COUNT)),
+            None => (NO_EXTERNAL_COUNT, NO_EXTERNAL_COUNT),
+        };
+        self.local_at_read.store(local.sessions + local.operations, Ordering::Relaxed);
+        self.external_queries.store(queries, Ordering::Relaxed);
+        self.external_sessions.store(sessions, Ordering::Relaxed);
     }
 
     pub fn external_sessions(&self) -> Option<u64> {
@@ -154,12 +172,18 @@ impl Backend {
         }
     }
 
-    /// Load for balancing: sessions (the impalad's own count when it reports more, since sessions
-    /// opened around the proxy load it too) plus open operations.
+    /// Load for balancing: this instance's sessions plus open operations on the backend; or, when the
+    /// impalad reports its own figures, its sessions plus registered queries (every instance's, and those
+    /// of clients going around the proxy), with what this instance changed since they were read.
     pub fn candidate(&self, load: Load) -> Candidate {
-        let sessions = self.external_sessions().map_or(load.sessions, |e| e.max(load.sessions));
+        let local = load.sessions + load.operations;
+        let cluster = self.external_sessions().map(|sessions| {
+            let queries = Some(self.external_queries.load(Ordering::Relaxed)).filter(|q| *q != NO_EXTERNAL_COUNT);
+            let since = local as i128 - self.local_at_read.load(Ordering::Relaxed) as i128;
+            u64::try_from(sessions.saturating_add(queries.unwrap_or(0)) as i128 + since).unwrap_or(0)
+        });
         Candidate {
-            sessions: sessions + load.operations,
+            sessions: cluster.map_or(local, |c| c.max(local)),
             weight: self.weight.load(Ordering::Relaxed).max(1),
             eligible: self.health().eligible() && !self.removing.load(Ordering::Relaxed),
         }

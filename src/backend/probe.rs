@@ -114,7 +114,13 @@ pub async fn holds_session(
     Ok(true)
 }
 
-/// Asks whether the backend behind `conn` knows `operation` (GetOperationStatus changes nothing).
-pub async fn holds_operation(conn: &mut ThriftConn, operation: &HandleId) -> Result<bool, String> {
-    Ok(matches!(call(conn, &requests::get_operation_status(operation, 1)).await?, Answer::Ok(_)))
+/// Asks whether the backend behind `conn` knows `operation` of the client's `operation_type`
+/// (GetOperationStatus changes nothing).
+pub async fn holds_operation(
+    conn: &mut ThriftConn,
+    operation: &HandleId,
+    operation_type: Option<i32>,
+) -> Result<bool, String> {
+    let status = requests::get_operation_status(operation, operation_type, 1);
+    Ok(matches!(call(conn, &status).await?, Answer::Ok(_)))
 }

@@ -3,6 +3,7 @@
 //! ```text
 //! mock-impalad --listen 127.0.0.1:21050 [--name X] [--sasl] [--user U:PW ...] [--delay-ms N] [--frame-bytes N]
 //!              [--keytab FILE [--principal impala/HOST]] [--authorized-proxy-user-config 'hs2proxy=*;hue=alice']
+//!              [--web-listen 127.0.0.1:25000]
 //! ```
 //! With `--keytab` clients authenticate with Kerberos (SASL GSSAPI); KRB5_CONFIG tells the realm.
 
@@ -48,6 +49,9 @@ struct Args {
     /// Who may delegate with impala.doas.user, in impalad's syntax: `hs2proxy=*;hue=alice,bob`.
     #[arg(long, default_value = "")]
     authorized_proxy_user_config: String,
+    /// Also serve a web port like impalad's (`/jsonmetrics`, `/sessions?json`) on this address.
+    #[arg(long)]
+    web_listen: Option<String>,
 }
 
 fn auth(args: &Args) -> Result<MockAuth, String> {
@@ -87,6 +91,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map_err(|e| format!("--authorized-proxy-user-config: {e}"))?,
     };
     let mock = MockImpalad::start(&args.listen, cfg).await?;
+    if let Some(web) = &args.web_listen {
+        mock.start_web(web).await?;
+    }
     tokio::signal::ctrl_c().await?;
     mock.stop().await;
     Ok(())

@@ -1,6 +1,6 @@
 //! One task per backend: probe every `health.interval` (or at once when live traffic saw a failure),
-//! apply the evidence, learn the server's kind, refresh the impalad's own session count when configured,
-//! and remove a drained backend that left the configuration once it holds no session.
+//! apply the evidence, learn the server's kind, and remove a drained backend that left the configuration
+//! once it holds no session. (The impalad's own figures are read by [`super::load`].)
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use super::stopped;
 use crate::backend::health::Evidence;
 use crate::backend::probe::{self, ProbeTarget};
-use crate::backend::{impalad_metrics, Backend, ProbeReport};
+use crate::backend::{Backend, ProbeReport};
 use crate::proxy::Proxy;
 
 /// Starts the health task of `backend`.
@@ -49,13 +49,6 @@ async fn round(proxy: &Proxy, backend: &Arc<Backend>) -> bool {
         backend.set_detected_kind(kind);
     }
     proxy.apply_evidence(backend, found.evidence);
-    if let Some(url) = &backend.metrics_url {
-        let count = impalad_metrics::open_sessions(url, timeout).await;
-        if let Err(e) = &count {
-            tracing::debug!(backend = %backend.addr, error = %e, "impalad metrics unavailable");
-        }
-        backend.set_external_sessions(count.ok());
-    }
     if backend.removing.load(Ordering::Relaxed) && proxy.remove_backend(backend.id) {
         tracing::info!(backend = %backend.addr, "drained backend removed");
         return false;

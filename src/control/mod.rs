@@ -1,16 +1,20 @@
 //! The proxy's control-plane jobs, each a small task over the shared `Proxy` handle:
 //!
-//! - [`health`]: one task per backend: probe, apply the evidence (failover), read impalad's own session
-//!   count, remove a drained backend that left the configuration.
-//! - [`reaper`]: closes sessions no client has used for the grace period, and idle upstream connections.
+//! - [`health`]: one task per backend: probe, apply the evidence (failover), remove a drained backend
+//!   that left the configuration.
+//! - [`load`]: one task per backend with `metrics_url`: reads the impalad's own load, often.
+//! - [`reaper`]: judges sessions no client of this instance has used for the grace period by the
+//!   [`cleanup`] rule (closed upstream only on the backend's word), and closes idle upstream connections.
 //! - [`reload`]: applies a new backend list (SIGHUP).
 //! - [`evacuate`]: moves a backend's sessions to the others for a rolling restart.
 //!
 //! Every task ends when the proxy stops. None of them closes a session on shutdown: impalad keeps
 //! sessions, and another instance (or this one, restarted) finds them again.
 
+pub mod cleanup;
 pub mod evacuate;
 pub mod health;
+pub mod load;
 pub mod reaper;
 pub mod reload;
 

@@ -1,16 +1,25 @@
-//! Clean-up: closes upstream the sessions that no client has used for `sessions.disconnected_grace`
-//! after their last connection closed (a proxy that keeps upstream connections open hides client
-//! disconnects from impalad, so it must do impalad's `--disconnected_session_timeout` itself), and
-//! closes idle upstream connections. Runs every `sessions.reap_interval` until the proxy stops.
+//! Clean-up, every `sessions.reap_interval` until the proxy stops: sessions that no client of this
+//! instance has used for `sessions.disconnected_grace` after their last connection closed are judged by
+//! [`super::cleanup`] (closed upstream only on the backend's word that nobody used them, through any
+//! instance), and idle upstream connections are closed.
+//!
+//! A proxy that keeps upstream connections open hides client disconnects from impalad, so it must do
+//! impalad's `--disconnected_session_timeout` itself; with several instances, only the backend knows
+//! whether a session is really unused. The backend is asked once per round per backend
+//! (`/sessions?json` on the web port of `metrics_url`), bounded by `health.timeout`.
 
-use std::time::Instant;
+use std::collections::{HashMap, HashSet};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use super::cleanup::{self, ServerWord, Verdict};
 use super::stopped;
-use crate::backend::probe;
+use crate::backend::impalad_metrics::{self, SessionActivity};
+use crate::backend::{probe, Backend};
 use crate::hs2::handle::Guid;
+use crate::hs2::reply::Answer;
 use crate::hs2::requests;
 use crate::proxy::Proxy;
-use crate::routing::SessionEntry;
+use crate::routing::{BackendId, SessionEntry};
 
 pub fn spawn(proxy: &Proxy) {
     let proxy = proxy.clone();
@@ -29,14 +38,20 @@ pub fn spawn(proxy: &Proxy) {
 
 /// One round of clean-up.
 pub async fn clean_up(proxy: &Proxy) {
-    let now = Instant::now();
-    for guid in proxy.abandoned(now) {
-        if let Some(entry) = proxy.forget_session(&guid) {
-            tracing::info!(session = %guid, user = ?entry.users.user, effective_user = ?entry.users.effective_user,
-                "no client used the session within the grace period: closing it upstream");
-            close_upstream(proxy, &entry, guid).await;
+    let mut by_backend: HashMap<BackendId, Vec<Guid>> = HashMap::new();
+    for guid in proxy.abandoned(Instant::now()) {
+        if let Some(b) = proxy.with_session(&guid, |e| e.backend) {
+            by_backend.entry(b).or_default().push(guid);
         }
     }
+    for (id, guids) in by_backend {
+        match proxy.backend(id) {
+            Some(backend) => judge(proxy, &backend, guids).await,
+            // Its backend left the list: there is nothing upstream to close through this instance.
+            None => guids.iter().for_each(|g| drop(proxy.forget_session(g))),
+        }
+    }
+    let now = Instant::now();
     for b in proxy.backends() {
         let closed = b.pool.close_idle(now);
         if closed > 0 {
@@ -45,18 +60,94 @@ pub async fn clean_up(proxy: &Proxy) {
     }
 }
 
+/// Asks `backend` about its abandoned sessions (one page for all) and applies the rule to each.
+async fn judge(proxy: &Proxy, backend: &Backend, guids: Vec<Guid>) {
+    let page = match &backend.metrics_url {
+        Some(url) => match impalad_metrics::sessions(url, proxy.config().health.timeout).await {
+            Ok(page) => Some(page),
+            Err(e) => {
+                // They stay abandoned and are judged again next round.
+                tracing::warn!(backend = %backend.addr, error = %e,
+                    "cannot read the impalad's sessions: its sessions are left alone this round");
+                return;
+            }
+        },
+        None => None,
+    };
+    let now = Instant::now();
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let grace = proxy.config().sessions.disconnected_grace;
+    // A client may have come back while the page was read.
+    let still: HashSet<Guid> = proxy.abandoned(now).into_iter().collect();
+    for guid in guids.into_iter().filter(|g| still.contains(g)) {
+        let word = page.as_ref().map_or(ServerWord::NoWord, |p| cleanup::word(p.get(&guid), now_ms));
+        let verdict = cleanup::verdict(backend.kind(), word, grace);
+        let done = apply(proxy, backend, guid, verdict, page.as_ref().and_then(|p| p.get(&guid)), now).await;
+        proxy.metrics().cleanup(done.label());
+    }
+}
+
+/// Applies `verdict`; returns what was done (a close that found the session gone, e.g. closed by another
+/// instance in the same round, is `Gone`).
+async fn apply(
+    proxy: &Proxy,
+    backend: &Backend,
+    guid: Guid,
+    verdict: Verdict,
+    seen: Option<&SessionActivity>,
+    now: Instant,
+) -> Verdict {
+    match verdict {
+        Verdict::Close => {
+            let Some(entry) = proxy.forget_session(&guid) else { return Verdict::Gone };
+            tracing::info!(session = %guid, backend = %backend.addr, user = ?entry.users.user,
+                effective_user = ?entry.users.effective_user,
+                "nobody used the session within the grace period (the backend confirms): closing it upstream");
+            if close_upstream(proxy, backend, &entry, guid).await == Some(false) {
+                return Verdict::Gone;
+            }
+        }
+        Verdict::InUseElsewhere { recheck_in } => {
+            tracing::info!(session = %guid, backend = %backend.addr, last_accessed_ms = ?seen.map(|s| s.last_accessed_ms),
+                "no client of this instance used the session, but another connection did (another instance?): kept");
+            proxy.defer_cleanup(&guid, recheck_in, now);
+        }
+        Verdict::Gone => {
+            if proxy.forget_session(&guid).is_some() {
+                tracing::info!(session = %guid, backend = %backend.addr, "the backend no longer has the session: forgotten");
+            }
+        }
+        Verdict::LeaveToServer => {
+            if proxy.forget_session(&guid).is_some() {
+                tracing::info!(session = %guid, backend = %backend.addr,
+                    "no client used the session within the grace period, and the backend cannot say whether \
+                     another instance did (no metrics_url): forgotten here, left to impalad's own timeouts");
+            }
+        }
+        Verdict::Keep => {
+            tracing::debug!(session = %guid, backend = %backend.addr, kind = ?backend.kind(),
+                "unused here, but forgetting would close it with its pinned connection: kept");
+            let grace = proxy.config().sessions.disconnected_grace;
+            proxy.defer_cleanup(&guid, grace, now);
+        }
+    }
+    verdict
+}
+
 /// CloseSession on an idle connection of the session's user; without one, impalad expires the session
-/// by itself (`--disconnected_session_timeout`).
-async fn close_upstream(proxy: &Proxy, entry: &SessionEntry, guid: Guid) {
-    let Some(backend) = proxy.backend(entry.backend) else { return };
+/// by itself (`--disconnected_session_timeout`). `Some(true)`: closed; `Some(false)`: the backend had
+/// no such session any more; `None`: no answer.
+async fn close_upstream(proxy: &Proxy, backend: &Backend, entry: &SessionEntry, guid: Guid) -> Option<bool> {
     let Some(mut up) = backend.pool.checkout_idle_of(entry.carrier.as_deref()) else {
         tracing::info!(session = %guid, "no idle upstream connection to close the session on; the server will expire it");
-        return;
+        return None;
     };
     let call = requests::close_session(&entry.handle(guid), 0);
     let exchange = probe::call(up.conn(), &call);
     // Only a complete exchange leaves the connection in step; anything else drops (closes) it.
-    if let Ok(Ok(_)) = tokio::time::timeout(proxy.config().pool.connect_timeout, exchange).await {
-        up.release();
-    }
+    let Ok(Ok(answer)) = tokio::time::timeout(proxy.config().pool.connect_timeout, exchange).await else {
+        return None;
+    };
+    up.release();
+    Some(matches!(answer, Answer::Ok(_)))
 }

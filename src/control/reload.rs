@@ -21,7 +21,8 @@ pub fn apply(proxy: &Proxy, config: &Config) {
             None => {
                 let b = proxy.add_backend(cfg);
                 tracing::info!(backend = %b.addr, "backend added");
-                super::health::spawn(proxy, b);
+                super::health::spawn(proxy, b.clone());
+                super::load::spawn(proxy, b);
             }
         }
     }

@@ -17,7 +17,7 @@ const EXCEPTION_MESSAGE: FieldPath = &[idl::fields::t_application_exception::MES
 
 /// The capture lists of one method, in fixed slots (see the `SLOT_` constants).
 struct Captures {
-    request: [FieldPath; 5],
+    request: [FieldPath; 6],
     reply: [FieldPath; 7],
 }
 
@@ -30,6 +30,8 @@ const SLOT_ERROR_MESSAGE: usize = 5;
 const SLOT_EXCEPTION_MESSAGE: usize = 6;
 /// Request only: the statement text, for the operator view.
 const SLOT_STATEMENT: usize = 4;
+/// Request only: the operation handle's `operationType`.
+const SLOT_OP_TYPE: usize = 5;
 
 /// Where a method's request carries a statement (`TExecuteStatementReq.statement`), bounded like every
 /// capture by `MAX_CAPTURE_BYTES`.
@@ -42,6 +44,18 @@ fn statement_path(method: &str) -> FieldPath {
         idl::names::EXECUTE_PLANNED_STATEMENT => PLANNED,
         _ => NOWHERE,
     }
+}
+
+/// Where a request carries its operation handle's `operationType`: Hive and Spark find an operation by
+/// identifier *and* type (their `OperationHandle.equals`), so a lookup must ask with the client's type.
+/// The guid path is `<operationHandle>.operationId.guid`; the type is `<operationHandle>.operationType`.
+/// Built once per method (see [`captures`]), hence leaked.
+fn operation_type_path(h: Option<HandlePaths>) -> FieldPath {
+    use idl::fields::t_operation_handle::OPERATION_TYPE;
+    let Some(handle) = h.and_then(|h| h.guid.len().checked_sub(2).map(|n| &h.guid[..n])) else { return NOWHERE };
+    let mut path = handle.to_vec();
+    path.push(OPERATION_TYPE);
+    Box::leak(path.into_boxed_slice())
 }
 
 fn handle_paths(h: Option<HandlePaths>) -> [FieldPath; 2] {
@@ -60,8 +74,9 @@ fn captures(index: usize) -> &'static Captures {
                 let [rog, ros] = handle_paths(m.reply_operation);
                 let (code, msg) = m.reply_status.map(|s| (s.code, s.message)).unwrap_or((NOWHERE, NOWHERE));
                 let statement = statement_path(m.name);
+                let op_type = operation_type_path(m.request_operation);
                 Captures {
-                    request: [sg, ss, og, os, statement],
+                    request: [sg, ss, og, os, statement, op_type],
                     reply: [rsg, rss, rog, ros, code, msg, EXCEPTION_MESSAGE],
                 }
             })
@@ -78,6 +93,8 @@ pub struct Request {
     pub method: Option<&'static MethodSpec>,
     pub session: Option<HandleId>,
     pub operation: Option<HandleId>,
+    /// The `operationType` of `operation`'s handle, as the client sent it.
+    pub operation_type: Option<i32>,
     /// ExecuteStatement's statement (its first `MAX_CAPTURE_BYTES`), for the operator view.
     pub statement: Option<String>,
     /// Where the session handle's guid and secret bytes sit in `bytes`, when the request carries one.
@@ -92,7 +109,8 @@ impl Request {
     pub fn parse(bytes: Bytes, limits: Limits) -> Result<Request, ProtocolError> {
         let (header, _) = parse_header(&bytes)?.ok_or(ProtocolError::Truncated)?;
         let index = idl::method_index(&header.name);
-        let (mut session, mut operation, mut statement, mut session_at) = (None, None, None, None);
+        let (mut session, mut operation, mut statement, mut operation_type, mut session_at) =
+            (None, None, None, None, None);
         if index.is_none() {
             // An unknown method: its handles cannot be found, but the message must still be whole.
             let mut scanner = Scanner::new(limits, &[]);
@@ -108,6 +126,7 @@ impl Request {
             }
             session = HandleId::from_captures(scanner.found(SLOT_SESSION_GUID), scanner.found(SLOT_SESSION_SECRET));
             operation = HandleId::from_captures(scanner.found(SLOT_OP_GUID), scanner.found(SLOT_OP_SECRET));
+            operation_type = scanner.found(SLOT_OP_TYPE).and_then(|t| t.as_int()).and_then(|t| i32::try_from(t).ok());
             statement = scanner
                 .found(SLOT_STATEMENT)
                 .and_then(|s| s.as_bytes())
@@ -116,7 +135,7 @@ impl Request {
             session_at = session.and(at(SLOT_SESSION_GUID).zip(at(SLOT_SESSION_SECRET)));
         }
         let method = index.map(|i| &idl::METHODS[i]);
-        Ok(Request { header, method, session, operation, statement, session_at, bytes })
+        Ok(Request { header, method, session, operation, operation_type, statement, session_at, bytes })
     }
 
     /// This request with its session handle replaced by `upstream` in place (guid and secret have fixed
@@ -246,6 +265,21 @@ mod tests {
     }
 
     #[test]
+    fn the_operation_type_is_captured_where_the_handle_is() {
+        let o = HandleId { guid: Guid([3; 16]), secret: Secret([4; 16]) };
+        let hid = Struct::new().with(1, Value::Bytes(o.guid.0.to_vec())).with(2, Value::Bytes(o.secret.0.to_vec()));
+        let schemas = idl::enums::t_operation_type::GET_SCHEMAS;
+        let handle = Struct::new().with(1, hid.into_value()).with(2, Value::I32(schemas)).with(3, Value::Bool(true));
+        let req = Struct::new().with(1, handle.into_value()).with(2, Value::I32(0)).with(3, Value::I64(10));
+        let bytes = encode_message(
+            &MessageHeader::new("FetchResults", MessageKind::Call, 2),
+            &Struct::new().with(1, req.into_value()),
+        );
+        let r = Request::parse(Bytes::from(bytes), Limits::REQUEST).unwrap();
+        assert_eq!((r.operation, r.operation_type), (Some(o), Some(schemas)));
+    }
+
+    #[test]
     fn execute_statement_text_is_captured_and_bounded() {
         let s = HandleId { guid: Guid([1; 16]), secret: Secret([2; 16]) };
         let parse = |name: &str, req: Struct| {
@@ -288,6 +322,7 @@ mod tests {
             method: idl::method("OpenSession"),
             session: None,
             operation: None,
+            operation_type: None,
             statement: None,
             session_at: None,
             bytes: Bytes::new(),

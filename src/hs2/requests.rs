@@ -22,11 +22,17 @@ pub fn session_handle(id: &HandleId) -> Value {
 }
 
 /// `TOperationHandle { operationId, operationType, hasResultSet }` for a handle whose type the proxy does
-/// not know: servers look operations up by identifier only.
+/// not know: impalad looks operations up by identifier only; Hive and Spark also by type, so there this
+/// finds statements (EXECUTE_STATEMENT) only.
 pub fn operation_handle(id: &HandleId) -> Value {
+    operation_handle_of(id, enums::t_operation_type::EXECUTE_STATEMENT)
+}
+
+/// `TOperationHandle` with the `operationType` a client sent.
+pub fn operation_handle_of(id: &HandleId, operation_type: i32) -> Value {
     Struct::new()
         .with(t_operation_handle::OPERATION_ID, handle_identifier(id))
-        .with(t_operation_handle::OPERATION_TYPE, Value::I32(enums::t_operation_type::EXECUTE_STATEMENT))
+        .with(t_operation_handle::OPERATION_TYPE, Value::I32(operation_type))
         .with(t_operation_handle::HAS_RESULT_SET, Value::Bool(false))
         .into_value()
 }
@@ -69,10 +75,12 @@ pub fn close_operation_value(handle: Value, seqid: i32) -> Vec<u8> {
     call(names::CLOSE_OPERATION, seqid, Struct::new().with(t_close_operation_req::OPERATION_HANDLE, handle))
 }
 
-/// `GetOperationStatus(TGetOperationStatusReq { operationHandle })`.
-pub fn get_operation_status(id: &HandleId, seqid: i32) -> Vec<u8> {
+/// `GetOperationStatus(TGetOperationStatusReq { operationHandle })`, with the client's `operationType`
+/// when known (Hive and Spark find no operation under another type).
+pub fn get_operation_status(id: &HandleId, operation_type: Option<i32>, seqid: i32) -> Vec<u8> {
     use super::idl::fields::t_get_operation_status_req;
-    let req = Struct::new().with(t_get_operation_status_req::OPERATION_HANDLE, operation_handle(id));
+    let ty = operation_type.unwrap_or(enums::t_operation_type::EXECUTE_STATEMENT);
+    let req = Struct::new().with(t_get_operation_status_req::OPERATION_HANDLE, operation_handle_of(id, ty));
     call(names::GET_OPERATION_STATUS, seqid, req)
 }
 

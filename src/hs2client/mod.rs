@@ -143,6 +143,12 @@ impl Hs2Client {
         self.timeout = timeout;
     }
 
+    /// True when the connection is still usable for a call: not broken by an earlier failure, and the
+    /// server has neither closed it nor sent anything unasked (a pool's check before it reuses one).
+    pub fn is_idle_and_open(&mut self) -> bool {
+        !self.broken && self.conn.is_idle_and_open()
+    }
+
     /// Sends one pre-encoded message and returns the raw reply message (payload, frames stripped).
     pub async fn call_raw(&mut self, bytes: &[u8]) -> Result<Vec<u8>, ClientError> {
         self.call_raw_bytes(bytes).await.map(Vec::from)

@@ -162,8 +162,7 @@ fn open_session(inner: &Inner, user: Option<&str>, req: TOpenSessionReq) -> Resu
         .map(|(k, v)| (k.to_ascii_uppercase(), v.clone()))
         .collect();
     let id = HandleId::random();
-    let session =
-        Session { secret: id.secret, user: session_user, delegated: doas, options, database: "default".to_string() };
+    let session = Session::new(id.secret, session_user, doas, options);
     inner.state().sessions.insert(id.guid, session);
     let http_addr = BTreeMap::from([("http_addr".to_string(), format!("{}:25000", inner.cfg.name))]);
     let protocol = req.client_protocol.min(PROTOCOL_V6);

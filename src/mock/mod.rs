@@ -5,6 +5,8 @@
 //! - [`calls`], [`op_calls`]: one function per method, Impala's checks and texts.
 //! - [`state`]: sessions, operations and the query log; [`sql`]: the dialect; [`rowset`]: lazily
 //!   generated results; [`plan`]: a query's operators and exec summary; [`profile`]: its text profile.
+//! - [`web`]: an optional web port like impalad's (`/jsonmetrics`, `/sessions?json`), started with
+//!   [`MockImpalad::start_web`].
 //!
 //! What makes it Impala-like, and what the proxy depends on: sessions outlive the connection that opened
 //! them and work from any connection; an operation's secret is its session's secret; unknown handles get
@@ -22,6 +24,7 @@ pub mod rowset;
 mod server;
 pub mod sql;
 mod state;
+mod web;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -136,6 +139,8 @@ pub(crate) struct Inner {
     acceptor: Option<Credential>,
     /// Every Kerberos login, in order (tests read how real clients end the negotiation).
     kerberos_logins: Mutex<Vec<KerberosUser>>,
+    /// The web port, once started.
+    web_addr: Mutex<Option<SocketAddr>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -212,6 +217,7 @@ impl MockImpalad {
             prepared: Mutex::new(HashMap::new()),
             acceptor,
             kerberos_logins: Mutex::new(Vec::new()),
+            web_addr: Mutex::new(None),
         });
         let task = tokio::spawn(server::accept_loop(listener, inner.clone(), stopped));
         *lock(&inner.accept_task) = Some(task);
@@ -221,6 +227,21 @@ impl MockImpalad {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.local_addr
+    }
+
+    /// Starts a web port like impalad's on `addr` (port 0 for any), served until the mock stops.
+    pub async fn start_web(&self, addr: &str) -> std::io::Result<SocketAddr> {
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        tokio::spawn(web::serve(listener, self.inner.clone(), self.inner.stop.subscribe()));
+        *lock(&self.inner.web_addr) = Some(local);
+        tracing::info!(name = %self.inner.cfg.name, addr = %local, "mock impalad web port listening");
+        Ok(local)
+    }
+
+    /// `http://<web port>/jsonmetrics`, for a backend's `metrics_url`, once the web port runs.
+    pub fn metrics_url(&self) -> Option<String> {
+        lock(&self.inner.web_addr).map(|a| format!("http://{a}/jsonmetrics"))
     }
 
     pub fn name(&self) -> &str {

@@ -182,7 +182,7 @@ impl ResultSet {
         })
     }
 
-    /// The operation type and (empty) result set of a metadata call, with the JDBC column names.
+    /// The operation type and result set of a metadata call, with the JDBC column names.
     pub fn metadata(method: &str) -> Option<(TOperationType, ResultSet)> {
         use ColType::{Boolean as B, Int as I, String as S};
         let (ty, cols): (TOperationType, &[(&str, ColType)]) = match method {
@@ -229,7 +229,14 @@ impl ResultSet {
             ),
             _ => return None,
         };
-        Some((ty, ResultSet::table(cols, vec![])))
+        // Impala lists its two databases; the other metadata calls answer with no rows here.
+        let rows = match method {
+            "GetSchemas" => {
+                ["_impala_builtins", "default"].map(|db| vec![Cell::Str(db.into()), Cell::Str(String::new())]).into()
+            }
+            _ => vec![],
+        };
+        Some((ty, ResultSet::table(cols, rows)))
     }
 
     /// A `TTableSchema`.

@@ -25,9 +25,17 @@ pub struct Session {
     /// Query options set by OpenSession's configuration or `set k=v`, keys upper-cased.
     pub options: BTreeMap<String, String>,
     pub database: String,
+    /// Wall-clock time of the last call that used the session, from any connection (impalad's
+    /// `last_accessed_ms`, shown on its web port's `/sessions`).
+    pub last_accessed: SystemTime,
 }
 
 impl Session {
+    /// A new session of `user`, used now.
+    pub fn new(secret: Secret, user: String, delegated: Option<String>, options: BTreeMap<String, String>) -> Session {
+        Session { secret, user, delegated, options, database: "default".to_string(), last_accessed: SystemTime::now() }
+    }
+
     /// Delegated user if any, else the connected user (Impala's `effective_user()`).
     pub fn effective_user(&self) -> &str {
         self.delegated.as_deref().unwrap_or(&self.user)
@@ -163,6 +171,7 @@ impl State {
         let h = handle.ok_or_else(invalid)?;
         let session = self.sessions.get_mut(&h.guid).filter(|s| s.secret == h.secret).ok_or_else(invalid)?;
         check_user(conn_user, session)?;
+        session.last_accessed = SystemTime::now();
         Ok((h.guid, session))
     }
 
@@ -175,8 +184,10 @@ impl State {
         let invalid = || invalid_query_text(&guid_of(handle));
         let h = handle.ok_or_else(invalid)?;
         let op = self.ops.get_mut(&h.guid).filter(|o| o.secret == h.secret).ok_or_else(invalid)?;
-        let session = self.sessions.get(&op.session).ok_or_else(invalid)?;
+        // As impalad: a call on an operation keeps its session alive too.
+        let session = self.sessions.get_mut(&op.session).ok_or_else(invalid)?;
         check_user(conn_user, session)?;
+        session.last_accessed = SystemTime::now();
         Ok(op)
     }
 
@@ -232,14 +243,7 @@ mod tests {
 
     fn session(user: &str) -> (HandleId, Session) {
         let id = HandleId::random();
-        let s = Session {
-            secret: id.secret,
-            user: user.into(),
-            delegated: None,
-            options: BTreeMap::new(),
-            database: "default".into(),
-        };
-        (id, s)
+        (id, Session::new(id.secret, user.into(), None, BTreeMap::new()))
     }
 
     #[test]

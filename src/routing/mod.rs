@@ -452,6 +452,16 @@ impl Routes {
             .collect()
     }
 
+    /// Clean-up found `session` in use elsewhere: its clock restarts as if its last connection had closed
+    /// at `since` (when the backend last saw it used). Nothing changes while a client is attached.
+    pub fn defer_cleanup(&self, session: &Guid, since: Instant) {
+        if let Some(mut e) = self.sessions.get_mut(session) {
+            if e.attached == 0 {
+                e.detached_since = Some(since);
+            }
+        }
+    }
+
     /// Applies an error text from a backend: drops what the server says it no longer has.
     /// Returns the forgotten session, if that was it, and whether anything was dropped.
     pub fn forget_on_error(&self, req: &Request, error: &str) -> (Option<SessionEntry>, bool) {

@@ -9,6 +9,7 @@ fn request(name: &str, session: Option<HandleId>, operation: Option<HandleId>) -
         method: idl::method(name),
         session,
         operation,
+        operation_type: None,
         statement: None,
         session_at: None,
         bytes: Bytes::new(),

@@ -1,6 +1,7 @@
 //! Shared test setup: mock impalads and a proxy in front of them, all on loopback port 0.
 #![allow(dead_code)]
 
+pub mod instances;
 pub mod pki;
 pub mod zookeeper;
 

@@ -4,7 +4,9 @@
 //!
 //! Hue keeps a pool of Thrift connections and stores session handles in its database: the connection
 //! that opened a session goes back to the pool (or is closed), and every later call, even the polls and
-//! fetches of one query, takes whichever pooled connection is free.
+//! fetches of one query, takes whichever pooled connection is free. With several Hue hosts, or one Hue in
+//! front of several proxy instances, those connections lead to different instances: [`Endpoints`]
+//! spreads the scenario's connections over them.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -63,8 +65,52 @@ pub async fn connect(addr: SocketAddr, auth: &ClientAuth) -> Result<Hs2Client, S
     Ok(c)
 }
 
+/// Where each of the scenario's connections goes: one endpoint, or Hue's pool spread over several proxy
+/// instances. Connection `n` of the scenario goes to endpoint `n % len` in this order of connections:
+/// A (open) 0, B (execute) 1, C (poll) 3, D (metadata) 2, E1.. (fetch pages) 4.., F (close the
+/// operation) 5, G, H, H' (schemas) 6, 7, 8, I (close the session) 9, J (refused after close) 10. With
+/// two instances that is Hue's spread at its worst: open on A, execute and poll on B, fetch starting on
+/// A, close on B; with three, every step after the first lands on another instance than the one before.
+#[derive(Clone, Debug)]
+pub struct Endpoints(Vec<SocketAddr>);
+
+impl Endpoints {
+    pub fn one(addr: SocketAddr) -> Endpoints {
+        Endpoints(vec![addr])
+    }
+
+    pub fn spread(addrs: &[SocketAddr]) -> Endpoints {
+        assert!(!addrs.is_empty(), "no endpoint to spread over");
+        Endpoints(addrs.to_vec())
+    }
+
+    fn at(&self, conn: usize) -> SocketAddr {
+        self.0[conn % self.0.len()]
+    }
+}
+
+/// Connection numbers of the scenario (see [`Endpoints`]).
+mod conn {
+    pub const OPEN: usize = 0;
+    pub const EXECUTE: usize = 1;
+    pub const METADATA: usize = 2;
+    pub const POLL: usize = 3;
+    pub const FIRST_PAGE: usize = 4;
+    pub const CLOSE_OPERATION: usize = 5;
+    pub const SCHEMAS: usize = 6;
+    pub const SCHEMAS_FETCH: usize = 7;
+    pub const SCHEMAS_CLOSE: usize = 8;
+    pub const CLOSE_SESSION: usize = 9;
+    pub const AFTER_CLOSE: usize = 10;
+}
+
 /// Runs the scenario; steps after a failed one that they depend on are recorded as not run.
 pub async fn scenario(addr: SocketAddr, auth: &ClientAuth, user: &str, opener: Opener) -> Vec<Step> {
+    scenario_on(&Endpoints::one(addr), auth, user, opener).await
+}
+
+/// The scenario with its connections spread over `to`.
+pub async fn scenario_on(to: &Endpoints, auth: &ClientAuth, user: &str, opener: Opener) -> Vec<Step> {
     let mut steps = Vec::new();
     let mut rec = |name: &'static str, outcome: Result<String, String>| {
         let ok = outcome.is_ok();
@@ -72,7 +118,7 @@ pub async fn scenario(addr: SocketAddr, auth: &ClientAuth, user: &str, opener: O
         ok
     };
     // 1. OpenSession on connection A.
-    let mut a = match connect(addr, auth).await {
+    let mut a = match connect(to.at(conn::OPEN), auth).await {
         Ok(a) => a,
         Err(e) => {
             rec("OpenSession on connection A", Err(e));
@@ -98,7 +144,9 @@ pub async fn scenario(addr: SocketAddr, auth: &ClientAuth, user: &str, opener: O
             Some(a)
         }
     };
-    let op = match on_new(addr, auth, |c| Box::pin(async move { c.execute(&session, &query()).await })).await {
+    let op = match on_new(to.at(conn::EXECUTE), auth, |c| Box::pin(async move { c.execute(&session, &query()).await }))
+        .await
+    {
         Ok(op) => {
             rec("ExecuteStatement on connection B", Ok(String::new()));
             Some(op)
@@ -109,19 +157,22 @@ pub async fn scenario(addr: SocketAddr, auth: &ClientAuth, user: &str, opener: O
         }
     };
     match op {
-        Some(op) => query_steps(addr, auth, &op, &mut rec).await,
+        Some(op) => query_steps(to, auth, &op, &mut rec).await,
         None => {
             for name in QUERY_STEPS {
                 rec(name, Err(NOT_RUN.into()));
             }
         }
     }
-    metadata_step(addr, auth, &session, &mut rec).await;
-    let closed = on_new(addr, auth, |c| Box::pin(async move { c.close_session(&session).await })).await;
+    metadata_step(to, auth, &session, &mut rec).await;
+    let closed =
+        on_new(to.at(conn::CLOSE_SESSION), auth, |c| Box::pin(async move { c.close_session(&session).await })).await;
     let closed_ok = closed.is_ok();
     rec("CloseSession on connection I", closed.map(|_| String::new()));
     if closed_ok {
-        let after = on_new(addr, auth, |c| Box::pin(async move { c.execute(&session, "select 1").await })).await;
+        let after =
+            on_new(to.at(conn::AFTER_CLOSE), auth, |c| Box::pin(async move { c.execute(&session, "select 1").await }))
+                .await;
         let outcome = match after {
             Err(text) if heals_hue(&text) => Ok(text),
             Err(text) => Err(format!("refused, but with a text Hue does not heal from: {text}")),
@@ -150,13 +201,13 @@ fn query() -> String {
 
 /// Poll, metadata, paged fetch and close of one operation, each on new connections.
 async fn query_steps(
-    addr: SocketAddr,
+    to: &Endpoints,
     auth: &ClientAuth,
     op: &OpHandle,
     rec: &mut impl FnMut(&'static str, Result<String, String>) -> bool,
 ) {
     let op = *op;
-    let polled = on_new(addr, auth, |c| Box::pin(async move { c.wait_finished(&op).await })).await;
+    let polled = on_new(to.at(conn::POLL), auth, |c| Box::pin(async move { c.wait_finished(&op).await })).await;
     let finished = matches!(polled, Ok(op_state::FINISHED_STATE));
     rec(QUERY_STEPS[0], polled.map(|s| format!("state {}", s.0)));
     if !finished {
@@ -165,7 +216,7 @@ async fn query_steps(
         }
         return;
     }
-    let meta = on_new(addr, auth, |c| {
+    let meta = on_new(to.at(conn::METADATA), auth, |c| {
         Box::pin(
             async move { c.call_ok::<rpc::GetResultSetMetadata>(&TGetResultSetMetadataReq::new(op.thrift())).await },
         )
@@ -174,8 +225,9 @@ async fn query_steps(
     rec(QUERY_STEPS[1], meta.map(|_| String::new()));
     let mut rows = Vec::new();
     let mut fetched = Ok(());
-    for _ in 0..(ROWS / PAGE + 2) {
-        match on_new(addr, auth, |c| Box::pin(async move { fetch_page(c, &op, PAGE).await })).await {
+    for page in 0..(ROWS / PAGE + 2) as usize {
+        let at = to.at(conn::FIRST_PAGE + page);
+        match on_new(at, auth, |c| Box::pin(async move { fetch_page(c, &op, PAGE).await })).await {
             Ok(page) if page.is_empty() => break,
             Ok(page) => rows.extend(page),
             Err(e) => {
@@ -193,19 +245,20 @@ async fn query_steps(
         }
     });
     rec(QUERY_STEPS[2], outcome);
-    let closed = on_new(addr, auth, |c| Box::pin(async move { c.close_operation(&op).await })).await;
+    let closed =
+        on_new(to.at(conn::CLOSE_OPERATION), auth, |c| Box::pin(async move { c.close_operation(&op).await })).await;
     rec(QUERY_STEPS[3], closed.map(|_| String::new()));
 }
 
 /// Hue's assist panel: a metadata call, its rows fetched and closed on other connections.
 async fn metadata_step(
-    addr: SocketAddr,
+    to: &Endpoints,
     auth: &ClientAuth,
     session: &HandleId,
     rec: &mut impl FnMut(&'static str, Result<String, String>) -> bool,
 ) {
     let s = *session;
-    let schemas = on_new(addr, auth, |c| {
+    let schemas = on_new(to.at(conn::SCHEMAS), auth, |c| {
         Box::pin(async move {
             let resp = c.call_ok::<rpc::GetSchemas>(&TGetSchemasReq::new(session_handle(&s), None, None)).await?;
             let handle = resp.operation_handle.as_ref().and_then(OpHandle::from_thrift);
@@ -220,7 +273,7 @@ async fn metadata_step(
             return;
         }
     };
-    let listed = on_new(addr, auth, |c| {
+    let listed = on_new(to.at(conn::SCHEMAS_FETCH), auth, |c| {
         Box::pin(async move {
             let (cols, _) = c.fetch(&op, 100).await?;
             let names: Vec<String> = cols
@@ -232,7 +285,8 @@ async fn metadata_step(
         })
     })
     .await;
-    let closed = on_new(addr, auth, |c| Box::pin(async move { c.close_operation(&op).await })).await;
+    let closed =
+        on_new(to.at(conn::SCHEMAS_CLOSE), auth, |c| Box::pin(async move { c.close_operation(&op).await })).await;
     let outcome = match (listed, closed) {
         (Ok(names), Ok(())) if names.iter().any(|n| n == "default") => Ok(format!("schemas {names:?}")),
         (Ok(names), Ok(())) => Err(format!("schema list lacks 'default': {names:?}")),
