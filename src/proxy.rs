@@ -319,6 +319,12 @@ impl Proxy {
         }
     }
 
+    /// Counts a call of `session` as on its way to its backend until the guard drops; `None` when the
+    /// session started moving since the call was routed (route it again).
+    pub fn enter_call(&self, session: &Guid) -> Option<SessionCall> {
+        self.shared.routes.enter_call(session).then(|| SessionCall { proxy: self.clone(), session: *session })
+    }
+
     /// True when the session's backend died and the session waits to move on its next call.
     pub fn is_orphaned(&self, guid: &Guid) -> bool {
         self.shared.routes.is_orphaned(guid)
@@ -417,5 +423,18 @@ impl Proxy {
     /// Wall-clock start, for the API.
     pub fn started_at(&self) -> SystemTime {
         SystemTime::now() - self.uptime()
+    }
+}
+
+/// A call of a session on its way to the session's backend (see [`Proxy::enter_call`]): a move of the
+/// session waits until it drops.
+pub struct SessionCall {
+    proxy: Proxy,
+    session: Guid,
+}
+
+impl Drop for SessionCall {
+    fn drop(&mut self) {
+        self.proxy.shared.routes.leave_call(&self.session);
     }
 }

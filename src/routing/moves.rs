@@ -36,6 +36,10 @@ pub struct Mobility {
     /// The session's handle on its backend, once it was moved (the client keeps its own).
     pub upstream: Option<HandleId>,
     pub moving: bool,
+    /// Calls of the session on their way to its backend now (counted from routing until their reply was
+    /// learned): an evacuation waits for them, or the move would drop the operation such a call opens and
+    /// miss a `USE` or `SET` it runs.
+    pub calls: u32,
     /// Its backend went down while it could move: it moves on its next call.
     pub orphaned: bool,
     pub moves: u32,
@@ -43,7 +47,15 @@ pub struct Mobility {
 
 impl Mobility {
     pub fn new(origin: Option<Arc<Origin>>) -> Mobility {
-        Mobility { origin, state: StateLog::default(), upstream: None, moving: false, orphaned: false, moves: 0 }
+        Mobility {
+            origin,
+            state: StateLog::default(),
+            upstream: None,
+            moving: false,
+            calls: 0,
+            orphaned: false,
+            moves: 0,
+        }
     }
 
     /// Why the session can never move; `None` when it can (given no open operation).
@@ -75,6 +87,8 @@ pub enum NotNow {
     Never(String),
     #[error("{0} open operation(s)")]
     Busy(usize),
+    #[error("{0} call(s) on their way to its backend")]
+    InFlight(u32),
     #[error("already moving")]
     Moving,
 }
@@ -82,7 +96,7 @@ pub enum NotNow {
 impl NotNow {
     /// True when waiting may help (operations close, a move ends).
     pub fn may_change(&self) -> bool {
-        matches!(self, NotNow::Busy(_) | NotNow::Moving)
+        matches!(self, NotNow::Busy(_) | NotNow::InFlight(_) | NotNow::Moving)
     }
 }
 
@@ -107,10 +121,32 @@ impl Routes {
         if !ignore_operations && !e.operations.is_empty() {
             return Err(NotNow::Busy(e.operations.len()));
         }
+        if !ignore_operations && e.mobility.calls > 0 {
+            return Err(NotNow::InFlight(e.mobility.calls));
+        }
         let Some(origin) = e.mobility.origin.clone() else { return Err(NotNow::Never("no origin".into())) };
         e.mobility.moving = true;
         let statements = e.mobility.state.statements().map(str::to_string).collect();
         Ok(MovePlan { guid: *guid, from: e.backend, old: e.upstream_handle(*guid), origin, statements })
+    }
+
+    /// A call of `guid` is on its way to the session's backend; false (nothing counted) when the session
+    /// started moving since the call was routed: route it again. Checked under the same entry lock as
+    /// [`Routes::begin_move`], so that a call and a move never both go ahead.
+    pub fn enter_call(&self, guid: &Guid) -> bool {
+        let Some(mut e) = self.sessions.get_mut(guid) else { return true };
+        if e.mobility.moving {
+            return false;
+        }
+        e.mobility.calls += 1;
+        true
+    }
+
+    /// The call counted by [`Routes::enter_call`] is over (its reply learned, or it failed).
+    pub fn leave_call(&self, guid: &Guid) {
+        if let Some(mut e) = self.sessions.get_mut(guid) {
+            e.mobility.calls = e.mobility.calls.saturating_sub(1);
+        }
     }
 
     /// The move succeeded: the session now lives on `to` as `new` (opened over connection `conn`).

@@ -1,0 +1,89 @@
+//! Regression tests for a defect the real-peer proofs of issue 14 found in moving sessions, reproduced
+//! against mock impalads through real sockets (it failed on the code before the fix):
+//! - a move that started while a call of the session was on its way to the old backend: the call's
+//!   operation was dropped by the move (`Invalid or unknown query handle` on the next poll), and a `USE`
+//!   or `SET` in that call was missing from the moved session (found by beeline's loop on real Spark);
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use hs2_proxy::config::{BackendTransport, Config};
+use hs2_proxy::hs2::handle::HandleId;
+use hs2_proxy::hs2client::{ClientAuth, Hs2Client};
+use hs2_proxy::mock::{MockAuth, MockImpalad};
+use hs2_proxy::server::ProxyHandle;
+
+/// Probes that wait out the mock's delay: the backend stays up, only the evacuation moves the session.
+fn patient_health(c: &mut Config) {
+    c.health.interval = Duration::from_millis(100);
+    c.health.timeout = Duration::from_secs(5);
+}
+
+async fn session_on(c: &mut Hs2Client, mock: &MockImpalad) -> HandleId {
+    for _ in 0..20 {
+        let s = c.open_session(None, &[]).await.unwrap();
+        if mock.has_session(&s.guid) {
+            return s;
+        }
+    }
+    panic!("no session landed on {}", mock.name());
+}
+
+async fn one_string(c: &mut Hs2Client, s: &HandleId, statement: &str) -> String {
+    let op = c.execute(s, statement).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+    c.wait_finished(&op).await.unwrap();
+    let (cols, _) = c.fetch(&op, 10).await.unwrap();
+    c.close_operation(&op).await.unwrap();
+    cols[0].values[0].as_str().unwrap().to_string()
+}
+
+async fn admin(proxy: &ProxyHandle, method: &str, path: &str) -> (u16, String) {
+    let addr = proxy.admin_addr.unwrap().to_string();
+    hs2_proxy::cli_admin::http(&addr, method, path, None).await.unwrap()
+}
+
+async fn evacuation(proxy: &ProxyHandle, mock: &MockImpalad) -> Option<hs2_proxy::control::evacuate::Progress> {
+    let (_, body) = admin(proxy, "GET", "/api/backends").await;
+    let all: hs2_proxy::admin::api::BackendsJson = serde_json::from_str(&body).unwrap();
+    all.backends.into_iter().find(|b| b.address == mock.local_addr().to_string()).unwrap().evacuation
+}
+
+/// A statement on its way when the evacuation starts: the session must not move under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_in_flight_holds_its_session_until_it_returns() {
+    let mocks = mocks(2, MockAuth::NoSasl).await;
+    let proxy = proxy(&mocks, BackendTransport::Nosasl, patient_health).await;
+    let mut c = connect(&proxy, &ClientAuth::NoSasl).await;
+    let s = session_on(&mut c, &mocks[0]).await;
+    // Every call on the first impalad now takes 400 ms before it is served: the `use` is in flight while
+    // the evacuation looks at the session, which has no open operation yet.
+    mocks[0].set_delay(Duration::from_millis(400));
+    let addr = proxy.local_addr;
+    let in_flight = tokio::spawn(async move {
+        let mut c = Hs2Client::connect(addr, &ClientAuth::NoSasl).await.unwrap();
+        let op = c.execute(&s, "use db_in_flight").await?;
+        c.wait_finished(&op).await?;
+        c.close_operation(&op).await
+    });
+    let p = proxy.proxy.clone();
+    eventually("the statement is on its way", move || {
+        p.backends()[0].inflight.load(std::sync::atomic::Ordering::Relaxed) > 0
+    })
+    .await;
+    let (status, body) =
+        admin(&proxy, "POST", &format!("/api/backends/{}/evacuate?deadline=20s", mocks[0].local_addr())).await;
+    assert_eq!(status, 200, "{body}");
+    let result = in_flight.await.unwrap();
+    assert!(result.is_ok(), "the statement's operation must survive the evacuation: {result:?}");
+    for _ in 0..200 {
+        if evacuation(&proxy, &mocks[0]).await.is_some_and(|e| e.state != "running") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let e = evacuation(&proxy, &mocks[0]).await.unwrap();
+    assert_eq!((e.state.as_str(), e.moved), ("done", 1), "{e:?}");
+    assert_eq!(one_string(&mut c, &s, "select current_database()").await, "db_in_flight", "the moved session's state");
+}
