@@ -425,10 +425,14 @@ impl Call<'_> {
                     proxy.learn_operation(op, s, req.statement.as_deref());
                 }
                 if let (Some(s), Some(statement)) = (session, &req.statement) {
-                    proxy.record_statement(&s, statement);
+                    proxy.record_statement(&s, sum.new_operation.map(|o| o.guid).as_ref(), statement);
                 }
             }
-            Effect::None => {}
+            Effect::None => {
+                if let (Some(op), Some(state)) = (req.operation, sum.operation_state) {
+                    proxy.operation_outcome(&op.guid, state);
+                }
+            }
         }
     }
 

@@ -285,8 +285,13 @@ impl Proxy {
 
     // ---- moving sessions (`migrate`)
 
-    pub fn record_statement(&self, session: &Guid, statement: &str) {
-        self.shared.routes.record_statement(session, statement);
+    pub fn record_statement(&self, session: &Guid, op: Option<&Guid>, statement: &str) {
+        self.shared.routes.record_statement(session, op, statement);
+    }
+
+    /// What GetOperationStatus said of an operation (`TOperationState`), for its statement's replay.
+    pub fn operation_outcome(&self, op: &Guid, operation_state: i64) {
+        self.shared.routes.operation_outcome(op, operation_state);
     }
 
     pub fn begin_move(&self, guid: &Guid, ignore_operations: bool) -> Result<MovePlan, NotNow> {

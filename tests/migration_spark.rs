@@ -234,6 +234,85 @@ async fn a_move_whose_replay_fails_leaves_the_session_in_place() {
     proxy.shutdown();
 }
 
+/// Spark runs every statement asynchronously: `USE nosuchdb` is accepted, and its operation then fails.
+/// It is not the session's state: the session moves with the database it had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "real peer (Spark Thrift Server): run by scripts/test.sh"]
+async fn a_statement_that_failed_is_not_replayed() {
+    let _t = Timed::start("a_statement_that_failed_is_not_replayed");
+    let servers = prepared().await;
+    let proxy = proxy_for(servers).await;
+    let mut c = hue::connect(proxy.local_addr, &servers::auth("app")).await.expect("connect");
+    let s = c.open_session(Some("app"), &[]).await.expect("OpenSession");
+    row(&mut c, &s, "use db_1").await.expect("use db_1");
+    let failed = row(&mut c, &s, "use no_such_db").await;
+    assert!(failed.as_ref().is_err_and(|e| e.contains("SCHEMA_NOT_FOUND")), "{failed:?}");
+    row(&mut c, &s, "set spark.sql.shuffle.partitions=9").await.expect("set");
+    let failed = row(&mut c, &s, "set spark.sql.shuffle.partitions=nine").await;
+    assert!(failed.is_err(), "Spark refuses a setting of the wrong type: {failed:?}");
+    let addr = proxy.proxy.session_backend(&s.guid).expect("routed");
+    cli(&proxy, &["evacuate", &addr, "--deadline", "10s"]);
+    let e = evacuation_end(&proxy, &addr, Duration::from_secs(30)).await.evacuation.expect("progress");
+    assert_eq!((e.state.as_str(), e.moved), ("done", 1), "{e:?}");
+    assert_ne!(proxy.proxy.session_backend(&s.guid), Some(addr.clone()), "it moved");
+    assert_eq!(row(&mut c, &s, "select current_database()").await, Ok(vec!["db_1".to_string()]));
+    let setting = row(&mut c, &s, "SET spark.sql.shuffle.partitions").await;
+    assert_eq!(setting, Ok(vec!["spark.sql.shuffle.partitions".to_string(), "9".into()]));
+    note(
+        "failed statements (`use no_such_db`, a setting of the wrong type) are not replayed: the session moved".into(),
+    );
+    cli(&proxy, &["undrain", &addr]);
+    c.close_session(&s).await.expect("CloseSession");
+    proxy.shutdown();
+}
+
+/// `kill -9` of a server whose sessions are idle: each session's next call finds the server gone, the
+/// session opens again elsewhere with its state, and the call goes on there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "real peer (Spark Thrift Server): run by scripts/test.sh"]
+async fn sigkill_of_a_server_moves_its_idle_sessions_on_their_next_call() {
+    let _t = Timed::start("sigkill_of_a_server_moves_its_idle_sessions_on_their_next_call");
+    let servers = prepared().await;
+    let proxy = proxy_for(servers).await;
+    let mut all = Vec::new();
+    for i in 1..=6 {
+        all.push(sessions::Tracked::open(proxy.local_addr, i).await);
+    }
+    let victim = proxy.proxy.session_backend(&all[0].handle.guid).expect("routed");
+    let on_victim: Vec<usize> = all
+        .iter()
+        .filter(|s| proxy.proxy.session_backend(&s.handle.guid).as_deref() == Some(victim.as_str()))
+        .map(|s| s.i)
+        .collect();
+    servers.by_addr(&victim).kill9().await;
+    let t0 = Instant::now();
+    let mut waits = Vec::new();
+    for s in &mut all {
+        let t = Instant::now();
+        s.check().await.unwrap_or_else(|e| panic!("session {} after kill -9 of {victim}: {e}", s.i));
+        waits.push(t.elapsed().as_millis());
+    }
+    let text = metrics(&proxy);
+    let moved: f64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("hs2_proxy_session_moves_total{") && l.contains("reason=\"failure\",result=\"moved\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(moved as usize, on_victim.len(), "one move per session of the killed server:\n{text}");
+    for s in &all {
+        assert_ne!(proxy.proxy.session_backend(&s.handle.guid), Some(victim.clone()), "session {} moved", s.i);
+    }
+    note(format!(
+        "kill -9 of {victim}: its {} idle sessions {on_victim:?} answered their next call with their state \
+         (each check's wall time, ms: {waits:?}; all in {:.1}s)",
+        on_victim.len(),
+        t0.elapsed().as_secs_f64()
+    ));
+    proxy.shutdown();
+}
+
 pub fn metrics(proxy: &ProxyHandle) -> String {
     proxy.proxy.metrics().encode(&proxy.proxy.figures()).expect("metrics encode")
 }

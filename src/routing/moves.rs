@@ -101,10 +101,36 @@ impl NotNow {
 }
 
 impl Routes {
-    /// Records a statement the session ran successfully, for its replay (or to block its moves).
-    pub fn record_statement(&self, session: &Guid, statement: &str) {
+    /// Records a statement the session's backend accepted, for its replay (or to block its moves). With
+    /// the operation it opened, a replayable statement counts once that operation succeeded
+    /// ([`Routes::operation_outcome`]); without one, at once.
+    pub fn record_statement(&self, session: &Guid, op: Option<&Guid>, statement: &str) {
         if let Some(mut e) = self.sessions.get_mut(session) {
-            e.mobility.state.record(statement);
+            match op {
+                Some(op) => e.mobility.state.record_pending(op.0, statement),
+                None => e.mobility.state.record(statement),
+            }
+        }
+    }
+
+    /// What GetOperationStatus said of an operation (`TOperationState`): a finished one makes its
+    /// statement count for replay; a failed, cancelled or closed one drops it.
+    pub fn operation_outcome(&self, op: &Guid, operation_state: i64) {
+        use crate::hs2::idl::enums::t_operation_state as st;
+        let failed = [st::ERROR_STATE, st::CANCELED_STATE, st::CLOSED_STATE, st::TIMEDOUT_STATE, st::UKNOWN_STATE];
+        let succeeded = match operation_state {
+            s if s == i64::from(st::FINISHED_STATE) => true,
+            s if failed.iter().any(|f| i64::from(*f) == s) => false,
+            _ => return,
+        };
+        self.settle_statement(op, succeeded);
+    }
+
+    /// Settles the statement of operation `op`, if one waits for it.
+    pub(super) fn settle_statement(&self, op: &Guid, succeeded: bool) {
+        let Some(session) = self.operations.get(op).and_then(|o| o.session) else { return };
+        if let Some(mut e) = self.sessions.get_mut(&session) {
+            e.mobility.state.settle(&op.0, succeeded);
         }
     }
 
@@ -163,6 +189,8 @@ impl Routes {
         e.mobility.moving = false;
         e.mobility.orphaned = false;
         e.mobility.moves += 1;
+        // Only an operation that was open could still have a step waiting: it died with the old session.
+        e.mobility.state.drop_pending();
         e.statement_op = None;
         drop(e);
         intents.push(PoolIntent::Pin { backend: to, conn });
@@ -204,6 +232,7 @@ impl Routes {
             let ops: Vec<Guid> = match self.sessions.get_mut(&guid) {
                 Some(mut e) => {
                     e.mobility.orphaned = true;
+                    e.mobility.state.drop_pending();
                     e.statement_op = None;
                     e.operations.drain().collect()
                 }

@@ -7,8 +7,8 @@ Usage:
 One DB-API connection and cursor, the way an application or a notebook keeps them: `USE DB` and
 `SET spark.sql.shuffle.partitions=N` once, then, until FILE exists, a query that shows both
 (`select current_database(), '${spark.sql.shuffle.partitions}', i`; Spark substitutes the session's value),
-all rows fetched, and a short pause (the application's think time). The cursor keeps each query's
-operation open until the next `execute`, as impyla does.
+all rows fetched, and a short pause (the application's think time). impyla closes each query's
+operation once its last row is fetched (`close_finished_queries`), so the session is idle in the pause.
 
 A query that fails, or whose row shows another database or setting, is an error: printed at once as
 `error: <i> <what>` and counted. After an error that broke the connection the script connects again and

@@ -201,8 +201,9 @@ fn start_beeline(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHa
                     t.errors.push(format!("{i} {e}"));
                     // A broken connection stays broken in beeline: connect again, set the state again.
                     writeln!(stdin, "!reconnect\n{setting}").expect("beeline stdin");
-                    if expect_row(&rx, "spark.sql.shuffle.partitions\t5").is_ok() {
-                        t.reconnects += 1;
+                    t.reconnects += 1;
+                    if let Err(e) = expect_row(&rx, "spark.sql.shuffle.partitions\t5") {
+                        t.errors.push(format!("{i} reconnecting: {e}"));
                     }
                 }
             }

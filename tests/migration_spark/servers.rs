@@ -136,19 +136,19 @@ impl Server {
         *self.pid.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    /// `kill -9`: the JVM is gone at once, every connection reset. Returns when the process has exited.
+    /// `kill -9`: the JVM dies at once, every connection reset. Returns when the kernel has closed its
+    /// sockets: its port refuses connections (a killed JVM's leader thread turns zombie before its other
+    /// threads have exited and the sockets they share are closed).
     pub async fn kill9(&self) {
         let pid = self.pid().expect("the server runs");
         let killed = Command::new("kill").args(["-KILL", &pid.to_string()]).status().expect("kill runs");
         assert!(killed.success(), "kill -9 {pid}");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while Path::new(&format!("/proc/{pid}")).exists() {
-            // A zombie until its parent (the script's subshell, gone) is reaped by init: check its state.
-            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            if state.split_whitespace().nth(2) == Some("Z") {
-                break;
+        loop {
+            match tokio::net::TcpStream::connect(self.addr).await {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+                _ => assert!(Instant::now() < deadline, "{} still accepts 10 s after kill -9 {pid}", self.addr),
             }
-            assert!(Instant::now() < deadline, "pid {pid} outlived kill -9 by 10 s");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         *self.pid.lock().unwrap_or_else(|e| e.into_inner()) = None;

@@ -33,17 +33,19 @@ fn text(e: ClientError) -> String {
     }
 }
 
-/// Runs `statement` and returns the first row's string columns.
+/// Runs `statement` and returns the first row's string columns. The operation is closed also when the
+/// statement failed, as clients do.
 pub async fn row(c: &mut Hs2Client, s: &HandleId, statement: &str) -> Result<Vec<String>, String> {
     let op = c.execute(s, statement).await.map_err(text)?;
-    let state = c.wait_finished(&op).await.map_err(text)?;
-    if state != hs2_proxy::hs2client::wire::op_state::FINISHED_STATE {
-        let (_, message) = c.operation_status(&op).await.map_err(text)?;
-        let _ = c.close_operation(&op).await;
-        return Err(format!("`{statement}` ended in state {state}: {}", message.unwrap_or_default()));
-    }
-    let (cols, _) = c.fetch(&op, 10).await.map_err(text)?;
+    let outcome = match c.wait_finished(&op).await.map_err(text) {
+        Ok(state) if state == hs2_proxy::hs2client::wire::op_state::FINISHED_STATE => {
+            c.fetch(&op, 10).await.map_err(text)
+        }
+        Ok(state) => Err(format!("`{statement}` ended in state {state}")),
+        Err(e) => Err(e),
+    };
     c.close_operation(&op).await.map_err(text)?;
+    let (cols, _) = outcome?;
     Ok(cols.iter().map(|c| c.values.first().and_then(|v| v.as_str()).unwrap_or("").to_string()).collect())
 }
 
