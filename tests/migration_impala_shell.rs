@@ -19,6 +19,8 @@ use common::*;
 use hs2_proxy::config::BackendTransport;
 use hs2_proxy::mock::MockAuth;
 
+/// The SASL user the mocks accept.
+const USER: (&str, &str) = ("alice", "secret");
 /// Longest the shell may run.
 const SHELL_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -53,11 +55,15 @@ struct Ran {
 }
 
 /// Starts the shell on `port` with `stdin`; the returned thread yields its outcome.
-fn start_shell(port: u16, home: &Path, stdin: String) -> std::thread::JoinHandle<Ran> {
+fn start_shell(port: u16, sasl: bool, home: &Path, stdin: String) -> std::thread::JoinHandle<Ran> {
     let mut cmd = Command::new(impala_shell());
     // A private HOME: no ~/.impalarc of the machine's user, and a history file per run.
     cmd.env("HOME", home).env_remove("IMPALA_HISTFILE");
     cmd.args(["-i", &format!("127.0.0.1:{port}"), "--protocol=hs2"]);
+    if sasl {
+        let password_cmd = format!("printf {}", USER.1);
+        cmd.args(["-l", "--auth_creds_ok_in_clear", "-u", USER.0, "--ldap_password_cmd", &password_cmd]);
+    }
     cmd.arg(format!("--history_file={}", home.join("history").display()));
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("impala-shell starts");
@@ -101,11 +107,26 @@ fn start_shell(port: u16, home: &Path, stdin: String) -> std::thread::JoinHandle
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "real peer (impala-shell): run by scripts/test.sh"]
 async fn impala_shell_goes_on_after_its_impalad_dies_between_statements() {
-    let mocks = mocks(3, MockAuth::NoSasl).await;
-    let proxy = proxy(&mocks, BackendTransport::Nosasl, |_| {}).await;
+    shell_survives_its_impalad(false).await;
+}
+
+/// The same over SASL PLAIN: the session is opened again with the user's own credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "real peer (impala-shell): run by scripts/test.sh"]
+async fn impala_shell_goes_on_after_its_impalad_dies_between_statements_sasl_plain() {
+    shell_survives_its_impalad(true).await;
+}
+
+async fn shell_survives_its_impalad(sasl: bool) {
+    let (auth, transport) = match sasl {
+        true => (MockAuth::Plain { users: Some(vec![(USER.0.into(), USER.1.into())]) }, BackendTransport::Sasl),
+        false => (MockAuth::NoSasl, BackendTransport::Nosasl),
+    };
+    let mocks = mocks(3, auth).await;
+    let proxy = proxy(&mocks, transport, |_| {}).await;
     let home = tempfile::tempdir().expect("temp dir");
     let (ready, go) = (home.path().join("ready"), home.path().join("go"));
-    let shell = start_shell(proxy.local_addr.port(), home.path(), script(&ready, &go));
+    let shell = start_shell(proxy.local_addr.port(), sasl, home.path(), script(&ready, &go));
     let deadline = Instant::now() + SHELL_DEADLINE;
     while !ready.exists() {
         assert!(Instant::now() < deadline && !shell.is_finished(), "impala-shell never reached the gate");
@@ -123,7 +144,7 @@ async fn impala_shell_goes_on_after_its_impalad_dies_between_statements() {
         assert!(!both.contains(bad), "impala-shell printed '{bad}':\n{both}");
     }
     // After the gate: the `use` state, a query, its summary and its profile, all on the moved session.
-    let after = ran.stdout.split("| 2  |").nth(1).unwrap_or_else(|| panic!("no first query:\n{both}"));
+    let (_, after) = ran.stdout.split_once("| 2  |").unwrap_or_else(|| panic!("no first query:\n{both}"));
     for want in ["| db_shell ", "| 4  |", "| 00:SCAN HDFS ", "Sql Statement: select id from range(5)", "MEM_LIMIT=2g"] {
         assert!(after.contains(want), "missing {want:?} after the impalad died:\n{both}");
     }
@@ -132,6 +153,9 @@ async fn impala_shell_goes_on_after_its_impalad_dies_between_statements() {
     let [moved_to] = alive[..] else { panic!("the session moved to one other impalad: {alive:?}") };
     let m = &mocks[moved_to];
     assert!(m.calls(exec_summary) >= 1 && m.calls(profile) == 1, "summary and profile on the new impalad");
+    if sasl {
+        assert!(after.contains(&format!("User: {}\n", USER.0)), "the moved session is the user's:\n{both}");
+    }
     assert!(m.sessions().is_empty(), "quit closed the moved session there");
     let metrics = proxy.proxy.metrics().encode(&proxy.proxy.figures()).expect("metrics");
     let series = format!(
