@@ -98,30 +98,38 @@ pub async fn move_session(proxy: &Proxy, guid: Guid, reason: Reason) -> Result<M
 }
 
 /// Opens the session again on a target and replays its state; returns the target, the new handle and the
-/// connection that opened it (to pin).
+/// connection that opened it (to pin). Targets are tried in order of preference until one takes the
+/// session with its whole state: one that refuses the OpenSession or a replayed statement (a database
+/// it lacks, a limit of sessions per user) is no reason to leave the session where it is.
 async fn reopen(proxy: &Proxy, plan: &MovePlan) -> Result<(Arc<Backend>, HandleId, Checkout), MoveError> {
     let mut last = None;
     for target in proxy.preference().into_iter().filter(|b| b.id != plan.from) {
-        let mut conn = match target.pool.checkout(&plan.origin.creds).await {
-            Ok(c) => c,
+        match reopen_on(proxy, &target, plan).await {
+            Ok((new, conn)) => return Ok((target, new, conn)),
             Err(e) => {
-                last = Some(MoveError::Open { backend: target.addr.clone(), error: e.to_string() });
-                if e.is_connect_failure() {
-                    continue;
-                }
-                break;
-            }
-        };
-        let new = open_on(proxy, &target, conn.conn(), plan).await?;
-        for statement in &plan.statements {
-            if let Err(error) = replay(conn.conn(), &new, statement).await {
-                let _ = probe::call(conn.conn(), &requests::close_session(&new, 0)).await;
-                return Err(MoveError::Replay { backend: target.addr.clone(), statement: statement.clone(), error });
+                tracing::debug!(session = %plan.guid, target = %target.addr, error = %e, "target refused the session");
+                last = Some(e);
             }
         }
-        return Ok((target, new, conn));
     }
     Err(last.unwrap_or(MoveError::NoTarget))
+}
+
+/// One target: OpenSession and every replayed statement; the half-opened session is closed on failure.
+async fn reopen_on(proxy: &Proxy, target: &Backend, plan: &MovePlan) -> Result<(HandleId, Checkout), MoveError> {
+    let mut conn = target
+        .pool
+        .checkout(&plan.origin.creds)
+        .await
+        .map_err(|e| MoveError::Open { backend: target.addr.clone(), error: e.to_string() })?;
+    let new = open_on(proxy, target, conn.conn(), plan).await?;
+    for statement in &plan.statements {
+        if let Err(error) = replay(conn.conn(), &new, statement).await {
+            let _ = probe::call(conn.conn(), &requests::close_session(&new, 0)).await;
+            return Err(MoveError::Replay { backend: target.addr.clone(), statement: statement.clone(), error });
+        }
+    }
+    Ok((new, conn))
 }
 
 /// OpenSession on `target` as the proxy first sent it, with the delegation key of the target's kind.

@@ -234,6 +234,53 @@ async fn a_move_whose_replay_fails_leaves_the_session_in_place() {
     proxy.shutdown();
 }
 
+/// A target that refuses a replayed statement is skipped for the next: the database exists on the
+/// session's server and on one other; the least-loaded target lacks it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "real peer (Spark Thrift Server): run by scripts/test.sh"]
+async fn a_move_tries_the_next_target_when_one_cannot_replay() {
+    let _t = Timed::start("a_move_tries_the_next_target_when_one_cannot_replay");
+    let servers = prepared().await;
+    let proxy = proxy_for(servers).await;
+    let mut c = hue::connect(proxy.local_addr, &servers::auth("app")).await.expect("connect");
+    // One session on the first server, two on the third, none on the second: the second is preferred.
+    let (a, b, target) = (&servers.servers[0], &servers.servers[1], &servers.servers[2]);
+    let (mut session, mut fillers, mut others) = (None, Vec::new(), Vec::new());
+    while session.is_none() || fillers.len() < 2 {
+        let s = c.open_session(Some("app"), &[]).await.expect("OpenSession");
+        let on = proxy.proxy.session_backend(&s.guid).expect("routed");
+        match on {
+            _ if on == a.addr.to_string() && session.is_none() => session = Some(s),
+            _ if on == target.addr.to_string() && fillers.len() < 2 => fillers.push(s),
+            _ => others.push(s),
+        }
+        assert!(others.len() < 20, "sessions do not spread");
+    }
+    for s in &others {
+        c.close_session(s).await.expect("CloseSession");
+    }
+    let s = session.expect("a session on the first server");
+    let db = format!("on_a_and_c_{}", std::process::id());
+    for server in [a, target] {
+        on_server(server.addr, &[format!("create database {db}")]).await;
+    }
+    row(&mut c, &s, &format!("use {db}")).await.expect("use");
+    cli(&proxy, &["evacuate", &a.addr.to_string(), "--deadline", "10s"]);
+    let e = evacuation_end(&proxy, &a.addr.to_string(), Duration::from_secs(30)).await.evacuation.expect("progress");
+    assert_eq!((e.state.as_str(), e.moved), ("done", 1), "{e:?}");
+    assert_eq!(proxy.proxy.session_backend(&s.guid), Some(target.addr.to_string()), "not {}", b.addr);
+    assert_eq!(row(&mut c, &s, "select current_database()").await, Ok(vec![db.clone()]));
+    note(format!("a move skipped {} (no database {db} there) for {}", b.addr, target.addr));
+    cli(&proxy, &["undrain", &a.addr.to_string()]);
+    for s in fillers.iter().chain([&s]) {
+        c.close_session(s).await.expect("CloseSession");
+    }
+    for server in [a, target] {
+        on_server(server.addr, &[format!("drop database {db}")]).await;
+    }
+    proxy.shutdown();
+}
+
 /// Spark runs every statement asynchronously: `USE nosuchdb` is accepted, and its operation then fails.
 /// It is not the session's state: the session moves with the database it had.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
