@@ -1,4 +1,4 @@
-//! Regression tests for a defect the real-peer proofs of issue 14 found in moving sessions, reproduced
+//! Regression tests for defects the real-peer proofs of issue 14 found in moving sessions, reproduced
 //! against mock impalads through real sockets (it failed on the code before the fix):
 //! - a move that started while a call of the session was on its way to the old backend: the call's
 //!   operation was dropped by the move (`Invalid or unknown query handle` on the next poll), and a `USE`
@@ -86,4 +86,29 @@ async fn a_call_in_flight_holds_its_session_until_it_returns() {
     let e = evacuation(&proxy, &mocks[0]).await.unwrap();
     assert_eq!((e.state.as_str(), e.moved), ("done", 1), "{e:?}");
     assert_eq!(one_string(&mut c, &s, "select current_database()").await, "db_in_flight", "the moved session's state");
+}
+
+/// A move that keeps failing is tried again after a pause that doubles, not every 200 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_that_keeps_failing_is_retried_with_a_growing_pause() {
+    let mocks = mocks(2, MockAuth::NoSasl).await;
+    let proxy = proxy(&mocks, BackendTransport::Nosasl, patient_health).await;
+    let mut c = connect(&proxy, &ClientAuth::NoSasl).await;
+    let s = session_on(&mut c, &mocks[0]).await;
+    // No other backend takes sessions: every attempt fails.
+    assert!(proxy.proxy.set_admin(&mocks[1].local_addr().to_string(), hs2_proxy::backend::health::AdminState::Drain));
+    let (status, _) =
+        admin(&proxy, "POST", &format!("/api/backends/{}/evacuate?deadline=2500ms", mocks[0].local_addr())).await;
+    assert_eq!(status, 200);
+    let mut e = evacuation(&proxy, &mocks[0]).await.unwrap();
+    for _ in 0..400 {
+        if e.state != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        e = evacuation(&proxy, &mocks[0]).await.unwrap();
+    }
+    // Attempts at 0 s, 1 s (and 3 s, after the deadline): two; every 200 ms would make 13.
+    assert!(e.state == "deadline" && (1..=3).contains(&e.failed), "{e:?}");
+    assert!(mocks[0].has_session(&s.guid), "it stays");
 }
