@@ -28,6 +28,10 @@ use crate::routing::{MovePlan, NotNow};
 
 /// How long one replayed statement may run before the move gives up.
 const STATEMENT_DEADLINE: Duration = Duration::from_secs(30);
+/// Longest one call of a move may wait for its answer (less when `timeouts.backend_reply` is shorter): a
+/// target that accepted the connection and then hangs must not hold the session, and a client's call
+/// waiting for the move, for ever.
+const CALL_DEADLINE: Duration = Duration::from_secs(30);
 /// Polling a replayed statement's state: start fast, back off to this.
 const POLL_MAX: Duration = Duration::from_millis(100);
 
@@ -122,10 +126,11 @@ async fn reopen_on(proxy: &Proxy, target: &Backend, plan: &MovePlan) -> Result<(
         .checkout(&plan.origin.creds)
         .await
         .map_err(|e| MoveError::Open { backend: target.addr.clone(), error: e.to_string() })?;
-    let new = open_on(proxy, target, conn.conn(), plan).await?;
+    let limit = proxy.config().timeouts.backend_reply.min(CALL_DEADLINE);
+    let new = open_on(proxy, target, conn.conn(), plan, limit).await?;
     for statement in &plan.statements {
-        if let Err(error) = replay(conn.conn(), &new, statement).await {
-            let _ = probe::call(conn.conn(), &requests::close_session(&new, 0)).await;
+        if let Err(error) = replay(conn.conn(), &new, statement, limit).await {
+            let _ = call_within(conn.conn(), &requests::close_session(&new, 0), limit).await;
             return Err(MoveError::Replay { backend: target.addr.clone(), statement: statement.clone(), error });
         }
     }
@@ -138,6 +143,7 @@ async fn open_on(
     target: &Backend,
     conn: &mut ThriftConn,
     plan: &MovePlan,
+    limit: Duration,
 ) -> Result<HandleId, MoveError> {
     let failed = |error: String| MoveError::Open { backend: target.addr.clone(), error };
     let request = match &plan.origin.delegate_as {
@@ -153,15 +159,15 @@ async fn open_on(
             with_delegation(&plan.origin.open_request, &limits, key.key(), user).map_err(|e| failed(e.to_string()))?
         }
     };
-    match probe::call(conn, &request).await.map_err(failed)? {
+    match call_within(conn, &request, limit).await.map_err(failed)? {
         Answer::Ok(resp) => requests::read_session_handle(&resp).ok_or_else(|| failed("no session handle".into())),
         Answer::Error(text) | Answer::Exception(text) => Err(failed(text)),
     }
 }
 
 /// Runs one statement on the new session and waits for it to finish.
-async fn replay(conn: &mut ThriftConn, session: &HandleId, statement: &str) -> Result<(), String> {
-    let resp = match probe::call(conn, &requests::execute_statement(session, statement, 1)).await? {
+async fn replay(conn: &mut ThriftConn, session: &HandleId, statement: &str, limit: Duration) -> Result<(), String> {
+    let resp = match call_within(conn, &requests::execute_statement(session, statement, 1), limit).await? {
         Answer::Ok(resp) => resp,
         Answer::Error(text) | Answer::Exception(text) => return Err(text),
     };
@@ -169,7 +175,7 @@ async fn replay(conn: &mut ThriftConn, session: &HandleId, statement: &str) -> R
     let deadline = Instant::now() + STATEMENT_DEADLINE;
     let mut pause = Duration::from_millis(1);
     let outcome = loop {
-        let status = match probe::call(conn, &requests::get_operation_status_value(op.clone(), 2)).await? {
+        let status = match call_within(conn, &requests::get_operation_status_value(op.clone(), 2), limit).await? {
             Answer::Ok(s) => s,
             Answer::Error(text) | Answer::Exception(text) => break Err(text),
         };
@@ -194,8 +200,16 @@ async fn replay(conn: &mut ThriftConn, session: &HandleId, statement: &str) -> R
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(POLL_MAX);
     };
-    probe::call(conn, &requests::close_operation_value(op, 3)).await?;
+    call_within(conn, &requests::close_operation_value(op, 3), limit).await?;
     outcome
+}
+
+/// One call of a move, bounded by `limit`.
+async fn call_within(conn: &mut ThriftConn, bytes: &[u8], limit: Duration) -> Result<Answer, String> {
+    match tokio::time::timeout(limit, probe::call(conn, bytes)).await {
+        Ok(answer) => answer,
+        Err(_) => Err(format!("no answer within {limit:?}")),
+    }
 }
 
 /// Closes the session on the backend it left (best effort: it expires there anyway).

@@ -112,3 +112,33 @@ async fn a_move_that_keeps_failing_is_retried_with_a_growing_pause() {
     assert!(e.state == "deadline" && (1..=3).contains(&e.failed), "{e:?}");
     assert!(mocks[0].has_session(&s.guid), "it stays");
 }
+
+/// A target that takes the connection and then does not answer: the move gives up at the call deadline
+/// (`timeouts.backend_reply` here), the session stays and works, and the evacuation ends at its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_to_a_target_that_hangs_gives_up_in_time() {
+    let mocks = mocks(2, MockAuth::NoSasl).await;
+    let proxy = proxy(&mocks, BackendTransport::Nosasl, |c| {
+        patient_health(c);
+        c.timeouts.backend_reply = Duration::from_millis(300);
+        c.health.timeout = Duration::from_secs(20); // the probes of the slow target still count as answers
+    })
+    .await;
+    let mut c = connect(&proxy, &ClientAuth::NoSasl).await;
+    let s = session_on(&mut c, &mocks[0]).await;
+    mocks[1].set_delay(Duration::from_secs(10));
+    let started = std::time::Instant::now();
+    let (status, _) =
+        admin(&proxy, "POST", &format!("/api/backends/{}/evacuate?deadline=1s", mocks[0].local_addr())).await;
+    assert_eq!(status, 200);
+    let mut e = evacuation(&proxy, &mocks[0]).await.unwrap();
+    while e.state == "running" && started.elapsed() < Duration::from_secs(8) {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        e = evacuation(&proxy, &mocks[0]).await.unwrap();
+    }
+    assert_eq!(e.state, "deadline", "the evacuation must end at its deadline, not when the target answers: {e:?}");
+    assert!(e.failed >= 1, "{e:?}");
+    assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
+    mocks[1].set_delay(Duration::ZERO);
+    assert!(mocks[0].has_session(&s.guid) && c.get_info(&s, 18).await.is_ok(), "it stays and works");
+}
