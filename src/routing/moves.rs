@@ -261,3 +261,72 @@ impl Routes {
         self.sessions.iter().filter(|e| e.backend == backend).map(|e| *e.key()).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Learned, NewSession, SessionUsers};
+    use super::*;
+
+    fn movable(routes: &Routes) -> Guid {
+        let handle = HandleId::random();
+        let origin = Origin {
+            open_request: Bytes::new(),
+            creds: Credentials { user: "u".into(), password: "p".into() },
+            delegate_as: None,
+        };
+        routes.learn_session(NewSession {
+            handle,
+            backend: 0,
+            users: SessionUsers { owner: None, user: None, effective_user: None },
+            origin: Some(Arc::new(origin)),
+            carrier: None,
+            conn: Some(1),
+            learned: Learned::Opened,
+            client: None,
+        });
+        handle.guid
+    }
+
+    /// A call on its way and a move never both go ahead: the entry lock orders them.
+    #[test]
+    fn a_move_waits_for_calls_on_their_way_and_calls_wait_for_a_move() {
+        let routes = Routes::new();
+        let g = movable(&routes);
+        assert!(routes.enter_call(&g));
+        assert_eq!(routes.begin_move(&g, false).unwrap_err(), NotNow::InFlight(1));
+        assert!(routes.begin_move(&g, false).unwrap_err().may_change());
+        routes.leave_call(&g);
+        let plan = routes.begin_move(&g, false).expect("idle: it may move");
+        assert!(!routes.enter_call(&g), "a call routed before the move started must route again");
+        routes.abort_move(&plan.guid);
+        assert!(routes.enter_call(&g));
+        // A backend that died takes its calls with it: a move on failure does not wait for them.
+        assert!(routes.begin_move(&g, true).is_ok());
+    }
+
+    /// A statement counts for replay when GetOperationStatus says FINISHED, or when its operation is closed
+    /// unseen; not when it says ERROR.
+    #[test]
+    fn statements_count_by_their_operations_outcome() {
+        use crate::hs2::idl::enums::t_operation_state as st;
+        let routes = Routes::new();
+        let g = movable(&routes);
+        let run = |statement: &str| {
+            let op = HandleId::random();
+            routes.learn_operation(op, g, Some(statement));
+            routes.record_statement(&g, Some(&op.guid), statement);
+            op.guid
+        };
+        let ok = run("use a");
+        routes.operation_outcome(&ok, i64::from(st::RUNNING_STATE));
+        routes.operation_outcome(&ok, i64::from(st::FINISHED_STATE));
+        let failed = run("use no_such_db");
+        routes.operation_outcome(&failed, i64::from(st::ERROR_STATE));
+        let unseen = run("set k=1");
+        for op in [ok, failed, unseen] {
+            routes.forget_operation(&op);
+        }
+        let plan = routes.begin_move(&g, false).expect("idle");
+        assert_eq!(plan.statements, ["use a", "set k=1"]);
+    }
+}
