@@ -94,6 +94,16 @@ pub async fn call<S: ReplySink>(
                     let g = session.or(req.operation.map(|o| o.guid)).unwrap_or(Guid([0; 16]));
                     return call.reply_error(sink, &reply::invalid_session_text(&g)).await;
                 };
+                // Counted until its reply is learned: a move of the session waits for it.
+                let _on_its_way = match session.map(|s| proxy.enter_call(&s)) {
+                    Some(None) if pass == 0 => continue, // it started moving: route again, after the move
+                    Some(None) => {
+                        let g = session.unwrap_or(Guid([0; 16]));
+                        return call.reply_error(sink, &reply::invalid_session_text(&g)).await;
+                    }
+                    Some(guard) => guard,
+                    None => None,
+                };
                 if let Some(s) = session {
                     if attached.first_use(s) {
                         proxy.attach(&s, caller.peer);
@@ -415,10 +425,14 @@ impl Call<'_> {
                     proxy.learn_operation(op, s, req.statement.as_deref());
                 }
                 if let (Some(s), Some(statement)) = (session, &req.statement) {
-                    proxy.record_statement(&s, statement);
+                    proxy.record_statement(&s, sum.new_operation.map(|o| o.guid).as_ref(), statement);
                 }
             }
-            Effect::None => {}
+            Effect::None => {
+                if let (Some(op), Some(state)) = (req.operation, sum.operation_state) {
+                    proxy.operation_outcome(&op.guid, state);
+                }
+            }
         }
     }
 

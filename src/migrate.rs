@@ -26,6 +26,10 @@ use crate::routing::{MovePlan, NotNow};
 
 /// How long one replayed statement may run before the move gives up.
 const STATEMENT_DEADLINE: Duration = Duration::from_secs(30);
+/// Longest one call of a move may wait for its answer (less when `timeouts.backend_reply` is shorter): a
+/// target that accepted the connection and then hangs must not hold the session, and a client's call
+/// waiting for the move, for ever.
+const CALL_DEADLINE: Duration = Duration::from_secs(30);
 /// Polling a replayed statement's state: start fast, back off to this.
 const POLL_MAX: Duration = Duration::from_millis(100);
 
@@ -96,30 +100,39 @@ pub async fn move_session(proxy: &Proxy, guid: Guid, reason: Reason) -> Result<M
 }
 
 /// Opens the session again on a target and replays its state; returns the target, the new handle and the
-/// connection that opened it (to pin).
+/// connection that opened it (to pin). Targets are tried in order of preference until one takes the
+/// session with its whole state: one that refuses the OpenSession or a replayed statement (a database
+/// it lacks, a limit of sessions per user) is no reason to leave the session where it is.
 async fn reopen(proxy: &Proxy, plan: &MovePlan) -> Result<(Arc<Backend>, HandleId, Checkout), MoveError> {
     let mut last = None;
     for target in proxy.preference().into_iter().filter(|b| b.id != plan.from) {
-        let mut conn = match target.pool.checkout(&plan.origin.creds).await {
-            Ok(c) => c,
+        match reopen_on(proxy, &target, plan).await {
+            Ok((new, conn)) => return Ok((target, new, conn)),
             Err(e) => {
-                last = Some(MoveError::Open { backend: target.addr.clone(), error: e.to_string() });
-                if e.is_connect_failure() {
-                    continue;
-                }
-                break;
-            }
-        };
-        let new = open_on(proxy, &target, conn.conn(), plan).await?;
-        for statement in &plan.statements {
-            if let Err(error) = replay(conn.conn(), &new, statement).await {
-                let _ = probe::call(conn.conn(), &requests::close_session(&new, 0)).await;
-                return Err(MoveError::Replay { backend: target.addr.clone(), statement: statement.clone(), error });
+                tracing::debug!(session = %plan.guid, target = %target.addr, error = %e, "target refused the session");
+                last = Some(e);
             }
         }
-        return Ok((target, new, conn));
     }
     Err(last.unwrap_or(MoveError::NoTarget))
+}
+
+/// One target: OpenSession and every replayed statement; the half-opened session is closed on failure.
+async fn reopen_on(proxy: &Proxy, target: &Backend, plan: &MovePlan) -> Result<(HandleId, Checkout), MoveError> {
+    let mut conn = target
+        .pool
+        .checkout(&plan.origin.creds)
+        .await
+        .map_err(|e| MoveError::Open { backend: target.addr.clone(), error: e.to_string() })?;
+    let limit = proxy.config().timeouts.backend_reply.min(CALL_DEADLINE);
+    let new = open_on(proxy, target, conn.conn(), plan, limit).await?;
+    for statement in &plan.statements {
+        if let Err(error) = replay(conn.conn(), &new, statement, limit).await {
+            let _ = call_within(conn.conn(), &requests::close_session(&new, 0), limit).await;
+            return Err(MoveError::Replay { backend: target.addr.clone(), statement: statement.clone(), error });
+        }
+    }
+    Ok((new, conn))
 }
 
 /// OpenSession on `target` as the proxy first sent it, with the delegation key of the target's kind.
@@ -128,6 +141,7 @@ async fn open_on(
     target: &Backend,
     conn: &mut ThriftConn,
     plan: &MovePlan,
+    limit: Duration,
 ) -> Result<HandleId, MoveError> {
     let failed = |error: String| MoveError::Open { backend: target.addr.clone(), error };
     let request = match &plan.origin.delegate_as {
@@ -138,15 +152,15 @@ async fn open_on(
             with_delegation(&plan.origin.open_request, &limits, keys, user).map_err(|e| failed(e.to_string()))?
         }
     };
-    match probe::call(conn, &request).await.map_err(failed)? {
+    match call_within(conn, &request, limit).await.map_err(failed)? {
         Answer::Ok(resp) => requests::read_session_handle(&resp).ok_or_else(|| failed("no session handle".into())),
         Answer::Error(text) | Answer::Exception(text) => Err(failed(text)),
     }
 }
 
 /// Runs one statement on the new session and waits for it to finish.
-async fn replay(conn: &mut ThriftConn, session: &HandleId, statement: &str) -> Result<(), String> {
-    let resp = match probe::call(conn, &requests::execute_statement(session, statement, 1)).await? {
+async fn replay(conn: &mut ThriftConn, session: &HandleId, statement: &str, limit: Duration) -> Result<(), String> {
+    let resp = match call_within(conn, &requests::execute_statement(session, statement, 1), limit).await? {
         Answer::Ok(resp) => resp,
         Answer::Error(text) | Answer::Exception(text) => return Err(text),
     };
@@ -154,7 +168,7 @@ async fn replay(conn: &mut ThriftConn, session: &HandleId, statement: &str) -> R
     let deadline = Instant::now() + STATEMENT_DEADLINE;
     let mut pause = Duration::from_millis(1);
     let outcome = loop {
-        let status = match probe::call(conn, &requests::get_operation_status_value(op.clone(), 2)).await? {
+        let status = match call_within(conn, &requests::get_operation_status_value(op.clone(), 2), limit).await? {
             Answer::Ok(s) => s,
             Answer::Error(text) | Answer::Exception(text) => break Err(text),
         };
@@ -179,8 +193,16 @@ async fn replay(conn: &mut ThriftConn, session: &HandleId, statement: &str) -> R
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(POLL_MAX);
     };
-    probe::call(conn, &requests::close_operation_value(op, 3)).await?;
+    call_within(conn, &requests::close_operation_value(op, 3), limit).await?;
     outcome
+}
+
+/// One call of a move, bounded by `limit`.
+async fn call_within(conn: &mut ThriftConn, bytes: &[u8], limit: Duration) -> Result<Answer, String> {
+    match tokio::time::timeout(limit, probe::call(conn, bytes)).await {
+        Ok(answer) => answer,
+        Err(_) => Err(format!("no answer within {limit:?}")),
+    }
 }
 
 /// Closes the session on the backend it left (best effort: it expires there anyway).

@@ -290,8 +290,13 @@ impl Proxy {
 
     // ---- moving sessions (`migrate`)
 
-    pub fn record_statement(&self, session: &Guid, statement: &str) {
-        self.shared.routes.record_statement(session, statement);
+    pub fn record_statement(&self, session: &Guid, op: Option<&Guid>, statement: &str) {
+        self.shared.routes.record_statement(session, op, statement);
+    }
+
+    /// What GetOperationStatus said of an operation (`TOperationState`), for its statement's replay.
+    pub fn operation_outcome(&self, op: &Guid, operation_state: i64) {
+        self.shared.routes.operation_outcome(op, operation_state);
     }
 
     pub fn begin_move(&self, guid: &Guid, ignore_operations: bool) -> Result<MovePlan, NotNow> {
@@ -322,6 +327,12 @@ impl Proxy {
                 return;
             }
         }
+    }
+
+    /// Counts a call of `session` as on its way to its backend until the guard drops; `None` when the
+    /// session started moving since the call was routed (route it again).
+    pub fn enter_call(&self, session: &Guid) -> Option<SessionCall> {
+        self.shared.routes.enter_call(session).then(|| SessionCall { proxy: self.clone(), session: *session })
     }
 
     /// True when the session's backend died and the session waits to move on its next call.
@@ -429,5 +440,18 @@ impl Proxy {
     /// Wall-clock start, for the API.
     pub fn started_at(&self) -> SystemTime {
         SystemTime::now() - self.uptime()
+    }
+}
+
+/// A call of a session on its way to the session's backend (see [`Proxy::enter_call`]): a move of the
+/// session waits until it drops.
+pub struct SessionCall {
+    proxy: Proxy,
+    session: Guid,
+}
+
+impl Drop for SessionCall {
+    fn drop(&mut self) {
+        self.proxy.shared.routes.leave_call(&self.session);
     }
 }

@@ -3,6 +3,7 @@
 //! another backend (`migrate`) as soon as it has no open operation; at the deadline whatever is left
 //! stays and is reported. The progress is the backend's, for the operator view.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -18,6 +19,10 @@ use crate::routing::NotNow;
 const RETRY_EVERY: Duration = Duration::from_millis(200);
 /// Sessions moved at once.
 const MOVES_AT_ONCE: usize = 4;
+/// A session whose move failed (each attempt opens a session on a target and replays its state) is tried
+/// again after this, doubling up to [`RETRY_FAILED_MAX`]: not every 200 ms against the other backends.
+const RETRY_FAILED_FIRST: Duration = Duration::from_secs(1);
+const RETRY_FAILED_MAX: Duration = Duration::from_secs(30);
 
 /// Where an evacuation stands.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -30,8 +35,10 @@ pub struct Progress {
     pub moved: u64,
     /// Sessions waiting for their open operations to close.
     pub waiting: u64,
-    /// Sessions that cannot move (and why), and moves that failed: they stay.
+    /// Sessions that cannot move (and why): they stay.
     pub unmovable: Vec<String>,
+    /// Move attempts that failed (the session stays; it is tried again after a pause that doubles from
+    /// 1 s to 30 s).
     pub failed: u64,
     /// Sessions still on the backend.
     pub left: u64,
@@ -82,8 +89,15 @@ async fn run(proxy: Proxy, backend: Arc<Backend>, deadline: Duration) {
     let until = Instant::now() + deadline;
     let mut stop = proxy.stop_signal();
     let mut given_up: Vec<Guid> = Vec::new();
+    // Sessions whose move failed: when to try again, and the pause after that.
+    let mut backoff: HashMap<Guid, (Instant, Duration)> = HashMap::new();
     let state = loop {
-        let sessions: Vec<Guid> = proxy.sessions_on(backend.id).into_iter().filter(|g| !given_up.contains(g)).collect();
+        let now = Instant::now();
+        let sessions: Vec<Guid> = proxy
+            .sessions_on(backend.id)
+            .into_iter()
+            .filter(|g| !given_up.contains(g) && backoff.get(g).is_none_or(|(at, _)| *at <= now))
+            .collect();
         let (mut waiting, mut failed) = (0u64, 0u64);
         for batch in sessions.chunks(MOVES_AT_ONCE) {
             let mut moves = tokio::task::JoinSet::new();
@@ -100,7 +114,11 @@ async fn run(proxy: Proxy, backend: Arc<Backend>, deadline: Duration) {
                         backend.evacuation.update(|p| p.unmovable.push(format!("{}: {why}", guid.impala_id())));
                     }
                     Err(MoveError::NotNow(NotNow::Unknown)) => {}
-                    Err(_) => failed += 1,
+                    Err(_) => {
+                        failed += 1;
+                        let pause = backoff.get(&guid).map_or(RETRY_FAILED_FIRST, |(_, p)| *p);
+                        backoff.insert(guid, (Instant::now() + pause, (pause * 2).min(RETRY_FAILED_MAX)));
+                    }
                 }
             }
         }

@@ -18,7 +18,7 @@ const EXCEPTION_MESSAGE: FieldPath = &[idl::fields::t_application_exception::MES
 /// The capture lists of one method, in fixed slots (see the `SLOT_` constants).
 struct Captures {
     request: [FieldPath; 6],
-    reply: [FieldPath; 7],
+    reply: [FieldPath; 8],
 }
 
 const SLOT_SESSION_GUID: usize = 0;
@@ -28,6 +28,8 @@ const SLOT_OP_SECRET: usize = 3;
 const SLOT_STATUS_CODE: usize = 4;
 const SLOT_ERROR_MESSAGE: usize = 5;
 const SLOT_EXCEPTION_MESSAGE: usize = 6;
+/// Reply only: GetOperationStatus's `operationState`.
+const SLOT_OPERATION_STATE: usize = 7;
 /// Request only: the statement text, for the operator view.
 const SLOT_STATEMENT: usize = 4;
 /// Request only: the operation handle's `operationType`.
@@ -58,6 +60,17 @@ fn operation_type_path(h: Option<HandlePaths>) -> FieldPath {
     Box::leak(path.into_boxed_slice())
 }
 
+/// Where a method's reply carries an operation's state (`TGetOperationStatusResp.operationState`): the
+/// proxy learns from it whether a session statement succeeded (`hs2::session_state`).
+fn operation_state_path(method: &str) -> FieldPath {
+    const STATE: FieldPath = &[0, idl::fields::t_get_operation_status_resp::OPERATION_STATE];
+    if method == idl::names::GET_OPERATION_STATUS {
+        STATE
+    } else {
+        NOWHERE
+    }
+}
+
 fn handle_paths(h: Option<HandlePaths>) -> [FieldPath; 2] {
     h.map(|h| [h.guid, h.secret]).unwrap_or([NOWHERE, NOWHERE])
 }
@@ -77,7 +90,7 @@ fn captures(index: usize) -> &'static Captures {
                 let op_type = operation_type_path(m.request_operation);
                 Captures {
                     request: [sg, ss, og, os, statement, op_type],
-                    reply: [rsg, rss, rog, ros, code, msg, EXCEPTION_MESSAGE],
+                    reply: [rsg, rss, rog, ros, code, msg, EXCEPTION_MESSAGE, operation_state_path(m.name)],
                 }
             })
             .collect()
@@ -173,6 +186,8 @@ pub struct ReplySummary {
     pub new_session: Option<HandleId>,
     pub new_operation: Option<HandleId>,
     pub is_exception: bool,
+    /// GetOperationStatus's `operationState`.
+    pub operation_state: Option<i64>,
     pub bytes: u64,
 }
 
@@ -210,6 +225,7 @@ pub fn reply_summary(scanner: &Scanner) -> ReplySummary {
         new_session: HandleId::from_captures(scanner.found(SLOT_SESSION_GUID), scanner.found(SLOT_SESSION_SECRET)),
         new_operation: new_op,
         is_exception,
+        operation_state: scanner.found(SLOT_OPERATION_STATE).and_then(|s| s.as_int()),
         bytes: scanner.consumed(),
     }
 }
@@ -341,5 +357,33 @@ mod tests {
             (sum.status_code, sum.error.as_deref()),
             (Some(idl::enums::t_status_code::ERROR_STATUS.into()), Some("boom"))
         );
+    }
+
+    /// GetOperationStatus's operation state is read (only there: OpenSession's field 2 is something else).
+    #[test]
+    fn the_operation_state_of_get_operation_status_is_read() {
+        let reply = |method: &str| {
+            let status = Struct::new().with(1, Value::I32(0));
+            let resp = Struct::new().with(1, status.into_value()).with(2, Value::I32(5));
+            let bytes = encode_message(
+                &MessageHeader::new(method, MessageKind::Reply, 1),
+                &Struct::new().with(0, resp.into_value()),
+            );
+            let req = Request {
+                header: MessageHeader::new(method, MessageKind::Call, 1),
+                method: idl::method(method),
+                session: None,
+                operation: None,
+                operation_type: None,
+                statement: None,
+                session_at: None,
+                bytes: Bytes::new(),
+            };
+            let mut sc = reply_scanner(&req, Limits::REPLY);
+            sc.feed(&bytes).unwrap();
+            reply_summary(&sc).operation_state
+        };
+        assert_eq!(reply("GetOperationStatus"), Some(i64::from(idl::enums::t_operation_state::ERROR_STATE)));
+        assert_eq!(reply("OpenSession"), None);
     }
 }

@@ -11,6 +11,12 @@
 //! - **not replayable**: anything else, above all session-scoped objects a new session would lack
 //!   (`CREATE TEMPORARY VIEW|FUNCTION|TABLE`, `ADD JAR`, `CACHE TABLE`, `DECLARE`...), and any statement the
 //!   proxy cannot classify. Such a session is never moved; the reason is shown.
+//!
+//! A replayable statement counts only once it is known to have succeeded. Spark and Hive run every
+//! statement asynchronously: ExecuteStatement succeeds, and `USE nosuchdb` fails later, in its operation.
+//! Such a step waits (pending, under its operation's id) until the operation is seen finished, or is
+//! closed without having been seen to fail; one that fails is dropped. A failed step replayed would fail
+//! every move of the session.
 
 use crate::thrift::MAX_CAPTURE_BYTES;
 
@@ -111,24 +117,64 @@ fn strip_comments(statement: &str) -> String {
     }
 }
 
+/// An operation's id (its guid), under which a step waits for its outcome.
+pub type OpId = [u8; 16];
+
 /// A session's replayable state: the compacted steps in order, or why it cannot be moved.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StateLog {
     steps: Vec<Step>,
+    /// Steps whose operation has not finished yet (in the order they were run).
+    pending: Vec<(OpId, Step)>,
     /// Set once for good: a session that did something not replayable stays where it is.
     blocked: Option<String>,
 }
 
 impl StateLog {
-    /// Records a statement the session ran successfully.
+    /// Records a statement the session ran and that has succeeded.
     pub fn record(&mut self, statement: &str) {
+        if let Some(step) = self.classify(statement) {
+            self.push(step);
+        }
+    }
+
+    /// Records a statement whose operation `op` runs now: a replayable step counts once [`StateLog::settle`]
+    /// says it succeeded. A statement that is not replayable blocks the session at once (even if it fails
+    /// later: conservative).
+    pub fn record_pending(&mut self, op: OpId, statement: &str) {
+        let Some(step) = self.classify(statement) else { return };
+        self.pending.push((op, step));
+        if self.pending.len() > MAX_SETTINGS {
+            self.blocked = Some(format!("more than {MAX_SETTINGS} session statements running"));
+        }
+    }
+
+    /// The outcome of operation `op`: its step (if any) counts when it `succeeded`, else it is dropped.
+    pub fn settle(&mut self, op: &OpId, succeeded: bool) {
+        let Some(at) = self.pending.iter().position(|(o, _)| o == op) else { return };
+        let (_, step) = self.pending.remove(at);
+        if succeeded && self.blocked.is_none() {
+            self.push(step);
+        }
+    }
+
+    /// Forgets steps whose outcome will never be known (their operations died with their backend).
+    pub fn drop_pending(&mut self) {
+        self.pending.clear();
+    }
+
+    /// The step of a replayable statement; `None` for harmless ones, and once blocked.
+    fn classify(&mut self, statement: &str) -> Option<Step> {
         if self.blocked.is_some() {
-            return;
+            return None;
         }
         match classify(statement) {
-            Effect::Harmless => {}
-            Effect::NotReplayable(why) => self.blocked = Some(why),
-            Effect::Replay(step) => self.push(step),
+            Effect::Harmless => None,
+            Effect::NotReplayable(why) => {
+                self.blocked = Some(why);
+                None
+            }
+            Effect::Replay(step) => Some(step),
         }
     }
 
@@ -206,5 +252,31 @@ mod tests {
         let mut many = StateLog::default();
         (0..=MAX_SETTINGS).for_each(|i| many.record(&format!("set k{i}=1")));
         assert!(many.blocked().is_some());
+    }
+
+    /// Spark fails `USE nosuchdb` in its operation, after ExecuteStatement succeeded: only steps whose
+    /// operations succeeded are replayed, and a failed `SET` does not undo the value before it.
+    #[test]
+    fn only_steps_that_succeeded_count() {
+        let mut log = StateLog::default();
+        log.record_pending([1; 16], "use db_1");
+        log.record_pending([2; 16], "set k=1");
+        assert_eq!(log.statements().count(), 0, "nothing counts while it runs");
+        log.settle(&[1; 16], true);
+        log.settle(&[2; 16], true);
+        log.record_pending([3; 16], "use no_such_db");
+        log.settle(&[3; 16], false);
+        log.record_pending([4; 16], "set k=not_a_number");
+        log.settle(&[4; 16], false);
+        log.record_pending([5; 16], "select 1");
+        log.settle(&[5; 16], true);
+        log.settle(&[9; 16], true);
+        assert_eq!(log.statements().collect::<Vec<_>>(), ["use db_1", "set k=1"]);
+        log.record_pending([6; 16], "set j=2");
+        log.drop_pending();
+        log.settle(&[6; 16], true);
+        assert_eq!(log.statements().count(), 2, "an outcome never seen does not count");
+        log.record_pending([7; 16], "create temporary view v as select 1");
+        assert!(log.blocked().is_some(), "blocked at once, whatever the outcome");
     }
 }

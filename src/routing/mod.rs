@@ -372,6 +372,8 @@ impl Routes {
     }
 
     pub fn forget_operation(&self, op: &Guid) {
+        // Closed without having been seen to fail: its statement (if one waits) counts for replay.
+        self.settle_statement(op, true);
         if let Some((_, o)) = self.operations.remove(op) {
             self.count_operation_gone(o.backend);
             if let Some(mut s) = o.session.and_then(|g| self.sessions.get_mut(&g)) {

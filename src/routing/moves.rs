@@ -36,6 +36,10 @@ pub struct Mobility {
     /// The session's handle on its backend, once it was moved (the client keeps its own).
     pub upstream: Option<HandleId>,
     pub moving: bool,
+    /// Calls of the session on their way to its backend now (counted from routing until their reply was
+    /// learned): an evacuation waits for them, or the move would drop the operation such a call opens and
+    /// miss a `USE` or `SET` it runs.
+    pub calls: u32,
     /// Its backend went down while it could move: it moves on its next call.
     pub orphaned: bool,
     pub moves: u32,
@@ -43,7 +47,15 @@ pub struct Mobility {
 
 impl Mobility {
     pub fn new(origin: Option<Arc<Origin>>) -> Mobility {
-        Mobility { origin, state: StateLog::default(), upstream: None, moving: false, orphaned: false, moves: 0 }
+        Mobility {
+            origin,
+            state: StateLog::default(),
+            upstream: None,
+            moving: false,
+            calls: 0,
+            orphaned: false,
+            moves: 0,
+        }
     }
 
     /// Why the session can never move; `None` when it can (given no open operation).
@@ -75,6 +87,8 @@ pub enum NotNow {
     Never(String),
     #[error("{0} open operation(s)")]
     Busy(usize),
+    #[error("{0} call(s) on their way to its backend")]
+    InFlight(u32),
     #[error("already moving")]
     Moving,
 }
@@ -82,15 +96,41 @@ pub enum NotNow {
 impl NotNow {
     /// True when waiting may help (operations close, a move ends).
     pub fn may_change(&self) -> bool {
-        matches!(self, NotNow::Busy(_) | NotNow::Moving)
+        matches!(self, NotNow::Busy(_) | NotNow::InFlight(_) | NotNow::Moving)
     }
 }
 
 impl Routes {
-    /// Records a statement the session ran successfully, for its replay (or to block its moves).
-    pub fn record_statement(&self, session: &Guid, statement: &str) {
+    /// Records a statement the session's backend accepted, for its replay (or to block its moves). With
+    /// the operation it opened, a replayable statement counts once that operation succeeded
+    /// ([`Routes::operation_outcome`]); without one, at once.
+    pub fn record_statement(&self, session: &Guid, op: Option<&Guid>, statement: &str) {
         if let Some(mut e) = self.sessions.get_mut(session) {
-            e.mobility.state.record(statement);
+            match op {
+                Some(op) => e.mobility.state.record_pending(op.0, statement),
+                None => e.mobility.state.record(statement),
+            }
+        }
+    }
+
+    /// What GetOperationStatus said of an operation (`TOperationState`): a finished one makes its
+    /// statement count for replay; a failed, cancelled or closed one drops it.
+    pub fn operation_outcome(&self, op: &Guid, operation_state: i64) {
+        use crate::hs2::idl::enums::t_operation_state as st;
+        let failed = [st::ERROR_STATE, st::CANCELED_STATE, st::CLOSED_STATE, st::TIMEDOUT_STATE, st::UKNOWN_STATE];
+        let succeeded = match operation_state {
+            s if s == i64::from(st::FINISHED_STATE) => true,
+            s if failed.iter().any(|f| i64::from(*f) == s) => false,
+            _ => return,
+        };
+        self.settle_statement(op, succeeded);
+    }
+
+    /// Settles the statement of operation `op`, if one waits for it.
+    pub(super) fn settle_statement(&self, op: &Guid, succeeded: bool) {
+        let Some(session) = self.operations.get(op).and_then(|o| o.session) else { return };
+        if let Some(mut e) = self.sessions.get_mut(&session) {
+            e.mobility.state.settle(&op.0, succeeded);
         }
     }
 
@@ -107,10 +147,32 @@ impl Routes {
         if !ignore_operations && !e.operations.is_empty() {
             return Err(NotNow::Busy(e.operations.len()));
         }
+        if !ignore_operations && e.mobility.calls > 0 {
+            return Err(NotNow::InFlight(e.mobility.calls));
+        }
         let Some(origin) = e.mobility.origin.clone() else { return Err(NotNow::Never("no origin".into())) };
         e.mobility.moving = true;
         let statements = e.mobility.state.statements().map(str::to_string).collect();
         Ok(MovePlan { guid: *guid, from: e.backend, old: e.upstream_handle(*guid), origin, statements })
+    }
+
+    /// A call of `guid` is on its way to the session's backend; false (nothing counted) when the session
+    /// started moving since the call was routed: route it again. Checked under the same entry lock as
+    /// [`Routes::begin_move`], so that a call and a move never both go ahead.
+    pub fn enter_call(&self, guid: &Guid) -> bool {
+        let Some(mut e) = self.sessions.get_mut(guid) else { return true };
+        if e.mobility.moving {
+            return false;
+        }
+        e.mobility.calls += 1;
+        true
+    }
+
+    /// The call counted by [`Routes::enter_call`] is over (its reply learned, or it failed).
+    pub fn leave_call(&self, guid: &Guid) {
+        if let Some(mut e) = self.sessions.get_mut(guid) {
+            e.mobility.calls = e.mobility.calls.saturating_sub(1);
+        }
     }
 
     /// The move succeeded: the session now lives on `to` as `new` (opened over connection `conn`).
@@ -127,6 +189,8 @@ impl Routes {
         e.mobility.moving = false;
         e.mobility.orphaned = false;
         e.mobility.moves += 1;
+        // Only an operation that was open could still have a step waiting: it died with the old session.
+        e.mobility.state.drop_pending();
         e.statement_op = None;
         drop(e);
         intents.push(PoolIntent::Pin { backend: to, conn });
@@ -168,6 +232,7 @@ impl Routes {
             let ops: Vec<Guid> = match self.sessions.get_mut(&guid) {
                 Some(mut e) => {
                     e.mobility.orphaned = true;
+                    e.mobility.state.drop_pending();
                     e.statement_op = None;
                     e.operations.drain().collect()
                 }
@@ -194,5 +259,74 @@ impl Routes {
     /// Sessions on `backend` (for an evacuation), with whether each can move now.
     pub fn sessions_on(&self, backend: BackendId) -> Vec<Guid> {
         self.sessions.iter().filter(|e| e.backend == backend).map(|e| *e.key()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Learned, NewSession, SessionUsers};
+    use super::*;
+
+    fn movable(routes: &Routes) -> Guid {
+        let handle = HandleId::random();
+        let origin = Origin {
+            open_request: Bytes::new(),
+            creds: Credentials { user: "u".into(), password: "p".into() },
+            delegate_as: None,
+        };
+        routes.learn_session(NewSession {
+            handle,
+            backend: 0,
+            users: SessionUsers { owner: None, user: None, effective_user: None },
+            origin: Some(Arc::new(origin)),
+            carrier: None,
+            conn: Some(1),
+            learned: Learned::Opened,
+            client: None,
+        });
+        handle.guid
+    }
+
+    /// A call on its way and a move never both go ahead: the entry lock orders them.
+    #[test]
+    fn a_move_waits_for_calls_on_their_way_and_calls_wait_for_a_move() {
+        let routes = Routes::new();
+        let g = movable(&routes);
+        assert!(routes.enter_call(&g));
+        assert_eq!(routes.begin_move(&g, false).unwrap_err(), NotNow::InFlight(1));
+        assert!(routes.begin_move(&g, false).unwrap_err().may_change());
+        routes.leave_call(&g);
+        let plan = routes.begin_move(&g, false).expect("idle: it may move");
+        assert!(!routes.enter_call(&g), "a call routed before the move started must route again");
+        routes.abort_move(&plan.guid);
+        assert!(routes.enter_call(&g));
+        // A backend that died takes its calls with it: a move on failure does not wait for them.
+        assert!(routes.begin_move(&g, true).is_ok());
+    }
+
+    /// A statement counts for replay when GetOperationStatus says FINISHED, or when its operation is closed
+    /// unseen; not when it says ERROR.
+    #[test]
+    fn statements_count_by_their_operations_outcome() {
+        use crate::hs2::idl::enums::t_operation_state as st;
+        let routes = Routes::new();
+        let g = movable(&routes);
+        let run = |statement: &str| {
+            let op = HandleId::random();
+            routes.learn_operation(op, g, Some(statement));
+            routes.record_statement(&g, Some(&op.guid), statement);
+            op.guid
+        };
+        let ok = run("use a");
+        routes.operation_outcome(&ok, i64::from(st::RUNNING_STATE));
+        routes.operation_outcome(&ok, i64::from(st::FINISHED_STATE));
+        let failed = run("use no_such_db");
+        routes.operation_outcome(&failed, i64::from(st::ERROR_STATE));
+        let unseen = run("set k=1");
+        for op in [ok, failed, unseen] {
+            routes.forget_operation(&op);
+        }
+        let plan = routes.begin_move(&g, false).expect("idle");
+        assert_eq!(plan.statements, ["use a", "set k=1"]);
     }
 }
