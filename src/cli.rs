@@ -120,6 +120,27 @@ pub enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Where a new session of this user would go now, and why: the routing rule that matches, its
+    /// group, the backends in order, or the error it would get (a limit, `fallback = "none"`).
+    Explain {
+        /// The user (authenticated, or OpenSession's username).
+        #[arg(long)]
+        user: Option<String>,
+        /// The delegated user (`impala.doas.user`); default: the user.
+        #[arg(long)]
+        effective_user: Option<String>,
+        /// The client's IP address, for `address` rules.
+        #[arg(long, value_name = "IP")]
+        address: Option<String>,
+        /// The listener the client would connect to (ip:port), for `listener` rules.
+        #[arg(long, value_name = "IP:PORT")]
+        listener: Option<String>,
+        /// An OpenSession configuration entry (repeat for more), e.g. --conf request_pool=etl.
+        #[arg(long = "conf", value_name = "KEY=VALUE")]
+        conf: Vec<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Cancel an operation (query) on its impalad (CancelOperation).
     CancelOperation {
         /// The operation (query) id, hi:lo.

@@ -1,5 +1,5 @@
 //! The admin subcommands (`hs2-proxy backends`, `sessions`, `drain`, `undrain`, `maintenance`,
-//! `close-session`, `cancel-operation`): thin clients of a running proxy's admin API. Each sends one
+//! `evacuate`, `explain`, `close-session`, `cancel-operation`): thin clients of a running proxy's admin API. Each sends one
 //! request with the proxy's HTTP client (`http::client`) and prints a table, or the API's JSON with `--json`.
 //!
 //! The address and token come from the flags, else from the `[admin]` section of `--config`, else the
@@ -13,6 +13,7 @@ use crate::admin::api::{ActionJson, BackendsJson, SessionsJson};
 use crate::cli::{AdminArgs, Command};
 use crate::config::{FileConfig, DEFAULT_ADMIN_LISTEN};
 use crate::http::client::{fetch, Get};
+use crate::placement::Explanation;
 
 /// A request gets no more time than this.
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -40,6 +41,8 @@ pub enum AdminCall {
         backend: String,
         deadline: String,
     },
+    /// `GET /api/route` with these query pairs.
+    Explain(Vec<(String, String)>),
 }
 
 /// The admin call of a subcommand and its flags; `None` for commands that run the proxy.
@@ -58,6 +61,14 @@ pub fn admin_call(command: &Command) -> Option<(AdminCall, &AdminArgs)> {
         Command::CancelOperation { id, admin } => (AdminCall::CancelOperation(id.clone()), admin),
         Command::Evacuate { backend, deadline, admin } => {
             (AdminCall::Evacuate { backend: backend.clone(), deadline: deadline.clone() }, admin)
+        }
+        Command::Explain { user, effective_user, address, listener, conf, admin } => {
+            let named =
+                [("user", user), ("effective_user", effective_user), ("address", address), ("listener", listener)];
+            let mut pairs: Vec<(String, String)> =
+                named.iter().filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), v.clone()))).collect();
+            pairs.extend(conf.iter().map(|c| ("conf".to_string(), c.clone())));
+            (AdminCall::Explain(pairs), admin)
         }
     })
 }
@@ -96,6 +107,7 @@ pub async fn run(call: &AdminCall, args: &AdminArgs, config: Option<&Path>) -> R
     match call {
         AdminCall::Backends => Ok(backends_table(&serde_json::from_str(&body).map_err(parse_err)?)),
         AdminCall::Sessions { .. } => Ok(sessions_table(&serde_json::from_str(&body).map_err(parse_err)?)),
+        AdminCall::Explain(_) => Ok(explanation(&serde_json::from_str(&body).map_err(parse_err)?)),
         _ => {
             let answer: ActionJson = serde_json::from_str(&body).map_err(parse_err)?;
             Ok(format!("{}\n", answer.message))
@@ -124,7 +136,37 @@ pub fn request_line(call: &AdminCall) -> (&'static str, String) {
         AdminCall::Evacuate { backend, deadline } => {
             ("POST", format!("/api/backends/{}/evacuate?deadline={}", encode(backend), encode(deadline)))
         }
+        AdminCall::Explain(pairs) => {
+            let query: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
+            ("GET", format!("/api/route?{}", query.join("&")))
+        }
     }
+}
+
+/// `explain`'s answer in words.
+fn explanation(e: &Explanation) -> String {
+    let mut out = format!(
+        "{}
+",
+        e.reason
+    );
+    if let Some(rule) = &e.rule {
+        let _ = writeln!(out, "rule: {rule}  group: {}  fallback: {}", e.group.as_deref().unwrap_or("-"), e.fallback);
+    }
+    match &e.refused {
+        Some(text) => {
+            let _ = writeln!(out, "refused: {text}");
+        }
+        None => {
+            let _ = writeln!(out, "would open on: {}", e.backends.first().map_or("-", String::as_str));
+            let _ = writeln!(
+                out,
+                "then, if unreachable: {}",
+                if e.backends.len() > 1 { e.backends[1..].join(", ") } else { "-".into() }
+            );
+        }
+    }
+    out
 }
 
 /// Percent-encodes a path segment or query value (all but unreserved characters and `:`).

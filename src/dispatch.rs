@@ -29,8 +29,10 @@ use crate::hs2::open_session::OpenSessionView;
 use crate::hs2::reply;
 pub use crate::identity::Caller;
 use crate::metrics::{method_label, ErrorKind};
+use crate::placement::{self, Plan};
 use crate::proxy::Proxy;
 use crate::routing::{Learned, NewSession, Origin, Reject, Route, SessionUsers};
+use crate::rules::Who;
 use crate::{migrate, recover};
 
 /// The sessions one client connection has used: attached to them while it is open, detached when it
@@ -84,7 +86,7 @@ pub async fn call<S: ReplySink>(
     // may have moved meanwhile, and the call can go to its new backend.
     for pass in 0..2 {
         let route = route_of(proxy, &req, caller).await;
-        let call = Call { proxy, caller, attached, req: &req };
+        let call = Call { proxy, caller, attached, req: &req, plan: None };
         match route {
             Route::NewSession | Route::Anywhere => return call.open_anywhere(sink).await,
             Route::Pinned { backend, session, upstream } => {
@@ -196,6 +198,8 @@ struct Call<'a> {
     caller: &'a Caller,
     attached: &'a Attachments,
     req: &'a Request,
+    /// Where a new session may go (OpenSession only): the rule and the places it holds under the limits.
+    plan: Option<&'a Plan>,
 }
 
 impl Call<'_> {
@@ -209,7 +213,19 @@ impl Call<'_> {
                 return self.reply_error(sink, &text).await;
             }
         };
-        let candidates = self.proxy.preference();
+        let plan = match self.req.opens_session() {
+            true => match self.plan_session() {
+                Ok(plan) => Some(plan),
+                Err(text) => {
+                    self.proxy.metrics().rpc_error(method_label(self.req), None, ErrorKind::NoBackend);
+                    tracing::info!(client = %self.caller.peer, user = ?self.caller.identity, reason = %text,
+                        "new session refused");
+                    return self.reply_error(sink, &text).await;
+                }
+            },
+            false => None,
+        };
+        let candidates = plan.as_ref().map_or_else(|| self.proxy.preference(), |p| p.backends.clone());
         if candidates.is_empty() {
             self.proxy.metrics().rpc_error(method_label(self.req), None, ErrorKind::NoBackend);
             return self.reply_error(sink, "hs2-proxy: no backend is available for a new session").await;
@@ -224,7 +240,7 @@ impl Call<'_> {
                 },
                 None => None,
             };
-            let this = Call { req: rewritten.as_ref().unwrap_or(self.req), ..*self };
+            let this = Call { req: rewritten.as_ref().unwrap_or(self.req), plan: plan.as_ref(), ..*self };
             match this.forward(&backend, None, sink).await? {
                 Forwarded::Done => return Ok(()),
                 Forwarded::NotSent(e) if e.is_connect_failure() => last_error = e.to_string(),
@@ -402,6 +418,7 @@ impl Call<'_> {
                     conn: Some(conn),
                     learned: Learned::Opened,
                     client: Some(caller.peer),
+                    rule: self.plan.and_then(|p| p.placed_by(backend)),
                 });
                 self.attached.first_use(handle.guid);
                 proxy.metrics().session_opened(&backend.addr);
@@ -468,10 +485,28 @@ impl Call<'_> {
         Request::parse(bytes.into(), limits).map_err(|e| format!("hs2-proxy: unreadable OpenSession: {e}"))
     }
 
+    /// Where this OpenSession may go, by the routing rules and the session limits; `Err` is the text.
+    fn plan_session(&self) -> Result<Plan, String> {
+        let view = OpenSessionView::parse(&self.req.bytes, &self.proxy.config().limits.request).unwrap_or_default();
+        let users = self.users_of(&view);
+        let who = Who {
+            user: users.user.as_deref(),
+            effective_user: users.effective_user.as_deref(),
+            address: self.caller.peer.ip(),
+            listener: self.caller.listener,
+            config: &view.configuration,
+        };
+        placement::plan(self.proxy, &who)
+    }
+
     /// Who a new session is for: the authenticated identity, else OpenSession's `username`; and the
     /// delegated user it names, if any.
     fn session_users(&self) -> SessionUsers {
         let view = OpenSessionView::parse(&self.req.bytes, &self.proxy.config().limits.request).unwrap_or_default();
+        self.users_of(&view)
+    }
+
+    fn users_of(&self, view: &OpenSessionView) -> SessionUsers {
         let owner = self.caller.identity.clone();
         let user = owner.clone().or(view.username.clone());
         let effective_user = view.delegated_user().map(str::to_string).or(user.clone());

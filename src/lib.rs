@@ -3,14 +3,15 @@
 //! # Layout
 //! - Pure, no I/O: [`thrift`] (scanner, value codec, framing), [`hs2`] (the method table generated
 //!   from `idl/`, handles, request and reply views, synthesized replies), [`routing`] (which backend
-//!   holds each handle), [`balance`] (choosing a backend), [`misses`], [`backend::health`] (the health
+//!   holds each handle), [`balance`] (choosing a backend), [`rules`] (groups and routing rules), [`misses`], [`backend::health`] (the health
 //!   state machine), [`metrics`] (every metric name), [`config`] (file and flags to a validated config).
 //! - I/O, one thing each: [`conn`] (the only Thrift socket code: read, write, relay into a reply sink),
 //!   [`backend`] (backends, upstream pools, connecting, probes, impalad's web port), [`sasl`],
 //!   [`tls`], [`http`] (HTTP backends, the small HTTP client).
 //! - The request path: [`server`] (listeners, connection limit, graceful shutdown) -> [`frontend`]
 //!   (sniff, TLS, who the caller is; binary and HTTP connections) -> [`dispatch`] (one call) with
-//!   [`recover`] (owners of unknown handles), over the shared [`proxy::Proxy`] handle.
+//!   [`recover`] (owners of unknown handles) and [`placement`] (where a new session goes: [`rules`],
+//!   limits), over the shared [`proxy::Proxy`] handle; [`limits`] counts connections per user/address.
 //! - Control plane: [`control`] (health tasks, the session reaper, reload); [`admin`] (API, status
 //!   page, `/metrics`) and [`cli_admin`] (its CLI).
 //! - Test bed, behind the `testbed` feature (on by default): [`mock`] (a mock impalad), [`hs2client`]
@@ -51,6 +52,7 @@ pub mod migrate;
 pub mod misses;
 #[cfg(feature = "testbed")]
 pub mod mock;
+pub mod placement;
 pub mod proxy;
 pub mod recover;
 pub mod routing;

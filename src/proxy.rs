@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
 
 use tokio::sync::watch;
@@ -22,12 +22,14 @@ use crate::conn::RequestBudget;
 use crate::discovery::{DiscoveryState, Registrar};
 use crate::hs2::call::Request;
 use crate::hs2::handle::{Guid, HandleId};
+use crate::limits::ConnectionCounts;
 use crate::metrics::{BackendFigures, Metrics, StateFigures};
 use crate::misses::Misses;
 use crate::routing::{
     BackendId, Learned, Load, MovePlan, NewSession, NotNow, OperationTarget, PoolIntent, Route, Routes, SessionEntry,
     SessionView,
 };
+use crate::rules::Policy;
 
 /// The shared state; clones share it.
 #[derive(Clone)]
@@ -52,6 +54,13 @@ struct Shared {
     registrar: Option<Registrar>,
     /// Signalled whenever a session move ends, for calls waiting on a moving session.
     moved: tokio::sync::Notify,
+    /// Groups and rules for new sessions; replaced on reload.
+    policy: RwLock<Arc<Policy>>,
+    /// OpenSessions on their way, per `user:<name>` and `group:<name>` (limits count them as held).
+    opening: ConnectionCounts,
+    /// Open client connections per authenticated user, and per client address.
+    connections_per_user: ConnectionCounts,
+    connections_per_address: ConnectionCounts,
 }
 
 impl Proxy {
@@ -67,6 +76,10 @@ impl Proxy {
             budget: RequestBudget::new(config.limits.max_buffered_request_bytes),
             rotor: AtomicUsize::new(0),
             stop: watch::channel(false).0,
+            policy: RwLock::new(Arc::new(config.policy.clone())),
+            opening: ConnectionCounts::default(),
+            connections_per_user: ConnectionCounts::default(),
+            connections_per_address: ConnectionCounts::default(),
             config,
         };
         Proxy { shared: Arc::new(shared) }
@@ -101,6 +114,52 @@ impl Proxy {
             Some(u) => crate::identity::proxy_credentials(&u.client_principal),
             None => self.service_credentials(),
         }
+    }
+
+    // ---- policy and limits
+
+    /// The groups and rules new sessions follow now.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.shared.policy.read().map_or_else(|p| p.into_inner().clone(), |p| p.clone())
+    }
+
+    /// Replaces the rules (reload); sessions already open stay where they are.
+    pub fn set_policy(&self, policy: Policy) {
+        let policy = Arc::new(policy);
+        match self.shared.policy.write() {
+            Ok(mut p) => *p = policy,
+            Err(poisoned) => *poisoned.into_inner() = policy,
+        }
+    }
+
+    /// Sessions this instance holds for `user` (`SessionUsers::user`).
+    pub fn sessions_of(&self, user: &str) -> u64 {
+        self.shared.routes.sessions_of(user)
+    }
+
+    /// OpenSessions on their way, by limit key (see `placement`).
+    pub fn opening(&self) -> &ConnectionCounts {
+        &self.shared.opening
+    }
+
+    /// Takes a connection's place for the authenticated `user` under `limits.max_connections_per_user`;
+    /// `Err` is the reason for the logged close.
+    pub fn enter_connection_of(&self, user: &str) -> Result<crate::limits::Held, String> {
+        let max = self.shared.config.limits.max_connections_per_user;
+        self.shared.connections_per_user.enter(user, max).map_err(|n| {
+            format!(
+                "user '{user}' already has {n} connections (limits.max_connections_per_user = {})",
+                max.unwrap_or(0)
+            )
+        })
+    }
+
+    /// Takes a connection's place for the client address `ip` under `limits.max_connections_per_address`.
+    pub fn enter_connection_from(&self, ip: std::net::IpAddr) -> Result<crate::limits::Held, String> {
+        let max = self.shared.config.limits.max_connections_per_address;
+        self.shared.connections_per_address.enter(&ip.to_string(), max).map_err(|n| {
+            format!("{ip} already has {n} connections (limits.max_connections_per_address = {})", max.unwrap_or(0))
+        })
     }
 
     // ---- shutdown

@@ -136,6 +136,7 @@ fn decide(
                 conn: Some(conn.id()),
                 learned: Learned::Recovered,
                 client: None,
+                rule: None,
             });
             tracing::info!(session = %guid, backend = %backend.addr, "session owner found by asking the backends");
         }

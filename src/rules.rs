@@ -121,6 +121,11 @@ impl Placement {
         self.group.as_ref().is_none_or(|g| g.backends.iter().any(|b| b == backend))
     }
 
+    /// The group's name, or `*` for every backend.
+    pub fn group_name(&self) -> &str {
+        self.group.as_ref().map_or("*", |g| g.name.as_str())
+    }
+
     /// Why the session goes where it goes, for `explain` and the session view.
     pub fn describe(&self) -> String {
         match (&self.rule, &self.group) {

@@ -212,12 +212,20 @@ impl Accept {
                 "connection limit reached: closing the new connection");
             return;
         };
+        let from_address = match self.proxy.enter_connection_from(peer.ip()) {
+            Ok(place) => place,
+            Err(reason) => {
+                metrics.client_refused();
+                tracing::warn!(client = %peer, reason = %reason, "connection closed: too many from its address");
+                return;
+            }
+        };
         metrics.client_connected();
         let (proxy, front, open) = (self.proxy.clone(), self.front.clone(), self.connections.enter());
         tokio::spawn(async move {
             frontend::serve(proxy.clone(), front, stream, peer, listening).await;
             proxy.metrics().client_disconnected();
-            drop((permit, open));
+            drop((permit, open, from_address));
         });
     }
 }

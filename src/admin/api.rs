@@ -117,6 +117,9 @@ pub struct SessionJson {
     /// Times it was moved (evacuations, failures); true while a move runs.
     pub moves: u32,
     pub moving: bool,
+    /// The routing rule that placed it (`name (fallback)` when it went outside the rule's group);
+    /// `null` when no rule matched or the session was found by asking.
+    pub rule: Option<String>,
 }
 
 /// The answer to an action.
@@ -198,6 +201,7 @@ pub fn session_view(proxy: &Proxy, s: &SessionView, now: SystemTime) -> SessionJ
         unmovable: s.unmovable.clone(),
         moves: s.moves,
         moving: s.moving,
+        rule: s.rule.clone(),
     }
 }
 

@@ -23,6 +23,7 @@ pub mod api;
 pub mod charts;
 pub mod history;
 pub mod page;
+pub mod route;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -103,6 +104,7 @@ pub fn router(proxy: Proxy, history: history::History) -> Router {
         .route("/api/backends", get(api::backends))
         .route("/api/backends/{addr}/{action}", post(api::backend_action))
         .route("/api/sessions", get(api::sessions))
+        .route("/api/route", get(route::route))
         .route("/api/sessions/{id}/close", post(api::close_session))
         .route("/api/operations/{id}/cancel", post(api::cancel_operation))
         .fallback(|| async { api::error(StatusCode::NOT_FOUND, "no such route; see GET /api/backends, /api/sessions") })

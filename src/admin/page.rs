@@ -201,6 +201,9 @@ fn user_cell(s: &SessionJson) -> String {
     if s.learned == "recovered" {
         cell.push_str(" <span class=\"muted\" title=\"found by asking the backends\">(found)</span>");
     }
+    if let Some(rule) = &s.rule {
+        let _ = write!(cell, " <span class=\"muted\" title=\"placed by this routing rule\">via {}</span>", esc(rule));
+    }
     cell
 }
 

@@ -1,6 +1,7 @@
 //! Applying a new configuration's backend list (SIGHUP): new backends are added (and probed), known ones
 //! re-weighted, removed ones drained; a drained backend leaves once its last session is gone (its health
-//! task removes it). Other settings need a restart.
+//! task removes it). The routing rules (`[[groups]]`, `[[rules]]`, `[user_groups]`) are replaced with them;
+//! sessions already open stay where they are. Other settings need a restart.
 
 use std::sync::atomic::Ordering;
 
@@ -33,5 +34,7 @@ pub fn apply(proxy: &Proxy, config: &Config) {
                 "backend removed from the configuration: draining");
         }
     }
+    proxy.set_policy(config.policy.clone());
+    tracing::info!(groups = config.policy.groups.len(), rules = config.policy.rules.len(), "routing rules applied");
     proxy.refresh_availability();
 }

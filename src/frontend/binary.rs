@@ -64,6 +64,13 @@ pub async fn serve(
         Err(why) => return refuse_first_call(proxy, &mut conn, peer, &why).await,
     };
     caller.listener = listener;
+    let _user_place = match caller.identity.as_deref().map(|u| proxy.enter_connection_of(u)).transpose() {
+        Ok(place) => place,
+        Err(why) => {
+            tracing::warn!(client = %peer, reason = %why, "client connection closed: too many of its user");
+            return refuse_first_call(proxy, &mut conn, peer, &format!("hs2-proxy: {why}")).await;
+        }
+    };
     let attached = Attachments::default();
     match run(proxy, &mut conn, &caller, &attached).await {
         Ok(()) => tracing::debug!(client = %peer, "client closed the connection"),
@@ -138,7 +145,7 @@ async fn refuse_first_call(proxy: &Proxy, conn: &mut ThriftConn, peer: SocketAdd
     }
     conn.release_budget();
     conn.close_after_refusal().await;
-    tracing::info!(client = %peer, reason = %why, "unauthenticated client refused");
+    tracing::info!(client = %peer, reason = %why, "client refused at its first request");
 }
 
 async fn run(proxy: &Proxy, conn: &mut ThriftConn, caller: &Caller, attached: &Attachments) -> Result<(), End> {

@@ -19,7 +19,8 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{
-    HeaderMap, HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, SET_COOKIE, WWW_AUTHENTICATE,
+    HeaderMap, HeaderValue, ALLOW, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, SET_COOKIE,
+    WWW_AUTHENTICATE,
 };
 use http::{Method, Request as HttpRequest, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
@@ -75,6 +76,22 @@ struct Connection {
     /// Pulled when a reply cannot be completed: the connection is closed at once (a client that stopped
     /// reading would otherwise hold it forever, since hyper writes nothing more to it).
     kill: Notify,
+    /// This connection's place under `limits.max_connections_per_user`, for the user its requests
+    /// authenticated as (taken at the first; a later request as another user moves it).
+    user_place: std::sync::Mutex<Option<(String, crate::limits::Held)>>,
+}
+
+impl Connection {
+    /// Counts this connection for `user`; `Err` is why it must close.
+    fn hold_place_of(&self, user: &str) -> Result<(), String> {
+        let mut place = self.user_place.lock().unwrap_or_else(|p| p.into_inner());
+        if place.as_ref().is_some_and(|(u, _)| u == user) {
+            return Ok(());
+        }
+        *place = None;
+        *place = Some((user.to_string(), self.proxy.enter_connection_of(user)?));
+        Ok(())
+    }
 }
 
 /// Serves one HTTP client connection until it closes.
@@ -96,6 +113,7 @@ pub async fn serve(
         tls,
         attached: Attachments::default(),
         kill: Notify::new(),
+        user_place: std::sync::Mutex::new(None),
     });
     let service = {
         let conn = conn.clone();
@@ -152,6 +170,12 @@ async fn handle(conn: Arc<Connection>, req: HttpRequest<Incoming>) -> Response<R
             return r;
         }
     };
+    if let Some(Err(why)) = caller.identity.as_deref().map(|u| conn.hold_place_of(u)) {
+        tracing::warn!(client = %conn.peer, reason = %why, "HTTP client connection closed: too many of its user");
+        let mut r = text(StatusCode::TOO_MANY_REQUESTS, &format!("hs2-proxy: {why}"));
+        r.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
     let limits = proxy.config().limits.request;
     let (body, reserved) = match read_body(proxy, req, limits).await {
         Ok(b) => b,

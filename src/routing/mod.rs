@@ -94,6 +94,8 @@ pub struct SessionEntry {
     pub clients: Vec<SocketAddr>,
     /// Moving the session to another backend (`moves.rs`).
     pub mobility: Mobility,
+    /// The routing rule that placed it.
+    pub rule: Option<String>,
 }
 
 impl SessionEntry {
@@ -159,6 +161,8 @@ pub struct SessionView {
     /// Times it was moved, and whether it is moving now.
     pub moves: u32,
     pub moving: bool,
+    /// The routing rule that placed it.
+    pub rule: Option<String>,
 }
 
 /// Where the proxy's own call on an operation goes (the operator's cancel).
@@ -230,6 +234,8 @@ pub struct NewSession {
     pub client: Option<SocketAddr>,
     /// What re-opening it elsewhere needs (`None`: it cannot be moved, e.g. found by asking).
     pub origin: Option<Arc<Origin>>,
+    /// The routing rule that placed it (`None`: no rule matched, or found by asking).
+    pub rule: Option<String>,
 }
 
 #[derive(Default)]
@@ -316,6 +322,7 @@ impl Routes {
             statement_op: None,
             clients: s.client.into_iter().collect(),
             mobility: Mobility::new(s.origin),
+            rule: s.rule,
         };
         let pin = s.conn.map(|conn| PoolIntent::Pin { backend: s.backend, conn });
         self.by_secret.insert(s.handle.secret.0, s.handle.guid);
@@ -542,6 +549,7 @@ fn view(id: Guid, e: &SessionEntry, now: Instant) -> SessionView {
         unmovable: e.mobility.blocked().map(str::to_string),
         moves: e.mobility.moves,
         moving: e.mobility.moving,
+        rule: e.rule.clone(),
     }
 }
 

@@ -279,6 +279,7 @@ mod tests {
             backend: 0,
             users: SessionUsers { owner: None, user: None, effective_user: None },
             origin: Some(Arc::new(origin)),
+            rule: None,
             carrier: None,
             conn: Some(1),
             learned: Learned::Opened,
