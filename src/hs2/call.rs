@@ -14,6 +14,8 @@ use crate::thrift::{Limits, MessageHeader, MessageKind, ProtocolError};
 const NOWHERE: FieldPath = &[];
 /// A TApplicationException's message (its body is `{1: message, 2: type}`).
 const EXCEPTION_MESSAGE: FieldPath = &[1];
+/// The reply captures of a method the IDL does not know: only an exception's message, in its slot.
+const UNKNOWN_METHOD_REPLY: [FieldPath; 7] = [NOWHERE, NOWHERE, NOWHERE, NOWHERE, NOWHERE, NOWHERE, EXCEPTION_MESSAGE];
 
 /// The capture lists of one method, in fixed slots (see the `SLOT_` constants).
 struct Captures {
@@ -150,7 +152,8 @@ impl ReplySummary {
 pub fn reply_scanner(request: &Request, limits: Limits) -> Scanner {
     match idl::method_index(&request.header.name) {
         Some(i) => Scanner::new(limits, &captures(i).reply),
-        None => Scanner::new(limits, &[NOWHERE; 4]),
+        // A method the IDL does not know still gets its TApplicationException's text read.
+        None => Scanner::new(limits, &UNKNOWN_METHOD_REPLY),
     }
 }
 
