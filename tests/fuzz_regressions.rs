@@ -77,3 +77,18 @@ fn our_own_seeds_match_the_encoder() {
 fn an_unknown_methods_exception_reply_reads_back_its_message() {
     regression("error_reply", "unknown-method-exception-text");
 }
+
+/// Found by `request_parse` within seconds: a request naming the operation-handle struct twice (the
+/// second without its secret) was routed by the first one's secret and the second one's guid, a handle
+/// no Thrift reader sees (a reader assigns the whole struct again, so the backend reads the second).
+#[test]
+fn a_repeated_handle_struct_replaces_the_earlier_one() {
+    regression("request_parse", "repeated-handle-struct-mixes-two-handles");
+}
+
+/// The same defect seen by `scanner_splits` in a reply: an UploadData reply repeating its operation
+/// handle kept the first occurrence's secret.
+#[test]
+fn a_repeated_struct_drops_the_captures_of_the_earlier_one() {
+    regression("scanner_splits", "repeated-struct-keeps-a-stale-capture");
+}
