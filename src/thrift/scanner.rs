@@ -9,7 +9,8 @@
 //!
 //! Fields are named by their *path* of field ids from the message body (the args or result struct):
 //! `[1, 1, 1, 1]` is `args.req.sessionHandle.sessionId.guid`. List, set and map elements are never on a
-//! path, so a capture cannot match inside a container.
+//! path, so a capture cannot match inside a container. A field that repeats reads as a Thrift reader
+//! reads it: the last scalar wins, and a repeated struct replaces the earlier one wholly.
 
 use super::{Limits, MessageHeader, MessageKind, ProtocolError, TType, MAX_CAPTURE_BYTES, MAX_METHOD_NAME_BYTES};
 
@@ -183,8 +184,23 @@ impl Scanner {
         let t = TType::from_u8(type_byte).ok_or(ProtocolError::BadType(type_byte))?;
         let id = i16::from_be_bytes([avail[1], avail[2]]);
         self.path.push(id);
+        if t == TType::Struct {
+            self.forget_below();
+        }
         self.step = Step::Value(t);
         Ok(Some(3))
+    }
+
+    /// A struct field that appears again replaces the earlier one wholly, as a Thrift reader assigns it
+    /// again: what was captured inside the earlier one is dropped, so that a handle is never pieced
+    /// together from two occurrences (the guid of one, the secret of the other).
+    fn forget_below(&mut self) {
+        let path = self.path.as_slice();
+        for (found, capture) in self.found.iter_mut().zip(self.captures) {
+            if capture.len() > path.len() && capture.starts_with(path) {
+                *found = None;
+            }
+        }
     }
 
     fn value_step(&mut self, t: TType, avail: &[u8]) -> Result<Option<usize>, ProtocolError> {
