@@ -93,3 +93,29 @@ fn a_repeated_handle_struct_replaces_the_earlier_one() {
 fn a_repeated_struct_drops_the_captures_of_the_earlier_one() {
     regression("scanner_splits", "repeated-struct-keeps-a-stale-capture");
 }
+
+/// Noticed while writing the `config` target (not a fuzzer crash: the target stops at `validate`): values
+/// that `validate` accepts but the glue cannot use. `sessions.reap_interval = "0s"` makes
+/// `tokio::time::interval` panic in the reaper (src/server.rs), and `health.interval = "0s"` spins the
+/// probe loop.
+#[test]
+#[ignore = "issue 11: the lead adds duration validation to config::validate (zero intervals)"]
+fn issue11_zero_intervals_are_refused_at_load() {
+    use hs2_proxy::config::FileConfig;
+    for (table, key) in [("sessions", "reap_interval"), ("health", "interval")] {
+        let text = format!("[{table}]\n{key} = \"0s\"\n");
+        let err = FileConfig::parse(&text).and_then(FileConfig::validate).map(|_| ()).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("{table}.{key}: ")), "{err}");
+    }
+}
+
+/// As above: a duration too large to add to an `Instant` passes `validate`, then
+/// `Instant::now() + wait_timeout` panics in the pool (src/backend/pool.rs) when a call has to wait.
+#[test]
+#[ignore = "issue 11: the lead adds duration validation to config::validate (overflowing durations)"]
+fn issue11_durations_that_overflow_an_instant_are_refused_at_load() {
+    use hs2_proxy::config::FileConfig;
+    let text = "[pool]\nwait_timeout = \"18446744073709551615s\"\n";
+    let err = FileConfig::parse(text).and_then(FileConfig::validate).map(|_| ()).unwrap_err().to_string();
+    assert!(err.starts_with("pool.wait_timeout: "), "{err}");
+}
