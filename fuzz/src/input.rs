@@ -84,7 +84,7 @@ impl Splits {
     }
 
     /// `data` cut into consecutive pieces; the concatenation is `data` again.
-    pub fn pieces<'a>(mut self, data: &'a [u8]) -> Vec<&'a [u8]> {
+    pub fn pieces(mut self, data: &[u8]) -> Vec<&[u8]> {
         let mut out = Vec::new();
         let mut rest = data;
         while !rest.is_empty() {

@@ -34,9 +34,9 @@ pub fn reader_value(body: &Struct, path: &[i16]) -> Option<Scalar> {
     let (id, rest) = path.split_first()?;
     let fields = body.fields.iter().filter(|(i, _)| i == id).map(|(_, v)| v);
     if rest.is_empty() {
-        return fields.filter_map(as_capture).last();
+        return fields.filter_map(as_capture).next_back();
     }
-    let inner = fields.filter_map(Value::as_struct).last()?;
+    let inner = fields.filter_map(Value::as_struct).next_back()?;
     reader_value(inner, rest)
 }
 
@@ -46,9 +46,9 @@ pub fn reader_bytes(body: &Struct, path: &[i16]) -> Option<Vec<u8>> {
     let (id, rest) = path.split_first()?;
     let fields = body.fields.iter().filter(|(i, _)| i == id).map(|(_, v)| v);
     if rest.is_empty() {
-        return fields.filter_map(Value::as_bytes).last().map(<[u8]>::to_vec);
+        return fields.filter_map(Value::as_bytes).next_back().map(<[u8]>::to_vec);
     }
-    let inner = fields.filter_map(Value::as_struct).last()?;
+    let inner = fields.filter_map(Value::as_struct).next_back()?;
     reader_bytes(inner, rest)
 }
 
