@@ -23,7 +23,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FUZZ="$REPO/fuzz"
 CARGO_FUZZ_VERSION=0.13.1
-TARGETS=(scanner_splits request_parse error_reply deframer sasl sniff config http_auth)
+TARGETS=(scanner_splits request_parse error_reply deframer sasl sniff config http_auth value_roundtrip)
 # Safe Rust only in the targets: no sanitizer, twice the executions. Debug assertions stay on (cargo-fuzz's
 # default), so arithmetic overflow panics like any other broken invariant.
 BUILD_FLAGS=(--sanitizer none)

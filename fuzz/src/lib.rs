@@ -10,6 +10,7 @@
 pub mod front;
 pub mod input;
 pub mod model;
+pub mod roundtrip;
 pub mod scan;
 pub mod seeds;
 pub mod wire;
@@ -27,4 +28,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("sniff", wire::sniff),
     ("config", front::config),
     ("http_auth", front::http_auth),
+    ("value_roundtrip", roundtrip::value_roundtrip),
 ];

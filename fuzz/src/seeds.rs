@@ -78,6 +78,8 @@ fn method_seeds(out: &mut Vec<Seed>) {
         let (c, r) = (call(m, seq), success(m, seq));
         let err = error_reply(m.name, seq, &invalid_session_text(&Guid([1; 16])));
         out.push(("request_parse", format!("own-{}", m.name), c.clone()));
+        out.push(("value_roundtrip", format!("own-{}-call", m.name), c.clone()));
+        out.push(("value_roundtrip", format!("own-{}-reply", m.name), r.clone()));
         // Captures window 6..10: the request handle paths; 0..7: the reply status and handles.
         out.push(("scanner_splits", format!("own-{}-call", m.name), with_ctl(&[0, 0x46, i as u8, 3], &c)));
         out.push(("scanner_splits", format!("own-{}-reply", m.name), with_ctl(&[1, 0x70, i as u8, 0], &r)));

@@ -147,6 +147,7 @@ class Seeds:
             if len(msg) > MAX_MESSAGE:
                 continue
             tag, kind = f"{label}-{side}-{name}", f"{peer_label}-{side}-{name}"
+            self.add("value_roundtrip", tag, msg, kind)
             if side == "c2s":
                 self.add("request_parse", tag, msg, kind)
                 self.add("scanner_splits", tag, bytes([0, 0x46, len(msg) & 0xFF, 3]) + msg, kind)
