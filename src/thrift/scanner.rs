@@ -79,6 +79,8 @@ pub struct Scanner {
     /// Static: capture lists come from the generated method table, so a scanner never copies them.
     captures: &'static [FieldPath],
     found: Vec<Option<Scalar>>,
+    /// Some capture has been set in this message: until then a repeated struct has nothing to forget.
+    any_found: bool,
     header: Option<MessageHeader>,
     stack: Vec<Frame>,
     path: Vec<i16>,
@@ -93,6 +95,7 @@ impl Scanner {
             limits,
             captures,
             found: vec![None; captures.len()],
+            any_found: false,
             header: None,
             // HS2 messages nest a few levels: one allocation each covers them.
             stack: Vec::with_capacity(8),
@@ -107,6 +110,7 @@ impl Scanner {
         self.captures = captures;
         self.found.clear();
         self.found.resize(captures.len(), None);
+        self.any_found = false;
         self.header = None;
         self.stack.clear();
         self.path.clear();
@@ -184,7 +188,7 @@ impl Scanner {
         let t = TType::from_u8(type_byte).ok_or(ProtocolError::BadType(type_byte))?;
         let id = i16::from_be_bytes([avail[1], avail[2]]);
         self.path.push(id);
-        if t == TType::Struct {
+        if t == TType::Struct && self.any_found {
             self.forget_below();
         }
         self.step = Step::Value(t);
@@ -196,7 +200,7 @@ impl Scanner {
     /// together from two occurrences (the guid of one, the secret of the other).
     fn forget_below(&mut self) {
         let path = self.path.as_slice();
-        // Checking `found` first keeps a struct's first occurrence (the usual case) nearly free.
+        // Checking `found` first: a capture not yet set has nothing to forget.
         for (found, capture) in self.found.iter_mut().zip(self.captures) {
             if found.is_some() && capture.len() > path.len() && capture.starts_with(path) {
                 *found = None;
@@ -223,6 +227,7 @@ impl Scanner {
                 let capture = self.capture_index();
                 if let Some(i) = capture {
                     self.found[i] = Some(Scalar::Bytes(Vec::new()));
+                    self.any_found = true;
                 }
                 self.step = Step::Blob { left: len as u64, capture };
                 Ok(Some(4))
@@ -359,6 +364,7 @@ impl Scanner {
             _ => Scalar::Double(f64::from_bits(be_i64(bytes) as u64)),
         };
         self.found[i] = Some(value);
+        self.any_found = true;
     }
 
     fn checked_len(&self, len: i32) -> Result<u32, ProtocolError> {
