@@ -26,6 +26,9 @@ scripts/setup-kerberos.sh
 scripts/setup-ldap.sh
 scripts/setup-netns.sh
 
+step "fuzz targets, briefly: scripts/fuzz.sh --brief (nightly)"
+scripts/fuzz.sh --brief
+
 step "real-peer tests: cargo test -- --ignored"
 cargo test --all-targets -- --ignored --test-threads=1
 

@@ -14,6 +14,9 @@ use crate::thrift::{Limits, MessageHeader, MessageKind, ProtocolError};
 const NOWHERE: FieldPath = &[];
 /// A TApplicationException's message.
 const EXCEPTION_MESSAGE: FieldPath = &[idl::fields::t_application_exception::MESSAGE];
+/// The reply captures of a method the IDL does not know: only an exception's message, in its slot.
+const UNKNOWN_METHOD_REPLY: [FieldPath; 8] =
+    [NOWHERE, NOWHERE, NOWHERE, NOWHERE, NOWHERE, NOWHERE, EXCEPTION_MESSAGE, NOWHERE];
 
 /// The capture lists of one method, in fixed slots (see the `SLOT_` constants).
 struct Captures {
@@ -210,7 +213,8 @@ impl ReplySummary {
 pub fn reply_scanner(request: &Request, limits: Limits) -> Scanner {
     match idl::method_index(&request.header.name) {
         Some(i) => Scanner::new(limits, &captures(i).reply),
-        None => Scanner::new(limits, &[NOWHERE; 4]),
+        // A method the IDL does not know still gets its TApplicationException's text read.
+        None => Scanner::new(limits, &UNKNOWN_METHOD_REPLY),
     }
 }
 

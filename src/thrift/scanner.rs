@@ -9,7 +9,8 @@
 //!
 //! Fields are named by their *path* of field ids from the message body (the args or result struct):
 //! `[1, 1, 1, 1]` is `args.req.sessionHandle.sessionId.guid`. List, set and map elements are never on a
-//! path, so a capture cannot match inside a container.
+//! path, so a capture cannot match inside a container. A field that repeats reads as a Thrift reader
+//! reads it: the last scalar wins, and a repeated struct replaces the earlier one wholly.
 
 use super::{Limits, MessageHeader, MessageKind, ProtocolError, TType, MAX_CAPTURE_BYTES, MAX_METHOD_NAME_BYTES};
 
@@ -80,6 +81,8 @@ pub struct Scanner {
     found: Vec<Option<Scalar>>,
     /// Where in the message each captured string's bytes begin (after its length prefix).
     found_at: Vec<Option<u64>>,
+    /// Some capture has been set in this message: until then a repeated struct has nothing to forget.
+    any_found: bool,
     header: Option<MessageHeader>,
     stack: Vec<Frame>,
     path: Vec<i16>,
@@ -95,6 +98,7 @@ impl Scanner {
             captures,
             found: vec![None; captures.len()],
             found_at: vec![None; captures.len()],
+            any_found: false,
             header: None,
             // HS2 messages nest a few levels: one allocation each covers them.
             stack: Vec::with_capacity(8),
@@ -111,6 +115,7 @@ impl Scanner {
         self.found.resize(captures.len(), None);
         self.found_at.clear();
         self.found_at.resize(captures.len(), None);
+        self.any_found = false;
         self.header = None;
         self.stack.clear();
         self.path.clear();
@@ -194,8 +199,25 @@ impl Scanner {
         let t = TType::from_u8(type_byte).ok_or(ProtocolError::BadType(type_byte))?;
         let id = i16::from_be_bytes([avail[1], avail[2]]);
         self.path.push(id);
+        if t == TType::Struct && self.any_found {
+            self.forget_below();
+        }
         self.step = Step::Value(t);
         Ok(Some(3))
+    }
+
+    /// A struct field that appears again replaces the earlier one wholly, as a Thrift reader assigns it
+    /// again: what was captured inside the earlier one is dropped, so that a handle is never pieced
+    /// together from two occurrences (the guid of one, the secret of the other).
+    fn forget_below(&mut self) {
+        let path = self.path.as_slice();
+        // Checking `found` first: a capture not yet set has nothing to forget.
+        for ((found, at), capture) in self.found.iter_mut().zip(self.found_at.iter_mut()).zip(self.captures) {
+            if found.is_some() && capture.len() > path.len() && capture.starts_with(path) {
+                *found = None;
+                *at = None;
+            }
+        }
     }
 
     fn value_step(&mut self, t: TType, avail: &[u8]) -> Result<Option<usize>, ProtocolError> {
@@ -219,6 +241,7 @@ impl Scanner {
                     self.found[i] = Some(Scalar::Bytes(Vec::new()));
                     // `consumed` is where this value's length prefix starts.
                     self.found_at[i] = Some(self.consumed + 4);
+                    self.any_found = true;
                 }
                 self.step = Step::Blob { left: len as u64, capture };
                 Ok(Some(4))
@@ -355,6 +378,7 @@ impl Scanner {
             _ => Scalar::Double(f64::from_bits(be_i64(bytes) as u64)),
         };
         self.found[i] = Some(value);
+        self.any_found = true;
     }
 
     fn checked_len(&self, len: i32) -> Result<u32, ProtocolError> {

@@ -181,3 +181,19 @@ fn captured_strings_know_where_they_are() {
         assert_eq!(s.found_offset(0), None, "an integer has no string offset");
     }
 }
+
+#[test]
+fn a_repeated_struct_field_replaces_the_earlier_one_wholly() {
+    // Found by fuzzing (fuzz/regressions/request_parse/): `1: {1: guid A, 2: secret A}` then `1: {1: guid B}`.
+    // A Thrift reader assigns field 1 again, so it sees guid B and no secret; the captures must agree
+    // instead of mixing guid B with secret A.
+    let first = Struct::new().with(1, Value::Bytes(vec![0xa; 16])).with(2, Value::Bytes(vec![0xa; 16]));
+    let second = Struct::new().with(1, Value::Bytes(vec![0xb; 16]));
+    let body = Struct::new().with(1, first.into_value()).with(1, second.into_value()).with(2, Value::I32(1));
+    let bytes = encode_message(&MessageHeader::new("M", MessageKind::Call, 1), &body);
+    let mut s = Scanner::new(Limits::REQUEST, &[&[1, 1], &[1, 2], &[2]]);
+    assert_eq!(s.feed(&bytes).unwrap(), bytes.len());
+    assert_eq!(s.found(0), Some(&Scalar::Bytes(vec![0xb; 16])));
+    assert_eq!(s.found(1), None, "the secret of the replaced struct is gone");
+    assert_eq!(s.found(2), Some(&Scalar::Int(1)));
+}
