@@ -93,6 +93,10 @@ impl KerberosConfig {
     /// Loads GSS-API and acquires every credential the section asks for; errors name the key. The
     /// upstream initiator gets its first TGT here, so the KDC must answer (as impalad's own kinit at start).
     pub fn acquire(&self) -> Result<KerberosCredentials, ConfigError> {
+        if self.acceptor.is_none() && self.upstream.is_none() {
+            // Only `proxy_users`: no GSS-API needed (nor loaded).
+            return Ok(KerberosCredentials { sasl: None, http: None, upstream: None });
+        }
         let gss = Gss::load().map_err(|e| bad("kerberos", e.to_string()))?;
         let (sasl, http) = match &self.acceptor {
             None => (None, None),
@@ -139,8 +143,11 @@ impl UpstreamKerberos {
 
 impl FileKerberos {
     pub fn validate(self) -> Result<KerberosConfig, ConfigError> {
-        if self.keytab.is_none() && self.client_principal.is_none() {
-            let why = "set keytab (to accept Kerberos clients) and/or client_principal (to authenticate to backends)";
+        // `proxy_users` alone is a use of its own: who may delegate with a service account over SASL PLAIN
+        // (`backend_auth.delegate`, LDAP-only impalads), with no Kerberos at all.
+        if self.keytab.is_none() && self.client_principal.is_none() && self.proxy_users.is_empty() {
+            let why = "set keytab (to accept Kerberos clients), client_principal (to authenticate to backends) \
+                       or proxy_users (who may delegate)";
             return Err(bad("kerberos", why));
         }
         let delegation = self.delegation;
