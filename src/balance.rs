@@ -1,14 +1,21 @@
 //! Choosing the backend for a new session. Pure: no I/O, no clocks.
 //!
-//! The least-loaded backend wins: load is live sessions pinned through the proxy divided by the
-//! backend's weight (compared by cross-multiplication, no floats). Ties rotate, so that equal backends
-//! fill evenly instead of the first one taking every burst.
+//! The least-loaded backend wins: its load (`backend::load`: sessions, queries, admission figures)
+//! divided by its effective weight (the configured weight, scaled down while slow start ramps it up),
+//! compared by cross-multiplication, no floats. Ties rotate, so that equal backends fill evenly instead
+//! of the first one taking every burst.
+//!
+//! Slow start scales the weight, so a backend that just came up at a tenth of its weight is chosen until
+//! its load reaches a tenth of the others' load per weight, then for about a tenth of its fair share of
+//! new sessions, and its allowance grows with the ramp: the catch-up is spread over `health.slow_start`
+//! instead of every new session landing on the empty backend at once.
 
 /// What the balancer knows of one backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Candidate {
-    pub sessions: u64,
-    pub weight: u32,
+    pub load: u64,
+    /// The weight in thousandths (weight 1 = 1000), slow start's ramp applied.
+    pub weight: u64,
     /// False for backends that must not get new sessions (down, draining, maintenance).
     pub eligible: bool,
 }
@@ -22,7 +29,9 @@ pub fn preference(candidates: &[Candidate], rotor: usize) -> Vec<usize> {
     order.rotate_left(turn);
     order.sort_by(|a, b| {
         let (a, b) = (&candidates[*a], &candidates[*b]);
-        (a.sessions * b.weight as u64).cmp(&(b.sessions * a.weight as u64))
+        // u128: a load near u64::MAX times a weight in thousandths must not overflow.
+        let (al, bl, aw, bw) = (a.load as u128, b.load as u128, a.weight.max(1) as u128, b.weight.max(1) as u128);
+        (al * bw).cmp(&(bl * aw))
     });
     order
 }
@@ -31,8 +40,8 @@ pub fn preference(candidates: &[Candidate], rotor: usize) -> Vec<usize> {
 mod tests {
     use super::*;
 
-    fn c(sessions: u64, weight: u32) -> Candidate {
-        Candidate { sessions, weight, eligible: true }
+    fn c(load: u64, weight: u64) -> Candidate {
+        Candidate { load, weight: weight * 1000, eligible: true }
     }
 
     #[test]
@@ -65,8 +74,38 @@ mod tests {
         let mut all = vec![c(0, 1); 3];
         for r in 0..30 {
             let best = preference(&all, r)[0];
-            all[best].sessions += 1;
+            all[best].load += 1;
         }
-        assert!(all.iter().all(|b| b.sessions == 10));
+        assert!(all.iter().all(|b| b.load == 10));
+    }
+
+    /// Fills `n` sessions one by one onto `all`; returns what each got.
+    fn fill(all: &mut [Candidate], n: usize) -> Vec<u64> {
+        let before: Vec<u64> = all.iter().map(|b| b.load).collect();
+        for r in 0..n {
+            let best = preference(all, r)[0];
+            all[best].load += 1;
+        }
+        all.iter().zip(before).map(|(b, was)| b.load - was).collect()
+    }
+
+    #[test]
+    fn a_ramping_backend_gets_its_scaled_share() {
+        // Empty cluster, one backend at a tenth of its weight: 0.1 / 2.1 of new sessions (~5%).
+        let mut all = [c(0, 1), c(0, 1), Candidate { weight: 100, ..c(0, 1) }];
+        assert_eq!(fill(&mut all, 210), vec![100, 100, 10]);
+        // Back from failure while the others hold 50 each: without slow start it takes the next 50 at once,
+        let mut flat = [c(50, 1), c(50, 1), c(0, 1)];
+        assert_eq!(fill(&mut flat, 50), vec![0, 0, 50]);
+        // at a tenth it catches up to a tenth of their load (5), then takes ~1 in 21.
+        let mut ramped = [c(50, 1), c(50, 1), Candidate { weight: 100, ..c(0, 1) }];
+        let got = fill(&mut ramped, 50);
+        assert!(got[2] <= 8 && got[0].abs_diff(got[1]) <= 1, "{got:?}");
+    }
+
+    #[test]
+    fn huge_loads_do_not_overflow() {
+        let all = [c(u64::MAX, 1), c(u64::MAX - 1, 1)];
+        assert_eq!(preference(&all, 0), vec![1, 0]);
     }
 }

@@ -279,6 +279,7 @@ impl Call<'_> {
                 let conn = up.id();
                 // The whole reply was read: the connection is in step, whatever the client did.
                 up.release();
+                backend.exchange_ok();
                 if summary.is_error() {
                     metrics.rpc_error(method, Some(&backend.addr), ErrorKind::Status);
                 }
@@ -358,8 +359,8 @@ impl Call<'_> {
             ExchangeError::Unsent(e) => (e.to_string(), 0),
             ExchangeError::Relay(r) => (r.error.to_string(), r.forwarded),
         };
-        // One broken exchange is not proof; it counts, and the probe looks at once.
-        self.proxy.apply_evidence(backend, Evidence::Failed(error.clone()));
+        // One broken exchange is not proof; it counts (health.eject_after in a row eject), and the probe looks.
+        crate::control::eject::broken_exchange(self.proxy, backend, &error);
         backend.probe_now.notify_one();
         tracing::warn!(backend = %backend.addr, client = %self.caller.peer, method = self.req.name(), error = %error,
             "call failed on the backend");

@@ -58,6 +58,8 @@ pub const HANDLE_LOOKUPS: &str = "handle_lookups";
 /// another instance: kept), `gone` (the backend no longer has them), `left_to_server` (no word from the
 /// impalad: forgotten here, never closed), `kept` (no word, and forgetting would close it: Hive/Spark).
 pub const SESSION_CLEANUPS: &str = "session_cleanups";
+/// Backends taken down by live traffic (`health.eject_after` broken exchanges in a row), by backend.
+pub const BACKEND_EJECTIONS: &str = "backend_ejections";
 /// Client connections accepted / refused at the connection limit / open now.
 pub const CLIENT_CONNECTIONS_ACCEPTED: &str = "client_connections_accepted";
 pub const CLIENT_CONNECTIONS_REFUSED: &str = "client_connections_refused";
@@ -74,6 +76,14 @@ pub const BACKEND_WEIGHT: &str = "backend_weight";
 pub const BACKEND_STATE: &str = "backend_state";
 /// The impalad's own count of open HS2 sessions, when `metrics_url` is set.
 pub const BACKEND_IMPALAD_SESSIONS: &str = "backend_impalad_sessions";
+/// The load balancing compares (`backend::load`: sessions, queries, admission figures), before weight.
+pub const BACKEND_LOAD: &str = "backend_load";
+/// The impalad's admission controller, summed over pools (`metrics_url`): queries admitted and running,
+/// and queries queued, on that coordinator.
+pub const BACKEND_IMPALAD_ADMITTED_RUNNING: &str = "backend_impalad_admitted_running";
+pub const BACKEND_IMPALAD_QUEUED: &str = "backend_impalad_queued";
+/// The share of its weight a backend gets now, 0 to 1 (below 1 while `health.slow_start` ramps it up).
+pub const BACKEND_WEIGHT_RAMP: &str = "backend_weight_ramp";
 /// Upstream connections by `state` (`busy`, `idle`).
 pub const UPSTREAM_CONNECTIONS: &str = "upstream_connections";
 pub const UPSTREAM_CONNECTIONS_MAX: &str = "upstream_connections_max";
@@ -207,6 +217,7 @@ pub struct Metrics {
     moves: Family<MoveLabels, Counter>,
     move_latency: HistogramFamily<ReasonLabels>,
     cleanups: Family<ResultLabels, Counter>,
+    ejections: Family<BackendLabels, Counter>,
     accepted: Counter,
     refused: Counter,
     connections: Gauge,
@@ -238,6 +249,7 @@ impl Metrics {
             moves: Family::default(),
             move_latency: Family::new_with_constructor(rpc_histogram),
             cleanups: Family::default(),
+            ejections: Family::default(),
             accepted: Counter::default(),
             refused: Counter::default(),
             connections: Gauge::default(),
@@ -264,6 +276,7 @@ impl Metrics {
         r.register(SESSION_MOVES, "Sessions moved to another backend, by from, to, reason and result", m.moves.clone());
         r.register(SESSION_MOVE_DURATION, "How long moving a session took, by reason", m.move_latency.clone());
         r.register(SESSION_CLEANUPS, "Clean-up decisions on sessions unused here for the grace", m.cleanups.clone());
+        r.register(BACKEND_EJECTIONS, "Backends taken down by broken exchanges on live traffic", m.ejections.clone());
         r.register(CLIENT_CONNECTIONS_ACCEPTED, "Client connections accepted", m.accepted.clone());
         r.register(CLIENT_CONNECTIONS_REFUSED, "Client connections closed at the connection limit", m.refused.clone());
         r.register(CLIENT_CONNECTIONS, "Client connections open now", m.connections.clone());
@@ -317,6 +330,11 @@ impl Metrics {
     /// Clean-up decided `result` for a session (see [`SESSION_CLEANUPS`]).
     pub fn cleanup(&self, result: &'static str) {
         self.cleanups.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// Live traffic took `backend` down (passive ejection).
+    pub fn ejection(&self, backend: &str) {
+        self.ejections.get_or_create(&BackendLabels { backend: backend.to_string() }).inc();
     }
 
     pub fn session_opened(&self, backend: &str) {
@@ -382,7 +400,18 @@ pub struct BackendFigures {
     /// One of [`STATES`].
     pub state: &'static str,
     pub impalad_sessions: Option<u64>,
+    pub load: LoadGauges,
     pub pool: PoolStats,
+}
+
+/// One backend's load figures, as gauges.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadGauges {
+    pub load: u64,
+    pub admitted_running: Option<u64>,
+    pub queued: Option<u64>,
+    /// Thousandths of the weight (1000 unless slow start ramps it).
+    pub ramp: u64,
 }
 
 /// The `method` label of a request: its IDL name, or `unknown` (a peer must not invent label values).
@@ -433,6 +462,10 @@ struct BackendGauges {
     weight: Family<BackendLabels, Gauge>,
     state: Family<BackendStateLabels, Gauge>,
     impalad_sessions: Family<BackendLabels, Gauge>,
+    load: Family<BackendLabels, Gauge>,
+    admitted_running: Family<BackendLabels, Gauge>,
+    queued: Family<BackendLabels, Gauge>,
+    ramp: Family<BackendLabels, Gauge<f64, AtomicU64>>,
     connections: Family<BackendStateLabels, Gauge>,
     max: Family<BackendLabels, Gauge>,
     pinned: Family<BackendLabels, Gauge>,
@@ -457,6 +490,14 @@ impl BackendGauges {
         if let Some(n) = b.impalad_sessions {
             self.impalad_sessions.get_or_create(&l).set(as_i64(n));
         }
+        self.load.get_or_create(&l).set(as_i64(b.load.load));
+        if let Some(n) = b.load.admitted_running {
+            self.admitted_running.get_or_create(&l).set(as_i64(n));
+        }
+        if let Some(n) = b.load.queued {
+            self.queued.get_or_create(&l).set(as_i64(n));
+        }
+        self.ramp.get_or_create(&l).set(b.load.ramp as f64 / 1000.0);
         let p = b.pool;
         self.connections.get_or_create(&with_state("busy")).set(p.busy() as i64);
         self.connections.get_or_create(&with_state("idle")).set(p.idle as i64);
@@ -475,6 +516,18 @@ impl BackendGauges {
         r.register(BACKEND_WEIGHT, "Balancing weight", self.weight);
         r.register(BACKEND_STATE, "1 for the backend's state (up, draining, drain, maintenance, down)", self.state);
         r.register(BACKEND_IMPALAD_SESSIONS, "Open HS2 sessions the impalad itself reports", self.impalad_sessions);
+        r.register(
+            BACKEND_LOAD,
+            "The load balancing compares (sessions, queries, admission), before weight",
+            self.load,
+        );
+        r.register(
+            BACKEND_IMPALAD_ADMITTED_RUNNING,
+            "Queries the impalad admitted that still run (admission controller, every pool)",
+            self.admitted_running,
+        );
+        r.register(BACKEND_IMPALAD_QUEUED, "Queries queued for admission on the impalad (every pool)", self.queued);
+        r.register(BACKEND_WEIGHT_RAMP, "Share of its weight the backend gets now (slow start)", self.ramp);
         r.register(UPSTREAM_CONNECTIONS, "Upstream connections, busy (owned by a call) or idle", self.connections);
         r.register(UPSTREAM_CONNECTIONS_MAX, "Upstream connection cap (pool.max_per_backend)", self.max);
         r.register(UPSTREAM_PINNED, "Upstream connections kept open for the sessions they opened", self.pinned);

@@ -257,7 +257,7 @@ impl Proxy {
     pub fn apply_evidence(&self, backend: &Backend, evidence: Evidence) {
         let h = &self.shared.config.health;
         let thresholds = Thresholds { rise: h.rise, fall: h.fall };
-        let Some(t) = backend.health().record(evidence, thresholds) else { return };
+        let Some(t) = backend.record(evidence, thresholds) else { return };
         self.refresh_availability();
         if t.to == Observed::Up {
             tracing::info!(backend = %backend.addr, from = %t.from, to = %t.to, reason = %t.reason, "backend state changed");
@@ -487,6 +487,7 @@ impl Proxy {
             weight: b.weight.load(Ordering::Relaxed),
             state,
             impalad_sessions: b.external_sessions(),
+            load: b.load_gauges(load),
             pool: b.pool.stats(),
         }
     }

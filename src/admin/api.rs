@@ -49,6 +49,9 @@ pub struct BackendJson {
     pub inflight: u64,
     /// The impalad's own count of open HS2 sessions (`metrics_url`), when known.
     pub impalad_sessions: Option<u64>,
+    /// Every input of the load balancing compares, slow start's share of the weight, the ejection streak.
+    #[serde(default)]
+    pub load: super::load::LoadJson,
     /// Left the configuration: drained, removed once its sessions are gone.
     pub removing: bool,
     pub upstream: UpstreamJson,
@@ -156,6 +159,7 @@ pub fn backend_view(proxy: &Proxy, b: &Backend) -> BackendJson {
         operations: proxy.load(b.id).operations,
         inflight: b.inflight.load(Ordering::Relaxed),
         impalad_sessions: b.external_sessions(),
+        load: super::load::load_view(proxy, b),
         removing: b.removing.load(Ordering::Relaxed),
         upstream: UpstreamJson {
             busy: p.busy(),

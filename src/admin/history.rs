@@ -261,6 +261,7 @@ mod tests {
                     weight: 1,
                     state: "up",
                     impalad_sessions: None,
+                    load: Default::default(),
                     pool: Default::default(),
                 })
                 .collect(),

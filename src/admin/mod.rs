@@ -6,7 +6,7 @@
 //! | `GET /` | status page (history charts, backends, sessions per impalad), refreshed by `fetch()` polling `/fragment` |
 //! | `GET /api/history` | the charts' samples of the last 15 minutes ([`history`]) |
 //! | `GET /api/status` | the instance: version, listeners, uptime, connections, ZooKeeper registration |
-//! | `GET /api/backends` | every backend: state, weight, load, upstream pool, last probe |
+//! | `GET /api/backends` | every backend: state, weight, load (every input: [`load`]), upstream pool, last probe |
 //! | `POST /api/backends/{addr}/drain`, `/undrain`, `/maintenance` | operator state of a backend |
 //! | `GET /api/sessions?backend=&user=` | every session (never its secret) |
 //! | `POST /api/sessions/{id}/close` | CloseSession upstream, then forget it |
@@ -22,6 +22,7 @@ pub mod actions;
 pub mod api;
 pub mod charts;
 pub mod history;
+pub mod load;
 pub mod page;
 pub mod route;
 

@@ -8,7 +8,10 @@
 //!
 //! Like HAProxy's `rise`/`fall`, a backend goes down after `fall` consecutive failed probes and up again
 //! after `rise` consecutive good ones. A server that says it is shutting down drains at once, and a
-//! refused connection on live traffic is taken as down at once: both are unambiguous.
+//! refused connection on live traffic is taken as down at once: both are unambiguous. Broken exchanges on
+//! live traffic are counted by the backend (`health.eject_after` in a row, reset by any whole reply); the
+//! streak's end arrives here as [`Evidence::Ejected`], which takes the backend down at once (passive
+//! ejection). Probes alone bring it back, after `rise` good ones.
 
 use std::fmt;
 
@@ -40,6 +43,8 @@ pub enum Evidence {
     Failed(String),
     /// A connection was refused or timed out on live traffic.
     Unreachable(String),
+    /// `health.eject_after` broken exchanges in a row on live traffic; the text says so, with the last.
+    Ejected(String),
 }
 
 /// A change of observed state, with its reason, for the log and the operator view.
@@ -120,6 +125,11 @@ impl Health {
                 self.fail_streak = self.fail_streak.max(t.fall);
                 (Observed::Down, format!("unreachable: {text}"))
             }
+            Evidence::Ejected(text) => {
+                self.ok_streak = 0;
+                self.fail_streak = self.fail_streak.max(t.fall);
+                (Observed::Down, format!("ejected: {text}"))
+            }
         };
         self.transition(to.0, to.1)
     }
@@ -192,6 +202,10 @@ mod tests {
         Evidence::Failed("timeout".into())
     }
 
+    fn ejected() -> Evidence {
+        Evidence::Ejected("5 broken exchanges in a row on live traffic, last: reset".into())
+    }
+
     /// Runs `evidence` from a fresh state and returns the observed state after each step.
     fn run(start: Observed, evidence: &[Evidence]) -> Vec<Observed> {
         let mut h = Health { observed: start, ..Health::default() };
@@ -218,6 +232,10 @@ mod tests {
             (Draining, vec![failed(), failed(), failed()], vec![Draining, Draining, Down]),
             (Up, vec![Evidence::Unreachable("refused".into())], vec![Down]),
             (Down, vec![Evidence::Unreachable("refused".into()), alive(), alive()], vec![Down, Down, Up]),
+            (Up, vec![ejected()], vec![Down]),
+            (Draining, vec![ejected()], vec![Down]),
+            // One good probe before the ejection does not count towards coming back.
+            (Down, vec![alive(), ejected(), alive(), alive()], vec![Down, Down, Down, Up]),
         ];
         for (start, evidence, want) in cases {
             assert_eq!(run(start, &evidence), want, "from {start:?} with {evidence:?}");
@@ -233,6 +251,15 @@ mod tests {
         assert_eq!((t.from, t.to), (Observed::Up, Observed::Down));
         assert!(t.reason.contains("3 consecutive failures") && t.reason.contains("timeout"), "{}", t.reason);
         assert_eq!(h.reason, t.reason);
+    }
+
+    #[test]
+    fn an_ejection_says_so() {
+        let mut h = Health::default();
+        let t = h.record(ejected(), T).expect("down at once");
+        assert_eq!((t.from, t.to), (Observed::Up, Observed::Down));
+        assert!(t.reason.starts_with("ejected: 5 broken exchanges"), "{}", t.reason);
+        assert_eq!(h.record(ejected(), T), None, "already down");
     }
 
     #[test]

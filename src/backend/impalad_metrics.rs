@@ -1,6 +1,8 @@
 //! Reads an impalad's own figures from its web port, for a backend with `metrics_url`:
-//! - `/jsonmetrics` (the URL as configured): open HS2 sessions and registered queries, so that balancing
-//!   sees the load that every proxy instance, and every client going around the proxy, put on it;
+//! - `/jsonmetrics` (the URL as configured): open HS2 sessions, registered queries and the admission
+//!   controller's figures for this coordinator (queries admitted and running, queries queued; summed over
+//!   the resource pools), so that balancing sees the load that every proxy instance, and every client
+//!   going around the proxy, put on it (`super::load` combines them);
 //! - `/sessions?json` (same host and port): each session's last access, by any connection through any
 //!   instance, so that clean-up never closes a session another instance's clients are using.
 //!
@@ -19,6 +21,13 @@ use crate::http::client::{fetch, Get};
 pub const OPEN_SESSIONS_METRIC: &str = "impala-server.num-open-hiveserver2-sessions";
 /// Queries registered on the coordinator: running, or finished and not yet closed.
 pub const QUERIES_REGISTERED_METRIC: &str = "impala-server.num-queries-registered";
+/// Per resource pool, queries this coordinator admitted that still run (impalad's admission controller:
+/// `admission-controller.local-num-admitted-running.<pool>`, raised at admission, lowered when the query
+/// releases its resources, i.e. when it finishes executing, before the client closes it).
+pub const ADMITTED_RUNNING_PREFIX: &str = "admission-controller.local-num-admitted-running.";
+/// Per resource pool, queries waiting in this coordinator's admission queue
+/// (`admission-controller.local-num-queued.<pool>`).
+pub const QUEUED_PREFIX: &str = "admission-controller.local-num-queued.";
 /// impalad's sessions page, relative to the web port.
 pub const SESSIONS_PATH: &str = "/sessions?json";
 /// A metrics page larger than this is not read.
@@ -32,6 +41,11 @@ pub struct ImpaladLoad {
     pub sessions: u64,
     /// `None` when the page lacks the metric (older impalads).
     pub queries: Option<u64>,
+    /// Admitted and running, summed over pools; `None` when the page has no pool's figure (no query has
+    /// been admitted since the impalad started, or admission runs elsewhere: `--admission_service_host`).
+    pub admitted_running: Option<u64>,
+    /// Queued for admission, summed over pools; `None` as for `admitted_running`.
+    pub queued: Option<u64>,
 }
 
 /// What an impalad says of one of its sessions.
@@ -53,10 +67,24 @@ pub async fn load(url: &HttpUrl, timeout: Duration) -> Result<ImpaladLoad, Strin
     load_in(&page).ok_or_else(|| format!("{url}: no {OPEN_SESSIONS_METRIC} in the page"))
 }
 
-/// The figures in a `/jsonmetrics` page: a flat object of metric name to value.
+/// The figures in a `/jsonmetrics` page: a flat object of metric name to value (impalad's
+/// `MetricGroup::CMCompatibleCallback` flattens every metric group, `admission-controller` included, into
+/// one object; gauges are JSON integers).
 pub fn load_in(page: &serde_json::Value) -> Option<ImpaladLoad> {
     let sessions = page.get(OPEN_SESSIONS_METRIC)?.as_u64()?;
-    Some(ImpaladLoad { sessions, queries: page.get(QUERIES_REGISTERED_METRIC).and_then(|v| v.as_u64()) })
+    Some(ImpaladLoad {
+        sessions,
+        queries: page.get(QUERIES_REGISTERED_METRIC).and_then(|v| v.as_u64()),
+        admitted_running: pool_sum(page, ADMITTED_RUNNING_PREFIX),
+        queued: pool_sum(page, QUEUED_PREFIX),
+    })
+}
+
+/// The sum of every `<prefix><pool>` metric; `None` when there is none. A value that is not a
+/// non-negative integer counts as 0 (impalad never reports one; a bad page must not hide the others).
+fn pool_sum(page: &serde_json::Value, prefix: &str) -> Option<u64> {
+    let pools = page.as_object()?.iter().filter(|(k, _)| k.len() > prefix.len() && k.starts_with(prefix));
+    pools.map(|(_, v)| v.as_u64().unwrap_or(0)).reduce(u64::saturating_add)
 }
 
 /// Fetches every session's activity from the web port of `url`.
@@ -105,11 +133,31 @@ mod tests {
     #[test]
     fn the_load_is_read_from_the_json_page() {
         let page = serde_json::json!({"a": 1, OPEN_SESSIONS_METRIC: 17, QUERIES_REGISTERED_METRIC: 3, "b": "x"});
-        assert_eq!(load_in(&page), Some(ImpaladLoad { sessions: 17, queries: Some(3) }));
+        let plain = ImpaladLoad { sessions: 17, queries: Some(3), admitted_running: None, queued: None };
+        assert_eq!(load_in(&page), Some(plain));
         let old = serde_json::json!({OPEN_SESSIONS_METRIC: 17});
-        assert_eq!(load_in(&old), Some(ImpaladLoad { sessions: 17, queries: None }));
+        assert_eq!(load_in(&old), Some(ImpaladLoad { queries: None, ..plain }));
         assert_eq!(load_in(&serde_json::json!({})), None);
         assert_eq!(load_in(&serde_json::json!({OPEN_SESSIONS_METRIC: "many"})), None);
+    }
+
+    #[test]
+    fn admission_figures_are_summed_over_pools() {
+        // As impalad 4.x serves them: the pool is the key's suffix (`root.etl`, `default-pool`).
+        let page = serde_json::json!({
+            OPEN_SESSIONS_METRIC: 4,
+            "admission-controller.local-num-admitted-running.root.etl": 3,
+            "admission-controller.local-num-admitted-running.default-pool": 2,
+            "admission-controller.local-num-queued.root.etl": 7,
+            "admission-controller.local-num-queued.default-pool": 0,
+            "admission-controller.agg-num-queued.root.etl": 50,
+            "admission-controller.local-num-queued.": 99,
+            "admission-controller.local-num-admitted-running.bad": "x",
+        });
+        let found = load_in(&page).unwrap();
+        assert_eq!((found.admitted_running, found.queued), (Some(5), Some(7)), "cluster-wide agg-* is not ours");
+        let none = load_in(&serde_json::json!({OPEN_SESSIONS_METRIC: 4})).unwrap();
+        assert_eq!((none.admitted_running, none.queued), (None, None));
     }
 
     #[test]

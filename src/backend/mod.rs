@@ -8,12 +8,13 @@
 pub mod connect;
 pub mod health;
 pub mod impalad_metrics;
+pub mod load;
 pub mod pool;
 pub mod probe;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::balance::Candidate;
 use crate::config::{BackendConfig, BackendKind, Config, HttpUrl};
@@ -22,8 +23,9 @@ use crate::kerberos::delegation::{Delegation, HIVE_PROXY_USER_KEY, IMPALA_DOAS_K
 use crate::kerberos::Credential;
 use crate::routing::{BackendId, Load};
 use connect::KerberosUpstream;
-use health::{AdminState, Health};
+use health::{AdminState, Evidence, Health, Observed, Thresholds, Transition};
 use impalad_metrics::ImpaladLoad;
+use load::{LoadFigures, Reading};
 use pool::Pool;
 
 /// The last probe of a backend, for the operator view.
@@ -34,9 +36,6 @@ pub struct ProbeReport {
     /// `alive`, `shutting down: ...` or `failed: ...`.
     pub outcome: String,
 }
-
-/// Stands for "the impalad reported no session count" in [`Backend::external_sessions`].
-const NO_EXTERNAL_COUNT: u64 = u64::MAX;
 
 /// [`Backend::detected_kind`] before the first probe has said.
 const KIND_UNKNOWN: u8 = 0;
@@ -57,13 +56,18 @@ pub struct Backend {
     pub weight: AtomicU32,
     /// Calls being relayed right now.
     pub inflight: AtomicU64,
-    /// Open HS2 sessions the impalad itself reports (`/jsonmetrics`), when enabled.
-    external_sessions: AtomicU64,
-    /// Queries registered on the impalad (`/jsonmetrics`), when it reports them.
-    external_queries: AtomicU64,
-    /// This instance's sessions plus operations on the backend when impalad's figures were read: what it
-    /// opened or closed since counts on top of them until the next read (which then includes it).
-    local_at_read: AtomicU64,
+    /// The impalad's own figures (`/jsonmetrics`) at the last good read, with this instance's counts at
+    /// that moment: what it opened or closed since counts on top of them until the next read (which then
+    /// includes it). A mutex, not atomics: one read's figures are only ever seen together.
+    impalad: Mutex<Option<Reading>>,
+    /// `health.slow_start`, fixed at start like every health setting.
+    slow_start: Duration,
+    /// When the backend last came up (or was added by a reload), while slow start may still ramp it.
+    came_up: Mutex<Option<Instant>>,
+    /// Broken exchanges in a row on live traffic (passive ejection at `health.eject_after`).
+    broken_in_a_row: AtomicU32,
+    /// Times live traffic took it down: a probe begun before an ejection must not count towards `rise`.
+    ejections: AtomicU64,
     /// Wakes the task that reads impalad's figures early (this instance just opened a session).
     pub load_now: tokio::sync::Notify,
     health: Mutex<Health>,
@@ -94,9 +98,11 @@ impl Backend {
             metrics_url: cfg.metrics_url.clone(),
             weight: AtomicU32::new(cfg.weight),
             inflight: AtomicU64::new(0),
-            external_sessions: AtomicU64::new(NO_EXTERNAL_COUNT),
-            external_queries: AtomicU64::new(NO_EXTERNAL_COUNT),
-            local_at_read: AtomicU64::new(0),
+            impalad: Mutex::new(None),
+            slow_start: config.health.slow_start,
+            came_up: Mutex::new(None),
+            broken_in_a_row: AtomicU32::new(0),
+            ejections: AtomicU64::new(0),
             load_now: tokio::sync::Notify::new(),
             health: Mutex::new(Health::default()),
             last_probe: Mutex::new(None),
@@ -121,17 +127,22 @@ impl Backend {
 
     /// Records impalad's own figures (`None`: unavailable), read when this instance's load was `local`.
     pub fn set_impalad_load(&self, figures: Option<ImpaladLoad>, local: Load) {
-        let (sessions, queries) = match figures {
-            Some(f) => (f.sessions, f.queries.unwrap_or(NO_EXTERNAL_COUNT)),
-            None => (NO_EXTERNAL_COUNT, NO_EXTERNAL_COUNT),
-        };
-        self.local_at_read.store(local.sessions + local.operations, Ordering::Relaxed);
-        self.external_queries.store(queries, Ordering::Relaxed);
-        self.external_sessions.store(sessions, Ordering::Relaxed);
+        let reading = figures.map(|figures| Reading { figures, local, at: SystemTime::now() });
+        *self.impalad.lock().unwrap_or_else(|e| e.into_inner()) = reading;
     }
 
+    /// The impalad's figures at the last read, when `metrics_url` answered.
+    pub fn impalad_load(&self) -> Option<ImpaladLoad> {
+        self.reading().map(|r| r.figures)
+    }
+
+    /// The open HS2 sessions the impalad reported at the last read.
     pub fn external_sessions(&self) -> Option<u64> {
-        Some(self.external_sessions.load(Ordering::Relaxed)).filter(|v| *v != NO_EXTERNAL_COUNT)
+        self.impalad_load().map(|f| f.sessions)
+    }
+
+    fn reading(&self) -> Option<Reading> {
+        *self.impalad.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// What kind of server this is: configured, else detected by the probes; `None` until known.
@@ -172,21 +183,93 @@ impl Backend {
         }
     }
 
-    /// Load for balancing: this instance's sessions plus open operations on the backend; or, when the
-    /// impalad reports its own figures, its sessions plus registered queries (every instance's, and those
-    /// of clients going around the proxy), with what this instance changed since they were read.
+    /// Every input of the load balancing compares, given this instance's own `load` on the backend
+    /// ([`load::figures`]: sessions and open operations, or the impalad's own figures with its admission
+    /// queue when `metrics_url` is set).
+    pub fn load_figures(&self, load: Load) -> LoadFigures {
+        load::figures(load, self.reading().as_ref())
+    }
+
+    /// The share of its weight it gets now, in thousandths (slow start; 1000 = all of it).
+    pub fn ramp(&self) -> u64 {
+        let came_up = *self.came_up.lock().unwrap_or_else(|e| e.into_inner());
+        load::ramp(came_up.map(|t| t.elapsed()), self.slow_start)
+    }
+
+    /// When slow start began, while it still ramps the backend up.
+    pub fn ramping_since(&self) -> Option<Instant> {
+        let came_up = *self.came_up.lock().unwrap_or_else(|e| e.into_inner());
+        came_up.filter(|t| t.elapsed() < self.slow_start)
+    }
+
+    /// What balancing knows of it: its load ([`Backend::load_figures`]) and its weight as slow start
+    /// ramps it.
     pub fn candidate(&self, load: Load) -> Candidate {
-        let local = load.sessions + load.operations;
-        let cluster = self.external_sessions().map(|sessions| {
-            let queries = Some(self.external_queries.load(Ordering::Relaxed)).filter(|q| *q != NO_EXTERNAL_COUNT);
-            let since = local as i128 - self.local_at_read.load(Ordering::Relaxed) as i128;
-            u64::try_from(sessions.saturating_add(queries.unwrap_or(0)) as i128 + since).unwrap_or(0)
-        });
         Candidate {
-            sessions: cluster.map_or(local, |c| c.max(local)),
-            weight: self.weight.load(Ordering::Relaxed).max(1),
+            load: self.load_figures(load).load,
+            weight: u64::from(self.weight.load(Ordering::Relaxed).max(1)) * self.ramp(),
             eligible: self.health().eligible() && !self.removing.load(Ordering::Relaxed),
         }
+    }
+
+    /// Its load figures as the metrics show them.
+    pub fn load_gauges(&self, load: Load) -> crate::metrics::LoadGauges {
+        let f = self.load_figures(load);
+        crate::metrics::LoadGauges {
+            load: f.load,
+            admitted_running: f.admitted_running,
+            queued: f.queued,
+            ramp: self.ramp(),
+        }
+    }
+
+    /// Applies evidence to the health state machine; a backend that comes up starts slow start.
+    pub fn record(&self, evidence: Evidence, thresholds: Thresholds) -> Option<Transition> {
+        let t = self.health().record(evidence, thresholds)?;
+        if t.to == Observed::Up {
+            self.start_slow_start();
+        }
+        Some(t)
+    }
+
+    /// Starts slow start now (it came up, or a reload added it); nothing when `health.slow_start` is 0.
+    pub fn start_slow_start(&self) {
+        if !self.slow_start.is_zero() {
+            *self.came_up.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        }
+    }
+
+    /// A whole reply came back (whatever its HS2 status): the broken streak ends.
+    pub fn exchange_ok(&self) {
+        if self.broken_in_a_row.load(Ordering::Relaxed) != 0 {
+            self.broken_in_a_row.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// One more broken exchange on live traffic; returns the streak when it reached `eject_after` (the
+    /// streak then starts again).
+    pub fn exchange_broken(&self, eject_after: u32) -> Option<u32> {
+        let n = self.broken_in_a_row.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        if n < eject_after {
+            return None;
+        }
+        self.broken_in_a_row.store(0, Ordering::Relaxed);
+        Some(n)
+    }
+
+    /// Counts an ejection, before its evidence is applied (see [`Backend::ejections`]).
+    pub fn count_ejection(&self) {
+        self.ejections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Broken exchanges in a row now.
+    pub fn broken_in_a_row(&self) -> u32 {
+        self.broken_in_a_row.load(Ordering::Relaxed)
+    }
+
+    /// Times live traffic took it down (passive ejection).
+    pub fn ejections(&self) -> u64 {
+        self.ejections.load(Ordering::Relaxed)
     }
 
     /// True when calls on existing sessions may go there.

@@ -3,6 +3,7 @@
 //! - [`health`]: one task per backend: probe, apply the evidence (failover), remove a drained backend
 //!   that left the configuration.
 //! - [`load`]: one task per backend with `metrics_url`: reads the impalad's own load, often.
+//! - [`eject`]: passive ejection: broken exchanges on live traffic take a backend down.
 //! - [`reaper`]: judges sessions no client of this instance has used for the grace period by the
 //!   [`cleanup`] rule (closed upstream only on the backend's word), and closes idle upstream connections.
 //! - [`reload`]: applies a new backend list (SIGHUP).
@@ -12,6 +13,7 @@
 //! sessions, and another instance (or this one, restarted) finds them again.
 
 pub mod cleanup;
+pub mod eject;
 pub mod evacuate;
 pub mod health;
 pub mod load;

@@ -1,6 +1,6 @@
-//! Applying a new configuration's backend list (SIGHUP): new backends are added (and probed), known ones
-//! re-weighted, removed ones drained; a drained backend leaves once its last session is gone (its health
-//! task removes it). The routing rules (`[[groups]]`, `[[rules]]`, `[user_groups]`) are replaced with them;
+//! Applying a new configuration's backend list (SIGHUP): new backends are added (probed at once, and
+//! ramped up over `health.slow_start`), known ones re-weighted, removed ones drained; a drained backend
+//! leaves once its last session is gone (its health task removes it). The routing rules (`[[groups]]`, `[[rules]]`, `[user_groups]`) are replaced with them;
 //! sessions already open stay where they are. Other settings need a restart.
 
 use std::sync::atomic::Ordering;
@@ -21,6 +21,8 @@ pub fn apply(proxy: &Proxy, config: &Config) {
             }
             None => {
                 let b = proxy.add_backend(cfg);
+                // A new backend ramps up like a recovered one (`health.slow_start`).
+                b.start_slow_start();
                 tracing::info!(backend = %b.addr, "backend added");
                 super::health::spawn(proxy, b.clone());
                 super::load::spawn(proxy, b);

@@ -6,7 +6,12 @@
 //! - [`state`]: sessions, operations and the query log; [`sql`]: the dialect; [`rowset`]: lazily
 //!   generated results; [`plan`]: a query's operators and exec summary; [`profile`]: its text profile.
 //! - [`web`]: an optional web port like impalad's (`/jsonmetrics`, `/sessions?json`), started with
-//!   [`MockImpalad::start_web`].
+//!   [`MockImpalad::start_web`]; its admission figures are set by [`MockImpalad::set_admission`].
+//!
+//! Faults to inject: `select crash()` (the first fetch's reply is cut in half and the connection
+//! dropped), [`MockImpalad::set_hang_up_on`] (calls of one method are read and the connection closed
+//! without a reply, while other calls and probes work), [`MockImpalad::set_delay`],
+//! [`MockImpalad::drop_connections`], [`MockImpalad::set_shutting_down`] and [`MockImpalad::stop`].
 //!
 //! What makes it Impala-like, and what the proxy depends on: sessions outlive the connection that opened
 //! them and work from any connection; an operation's secret is its session's secret; unknown handles get
@@ -26,7 +31,7 @@ pub mod sql;
 mod state;
 mod web;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -141,6 +146,10 @@ pub(crate) struct Inner {
     kerberos_logins: Mutex<Vec<KerberosUser>>,
     /// The web port, once started.
     web_addr: Mutex<Option<SocketAddr>>,
+    /// Admission figures the web port reports, per pool: (admitted and running, queued).
+    admission: Mutex<BTreeMap<String, (u64, u64)>>,
+    /// Fault injection: calls of this method get no reply; their connection is closed.
+    hang_up_on: Mutex<Option<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -218,6 +227,8 @@ impl MockImpalad {
             acceptor,
             kerberos_logins: Mutex::new(Vec::new()),
             web_addr: Mutex::new(None),
+            admission: Mutex::new(BTreeMap::new()),
+            hang_up_on: Mutex::new(None),
         });
         let task = tokio::spawn(server::accept_loop(listener, inner.clone(), stopped));
         *lock(&inner.accept_task) = Some(task);
@@ -251,6 +262,19 @@ impl MockImpalad {
     /// Draining: OpenSession, GetInfo and ExecuteStatement answer `Server is being shut down: ...`.
     pub fn set_shutting_down(&self, on: bool) {
         self.inner.shutting_down.store(on, Ordering::Relaxed);
+    }
+
+    /// What the web port's `/jsonmetrics` says of resource pool `pool`, as impalad's admission controller
+    /// does: `admission-controller.local-num-admitted-running.<pool>` and `...local-num-queued.<pool>`
+    /// (with the `agg-` figures equal to them: one coordinator). A pool appears once set.
+    pub fn set_admission(&self, pool: &str, running: u64, queued: u64) {
+        lock(&self.inner.admission).insert(pool.to_string(), (running, queued));
+    }
+
+    /// Fault injection: from now on a call of `method` is read, then its connection is closed without a
+    /// reply (a coordinator thread that dies mid-call); `None` ends it. Other calls, probes included, work.
+    pub fn set_hang_up_on(&self, method: Option<&str>) {
+        *lock(&self.inner.hang_up_on) = method.map(str::to_string);
     }
 
     pub fn set_delay(&self, d: Duration) {

@@ -161,6 +161,10 @@ async fn respond(inner: &Inner, user: Option<&str>, request: &[u8]) -> Option<(V
         return None;
     }
     inner.count_call(&header.name, request);
+    if super::lock(&inner.hang_up_on).as_deref() == Some(header.name.as_str()) {
+        tracing::info!(%name, method = %header.name, "fault injection: hanging up without a reply");
+        return None;
+    }
     let delay = inner.delay();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;

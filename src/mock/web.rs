@@ -1,5 +1,6 @@
 //! The mock's web port, shaped like impalad's (port 25000): `/jsonmetrics` (a flat object of metric names:
-//! the open-session and registered-query counts the proxy balances on), `/sessions?json` (every session
+//! the open-session and registered-query counts and the admission controller's per-pool figures the proxy
+//! balances on), `/sessions?json` (every session
 //! with its last access, which the proxy's clean-up reads before it closes a session upstream) and
 //! `/healthz`. Served with hyper, one task per connection, until the mock stops.
 
@@ -17,7 +18,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::Inner;
-use crate::backend::impalad_metrics::{OPEN_SESSIONS_METRIC, QUERIES_REGISTERED_METRIC};
+use crate::backend::impalad_metrics::{
+    ADMITTED_RUNNING_PREFIX, OPEN_SESSIONS_METRIC, QUERIES_REGISTERED_METRIC, QUEUED_PREFIX,
+};
 
 /// impalad's count of client connections to its HS2 port.
 const CONNECTIONS_METRIC: &str = "impala.thrift-server.hiveserver2-frontend.connections-in-use";
@@ -53,17 +56,26 @@ fn answer(inner: &Inner, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     response
 }
 
-/// impalad's `/jsonmetrics`: the metrics by name.
+/// impalad's `/jsonmetrics`: the metrics by name, every group flattened into one object.
 fn metrics(inner: &Inner) -> Value {
     let (sessions, queries) = {
         let st = inner.state();
         (st.sessions.len(), st.ops.len())
     };
-    json!({
+    let mut page = json!({
         OPEN_SESSIONS_METRIC: sessions,
         QUERIES_REGISTERED_METRIC: queries,
         CONNECTIONS_METRIC: inner.connections.load(Ordering::Relaxed),
-    })
+    });
+    if let Some(map) = page.as_object_mut() {
+        for (pool, (running, queued)) in super::lock(&inner.admission).iter() {
+            map.insert(format!("{ADMITTED_RUNNING_PREFIX}{pool}"), json!(running));
+            map.insert(format!("{QUEUED_PREFIX}{pool}"), json!(queued));
+            map.insert(format!("admission-controller.agg-num-running.{pool}"), json!(running));
+            map.insert(format!("admission-controller.agg-num-queued.{pool}"), json!(queued));
+        }
+    }
+    page
 }
 
 /// impalad's `/sessions?json`: one object per session, ids as `hi:lo`, times in ms since the epoch
