@@ -339,3 +339,37 @@ impl Backends {
         crate::balance::preference(&candidates, rotor).into_iter().map(|i| list[i].clone()).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FileConfig;
+
+    fn backend(health: &str) -> Backend {
+        let config = FileConfig::parse(&format!("[health]\n{health}")).and_then(FileConfig::validate).unwrap();
+        Backend::new(1, &BackendConfig::new("h:1"), &config, None)
+    }
+
+    #[test]
+    fn the_broken_streak_ends_at_eject_after_or_at_a_whole_reply() {
+        let b = backend("");
+        assert_eq!((b.exchange_broken(3), b.exchange_broken(3)), (None, None));
+        b.exchange_ok();
+        assert_eq!(b.broken_in_a_row(), 0);
+        assert_eq!((b.exchange_broken(3), b.exchange_broken(3), b.exchange_broken(3)), (None, None, Some(3)));
+        assert_eq!(b.broken_in_a_row(), 0, "a new streak starts");
+    }
+
+    #[test]
+    fn coming_up_starts_slow_start_and_it_scales_the_weight() {
+        let b = backend("slow_start = \"60s\"\nrise = 1");
+        let t = Thresholds { rise: 1, fall: 1 };
+        assert_eq!(b.candidate(Load::default()).weight, 1000, "a backend at start is not ramped");
+        b.record(Evidence::Failed("x".into()), t).expect("down");
+        b.record(Evidence::Alive, t).expect("up");
+        let w = b.candidate(Load::default()).weight;
+        assert!((100..110).contains(&w), "a tenth of its weight at first: {w}");
+        assert!(b.ramping_since().is_some());
+        assert_eq!(backend("rise = 1").ramp(), 1000, "off by default");
+    }
+}
