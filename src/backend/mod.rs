@@ -196,12 +196,6 @@ impl Backend {
         load::ramp(came_up.map(|t| t.elapsed()), self.slow_start)
     }
 
-    /// When slow start began, while it still ramps the backend up.
-    pub fn ramping_since(&self) -> Option<Instant> {
-        let came_up = *self.came_up.lock().unwrap_or_else(|e| e.into_inner());
-        came_up.filter(|t| t.elapsed() < self.slow_start)
-    }
-
     /// What balancing knows of it: its load ([`Backend::load_figures`]) and its weight as slow start
     /// ramps it.
     pub fn candidate(&self, load: Load) -> Candidate {
@@ -369,7 +363,6 @@ mod tests {
         b.record(Evidence::Alive, t).expect("up");
         let w = b.candidate(Load::default()).weight;
         assert!((100..110).contains(&w), "a tenth of its weight at first: {w}");
-        assert!(b.ramping_since().is_some());
         assert_eq!(backend("rise = 1").ramp(), 1000, "off by default");
     }
 }
