@@ -56,7 +56,7 @@ pub struct BackendJson {
     /// The latest evacuation (`POST /api/backends/{addr}/evacuate`), if any: `state` is `running`, `done`
     /// (no session of the proxy's is left: restart it), `deadline` or `stopped`; `moved`, `waiting`,
     /// `unmovable`, `failed`, `left`.
-    pub evacuation: Option<crate::control::evacuate::Progress>,
+    pub evacuation: Option<crate::backend::evacuation::Progress>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
