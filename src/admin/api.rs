@@ -88,7 +88,9 @@ pub struct SessionJson {
     /// As impalad shows it: `hi:lo`.
     pub id: String,
     pub backend: String,
-    /// The user as impalad sees it: the authenticated user, else OpenSession's `username`.
+    /// The client's user: the authenticated user, else OpenSession's `username`. (With Kerberos or a
+    /// delegating service account upstream, impalad's connected user is the proxy's own identity, and
+    /// this user is the session's `effective_user` there.)
     pub user: Option<String>,
     /// The delegated user (`impala.doas.user`, `hive.server2.proxy.user`), else `user`.
     pub effective_user: Option<String>,
