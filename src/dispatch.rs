@@ -421,6 +421,9 @@ impl Call<'_> {
                     client: Some(caller.peer),
                     rule: self.plan.and_then(|p| p.placed_by(backend)),
                 });
+                if let Some(plan) = self.plan {
+                    plan.settle();
+                }
                 self.attached.first_use(handle.guid);
                 proxy.metrics().session_opened(&backend.addr);
             }

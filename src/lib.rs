@@ -60,4 +60,5 @@ pub mod rules;
 pub mod sasl;
 pub mod server;
 pub mod thrift;
+pub mod timefmt;
 pub mod tls;

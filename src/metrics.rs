@@ -10,6 +10,8 @@
 //! Labels are bounded: `backend` is a configured address, `method` an IDL method name (or `unknown`),
 //! `kind`, `result` and `state` come from fixed lists here. No session or query id is ever a label.
 
+pub mod totals;
+
 use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -224,7 +226,7 @@ pub struct Metrics {
     start_time: Gauge<f64, AtomicU64>,
     started: Instant,
     /// The same calls, errors and latencies as plain totals, for the status page's history.
-    totals: crate::admin::history::Totals,
+    totals: totals::Totals,
 }
 
 impl Default for Metrics {
@@ -360,7 +362,7 @@ impl Metrics {
     }
 
     /// Calls, errors and latencies since the start, for the status page's history.
-    pub fn totals(&self) -> &crate::admin::history::Totals {
+    pub fn totals(&self) -> &totals::Totals {
         &self.totals
     }
 

@@ -20,11 +20,18 @@ pub struct Plan {
     pub placement: Placement,
     /// The group's backends (least loaded first), then, with `fallback = "any"`, the others.
     pub backends: Vec<Arc<Backend>>,
-    /// Given back when the plan is dropped (after the OpenSession reply is learned, or on failure).
-    _held: Vec<Held>,
+    /// Given back once the new session is counted ([`Plan::settle`]), or when the plan is dropped (the
+    /// OpenSession failed).
+    held: std::sync::Mutex<Vec<Held>>,
 }
 
 impl Plan {
+    /// The session is counted now (`routing` holds it): its places are given back at once, before the
+    /// client sees the reply, so that its next OpenSession is not refused by its own first one.
+    pub fn settle(&self) {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// The rule that placed a session opened on `backend`, as the session view shows it: the rule's
     /// name, and whether it fell back outside its group.
     pub fn placed_by(&self, backend: &Backend) -> Option<String> {
@@ -76,7 +83,7 @@ pub fn plan(proxy: &Proxy, who: &Who<'_>) -> Result<Plan, String> {
     if backends.is_empty() {
         return Err("hs2-proxy: no backend is available for a new session".into());
     }
-    Ok(Plan { placement, backends, _held: held })
+    Ok(Plan { placement, backends, held: std::sync::Mutex::new(held) })
 }
 
 /// Holds a place for an OpenSession of `key` unless `held` sessions plus those on their way reach `max`;

@@ -44,7 +44,7 @@ async fn admin(proxy: &ProxyHandle, method: &str, path: &str) -> (u16, String) {
     hs2_proxy::cli_admin::http(&addr, method, path, None).await.unwrap()
 }
 
-async fn evacuation(proxy: &ProxyHandle, mock: &MockImpalad) -> Option<hs2_proxy::control::evacuate::Progress> {
+async fn evacuation(proxy: &ProxyHandle, mock: &MockImpalad) -> Option<hs2_proxy::backend::evacuation::Progress> {
     let (_, body) = admin(proxy, "GET", "/api/backends").await;
     let all: hs2_proxy::admin::api::BackendsJson = serde_json::from_str(&body).unwrap();
     all.backends.into_iter().find(|b| b.address == mock.local_addr().to_string()).unwrap().evacuation

@@ -59,7 +59,7 @@ pub struct BackendJson {
     /// The latest evacuation (`POST /api/backends/{addr}/evacuate`), if any: `state` is `running`, `done`
     /// (no session of the proxy's is left: restart it), `deadline` or `stopped`; `moved`, `waiting`,
     /// `unmovable`, `failed`, `left`.
-    pub evacuation: Option<crate::control::evacuate::Progress>,
+    pub evacuation: Option<crate::backend::evacuation::Progress>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -91,7 +91,9 @@ pub struct SessionJson {
     /// As impalad shows it: `hi:lo`.
     pub id: String,
     pub backend: String,
-    /// The user as impalad sees it: the authenticated user, else OpenSession's `username`.
+    /// The client's user: the authenticated user, else OpenSession's `username`. (With Kerberos or a
+    /// delegating service account upstream, impalad's connected user is the proxy's own identity, and
+    /// this user is the session's `effective_user` there.)
     pub user: Option<String>,
     /// The delegated user (`impala.doas.user`, `hive.server2.proxy.user`), else `user`.
     pub effective_user: Option<String>,

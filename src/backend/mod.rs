@@ -6,6 +6,7 @@
 //! backends by id; a backend leaves the list only once it holds no session.
 
 pub mod connect;
+pub mod evacuation;
 pub mod health;
 pub mod impalad_metrics;
 pub mod load;
@@ -77,7 +78,7 @@ pub struct Backend {
     /// Wakes the probe task early (evidence from live traffic).
     pub probe_now: tokio::sync::Notify,
     /// Its evacuation, when one was started (`control::evacuate`).
-    pub evacuation: crate::control::evacuate::Evacuation,
+    pub evacuation: evacuation::Evacuation,
     pub pool: Pool,
 }
 

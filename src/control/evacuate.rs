@@ -4,10 +4,11 @@
 //! stays and is reported. The progress is the backend's, for the operator view.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::stopped;
+use crate::backend::evacuation::Progress;
 use crate::backend::health::AdminState;
 use crate::backend::Backend;
 use crate::hs2::handle::Guid;
@@ -24,57 +25,16 @@ const MOVES_AT_ONCE: usize = 4;
 const RETRY_FAILED_FIRST: Duration = Duration::from_secs(1);
 const RETRY_FAILED_MAX: Duration = Duration::from_secs(30);
 
-/// Where an evacuation stands.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, PartialEq)]
-pub struct Progress {
-    /// `running`, `done` (the backend holds no session of the proxy's: restart it), `deadline` (time ran
-    /// out; `left` stay), `stopped` (the proxy shut down).
-    pub state: String,
-    pub started_at: String,
-    pub deadline_seconds: f64,
-    pub moved: u64,
-    /// Sessions waiting for their open operations to close.
-    pub waiting: u64,
-    /// Sessions that cannot move (and why): they stay.
-    pub unmovable: Vec<String>,
-    /// Move attempts that failed (the session stays; it is tried again after a pause that doubles from
-    /// 1 s to 30 s).
-    pub failed: u64,
-    /// Sessions still on the backend.
-    pub left: u64,
-}
-
-/// The evacuation of one backend, shared with the operator view.
-#[derive(Debug, Default)]
-pub struct Evacuation {
-    progress: Mutex<Option<Progress>>,
-}
-
-impl Evacuation {
-    pub fn progress(&self) -> Option<Progress> {
-        self.progress.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn update(&self, f: impl FnOnce(&mut Progress)) {
-        if let Some(p) = self.progress.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            f(p);
-        }
-    }
-}
-
 /// Starts evacuating `backend`; `Err` when one is already running.
 pub fn start(proxy: &Proxy, backend: Arc<Backend>, deadline: Duration) -> Result<(), String> {
-    {
-        let mut current = backend.evacuation.progress.lock().unwrap_or_else(|e| e.into_inner());
-        if current.as_ref().is_some_and(|p| p.state == "running") {
-            return Err(format!("{} is already being evacuated", backend.addr));
-        }
-        *current = Some(Progress {
-            state: "running".into(),
-            started_at: crate::admin::rfc3339(SystemTime::now()),
-            deadline_seconds: deadline.as_secs_f64(),
-            ..Progress::default()
-        });
+    let progress = Progress {
+        state: "running".into(),
+        started_at: crate::timefmt::rfc3339(SystemTime::now()),
+        deadline_seconds: deadline.as_secs_f64(),
+        ..Progress::default()
+    };
+    if !backend.evacuation.begin(progress) {
+        return Err(format!("{} is already being evacuated", backend.addr));
     }
     backend.set_admin(AdminState::Drain);
     proxy.refresh_availability();
