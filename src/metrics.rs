@@ -24,6 +24,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::backend::health::STATES;
+use crate::backend::load::LoadFigures;
 use crate::backend::pool::PoolStats;
 use crate::hs2::call::Request;
 
@@ -414,6 +415,13 @@ pub struct LoadGauges {
     pub queued: Option<u64>,
     /// Thousandths of the weight (1000 unless slow start ramps it).
     pub ramp: u64,
+}
+
+impl LoadGauges {
+    /// From a backend's load figures and slow start's ramp (thousandths of its weight).
+    pub fn of(f: &LoadFigures, ramp: u64) -> LoadGauges {
+        LoadGauges { load: f.load, admitted_running: f.admitted_running, queued: f.queued, ramp }
+    }
 }
 
 /// The `method` label of a request: its IDL name, or `unknown` (a peer must not invent label values).

@@ -487,7 +487,7 @@ impl Proxy {
             weight: b.weight.load(Ordering::Relaxed),
             state,
             impalad_sessions: b.external_sessions(),
-            load: b.load_gauges(load),
+            load: crate::metrics::LoadGauges::of(&b.load_figures(load), b.ramp()),
             pool: b.pool.stats(),
         }
     }

@@ -5,10 +5,10 @@ use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use super::rfc3339;
 use crate::backend::load::FULL_WEIGHT;
 use crate::backend::Backend;
 use crate::proxy::Proxy;
+use crate::timefmt::rfc3339;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct LoadJson {

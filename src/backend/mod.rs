@@ -207,17 +207,6 @@ impl Backend {
         }
     }
 
-    /// Its load figures as the metrics show them.
-    pub fn load_gauges(&self, load: Load) -> crate::metrics::LoadGauges {
-        let f = self.load_figures(load);
-        crate::metrics::LoadGauges {
-            load: f.load,
-            admitted_running: f.admitted_running,
-            queued: f.queued,
-            ramp: self.ramp(),
-        }
-    }
-
     /// Applies evidence to the health state machine; a backend that comes up starts slow start.
     pub fn record(&self, evidence: Evidence, thresholds: Thresholds) -> Option<Transition> {
         let t = self.health().record(evidence, thresholds)?;
