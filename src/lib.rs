@@ -4,7 +4,8 @@
 //! - Pure, no I/O: [`thrift`] (scanner, value codec, framing), [`hs2`] (the method table generated
 //!   from `idl/`, handles, request and reply views, synthesized replies), [`routing`] (which backend
 //!   holds each handle), [`balance`] (choosing a backend), [`rules`] (groups and routing rules), [`misses`], [`backend::health`] (the health
-//!   state machine), [`metrics`] (every metric name), [`config`] (file and flags to a validated config).
+//!   state machine), [`backend::load`] (the load balancing compares, slow start's ramp), [`metrics`]
+//!   (every metric name), [`config`] (file and flags to a validated config).
 //! - I/O, one thing each: [`conn`] (the only Thrift socket code: read, write, relay into a reply sink),
 //!   [`backend`] (backends, upstream pools, connecting, probes, impalad's web port), [`sasl`],
 //!   [`tls`], [`http`] (HTTP backends, the small HTTP client).
