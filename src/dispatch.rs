@@ -359,7 +359,7 @@ impl Call<'_> {
             ExchangeError::Unsent(e) => (e.to_string(), 0),
             ExchangeError::Relay(r) => (r.error.to_string(), r.forwarded),
         };
-        // One broken exchange is not proof; it counts (health.eject_after in a row eject), and the probe looks.
+        // One broken exchange is not proof: it counts (health.eject_after in a row take it down), and the probe looks.
         crate::control::eject::broken_exchange(self.proxy, backend, &error);
         backend.probe_now.notify_one();
         tracing::warn!(backend = %backend.addr, client = %self.caller.peer, method = self.req.name(), error = %error,

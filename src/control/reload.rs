@@ -1,7 +1,8 @@
 //! Applying a new configuration's backend list (SIGHUP): new backends are added (probed at once, and
 //! ramped up over `health.slow_start`), known ones re-weighted, removed ones drained; a drained backend
-//! leaves once its last session is gone (its health task removes it). The routing rules (`[[groups]]`, `[[rules]]`, `[user_groups]`) are replaced with them;
-//! sessions already open stay where they are. Other settings need a restart.
+//! leaves once its last session is gone (its health task removes it). The routing rules (`[[groups]]`,
+//! `[[rules]]`, `[user_groups]`) are replaced with them; sessions already open stay where they are. Other
+//! settings need a restart.
 
 use std::sync::atomic::Ordering;
 
