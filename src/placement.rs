@@ -42,6 +42,11 @@ impl Plan {
 
 /// The plan for a new session of `who`, or the HS2 error text that refuses it.
 pub fn plan(proxy: &Proxy, who: &Who<'_>) -> Result<Plan, String> {
+    plan_over(proxy, who, proxy.preference())
+}
+
+/// The plan over backends in the order `all` (least loaded first).
+fn plan_over(proxy: &Proxy, who: &Who<'_>, all: Vec<Arc<Backend>>) -> Result<Plan, String> {
     let mut held = Vec::new();
     if let (Some(user), Some(max)) = (who.user, proxy.config().limits.max_sessions_per_user) {
         held.push(take_place(proxy, &format!("user:{user}"), proxy.sessions_of(user), max).map_err(|n| {
@@ -52,7 +57,6 @@ pub fn plan(proxy: &Proxy, who: &Who<'_>) -> Result<Plan, String> {
         })?);
     }
     let placement = proxy.policy().place(who);
-    let all = proxy.preference();
     let (mut in_group, rest): (Vec<_>, Vec<_>) = all.into_iter().partition(|b| placement.allows(&b.addr));
     let mut why_not = None;
     if let Some(group) = &placement.group {
@@ -116,7 +120,8 @@ pub struct Explanation {
 pub fn explain(proxy: &Proxy, who: &Who<'_>) -> Explanation {
     let placement = proxy.policy().place(who);
     let reason = placement.describe();
-    let (backends, refused) = match plan(proxy, who) {
+    // Asking must not turn the tie rotor (nor hold a place, which the plan gives back when dropped here).
+    let (backends, refused) = match plan_over(proxy, who, proxy.preference_now()) {
         Ok(p) => (p.backends.iter().map(|b| b.addr.clone()).collect(), None),
         Err(text) => (Vec::new(), Some(text)),
     };

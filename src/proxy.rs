@@ -220,6 +220,14 @@ impl Proxy {
         self.shared.backends.preference(rotor, |id| self.shared.routes.load(id))
     }
 
+    /// The same order without turning the rotor, for what opens no session (a password check, `explain`):
+    /// a turn taken by a client's check would skip its own OpenSession's backend, and with two backends
+    /// send every such client to the same one.
+    pub fn preference_now(&self) -> Vec<Arc<Backend>> {
+        let rotor = self.shared.rotor.load(Ordering::Relaxed);
+        self.shared.backends.preference(rotor, |id| self.shared.routes.load(id))
+    }
+
     pub fn add_backend(&self, cfg: &BackendConfig) -> Arc<Backend> {
         self.shared.backends.add(cfg, &self.shared.config)
     }

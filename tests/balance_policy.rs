@@ -242,3 +242,36 @@ async fn broken_exchanges_in_a_row_eject_a_backend_before_the_next_probe() {
     let b = backend_view(&proxy, &addr0).await;
     assert_eq!(b.observed, "down", "only probes bring it back (rise good ones, interval apart)");
 }
+
+/// Checking a PLAIN client's password must not turn the tie rotor: with two backends, a client's check
+/// and its OpenSession would otherwise take two turns, and every client whose session opens before the
+/// last one is learned lands on the same backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_checks_do_not_skew_the_choice_between_equal_backends() {
+    let mut mocks = Vec::new();
+    for i in 0..2 {
+        let cfg = MockConfig {
+            name: format!("mock-{i}"),
+            auth: MockAuth::Plain { users: None },
+            // OpenSessions stay on their way while the next clients arrive: equal loads, the rotor decides.
+            delay: Duration::from_millis(400),
+            ..MockConfig::default()
+        };
+        mocks.push(MockImpalad::start("127.0.0.1:0", cfg).await.unwrap());
+    }
+    let proxy = proxy(&mocks, BackendTransport::Sasl, |c| c.health.interval = Duration::from_secs(3600)).await;
+    let mut opens = Vec::new();
+    for i in 0..6 {
+        let addr = proxy.local_addr;
+        opens.push(tokio::spawn(async move {
+            let mut c = Hs2Client::connect(addr, &plain(&format!("user{i}"), "pw")).await.unwrap();
+            c.open_session(None, &[]).await.unwrap()
+        }));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    for o in opens {
+        o.await.unwrap();
+    }
+    let counts: Vec<usize> = mocks.iter().map(|m| m.sessions().len()).collect();
+    assert_eq!(counts, vec![3, 3], "six concurrent sessions over two equal backends");
+}

@@ -21,7 +21,7 @@ pub async fn check_password(proxy: &Proxy, creds: &Credentials) -> Result<(), St
         BackendTransport::Sasl => {}
     }
     let mut last = String::from("no backend is available");
-    for backend in proxy.preference() {
+    for backend in proxy.preference_now() {
         match backend.pool.checkout(creds).await {
             Ok(up) => {
                 up.release();
