@@ -125,8 +125,14 @@ fn open_session(inner: &Inner, user: Option<&str>, req: &Struct) -> Outcome {
         .map(|(k, v)| (k.to_ascii_uppercase(), v.to_string()))
         .collect();
     let id = HandleId::random();
-    let session =
-        Session { secret: id.secret, user: session_user, delegated, options, database: "default".to_string() };
+    let session = Session {
+        secret: id.secret,
+        user: session_user,
+        delegated,
+        options,
+        database: "default".to_string(),
+        opened: Instant::now(),
+    };
     inner.state().sessions.insert(id.guid, session);
     let http_addr = format!("{}:25000", inner.cfg.name);
     let config =

@@ -5,6 +5,8 @@
 //! - [`calls`], [`op_calls`]: one function per method, Impala's checks and texts.
 //! - [`state`]: sessions, operations and the query log; [`sql`]: the dialect; [`rowset`]: lazily
 //!   generated results; [`plan`]: a query's operators and exec summary; [`profile`]: its text profile.
+//! - `ledger`: when each session opened, and every call that named a handle the mock does not hold
+//!   (a test bed with several mocks tells misrouted calls from stale ones with it).
 //!
 //! What makes it Impala-like, and what the proxy depends on: sessions outlive the connection that opened
 //! them and work from any connection; an operation's secret is its session's secret; unknown handles get
@@ -15,6 +17,7 @@
 //! `--authorized_proxy_user_config`; `select current_user()` answers the session's effective user.
 
 mod calls;
+mod ledger;
 mod op_calls;
 pub mod plan;
 mod profile;
@@ -39,6 +42,7 @@ use crate::hs2::handle::Guid;
 use crate::kerberos::delegation::ProxyUsers;
 use crate::kerberos::{Credential, Gss};
 use crate::sasl::KerberosUser;
+pub use ledger::{HandleKind, UnknownHandle};
 use state::State;
 
 /// The version the mock reports (GetInfo CLI_DBMS_VER, PingImpalaHS2Service).
@@ -134,6 +138,8 @@ pub(crate) struct Inner {
     acceptor: Option<Credential>,
     /// Every Kerberos login, in order (tests read how real clients end the negotiation).
     kerberos_logins: Mutex<Vec<KerberosUser>>,
+    /// Calls that named a handle this mock does not hold (`ledger`).
+    unknown: Mutex<ledger::UnknownLog>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -208,6 +214,7 @@ impl MockImpalad {
             prepared: Mutex::new(HashMap::new()),
             acceptor,
             kerberos_logins: Mutex::new(Vec::new()),
+            unknown: Mutex::new(ledger::UnknownLog::default()),
         });
         let task = tokio::spawn(server::accept_loop(listener, inner.clone(), stopped));
         *lock(&inner.accept_task) = Some(task);

@@ -160,6 +160,7 @@ async fn respond(inner: &Inner, user: Option<&str>, request: &[u8]) -> Option<(V
         return None;
     }
     inner.count_call(&header.name);
+    inner.note_unknown_handles(&header.name, header.seqid, &args);
     let delay = inner.delay();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;

@@ -24,6 +24,8 @@ pub struct Session {
     /// Query options set by OpenSession's configuration or `set k=v`, keys upper-cased.
     pub options: BTreeMap<String, String>,
     pub database: String,
+    /// When OpenSession created it (a test bed tells sessions of an earlier proxy instance by it).
+    pub opened: Instant,
 }
 
 impl Session {
@@ -237,6 +239,7 @@ mod tests {
             delegated: None,
             options: BTreeMap::new(),
             database: "default".into(),
+            opened: Instant::now(),
         };
         (id, s)
     }
