@@ -14,7 +14,7 @@
 //! - Control plane: [`control`] (health tasks, the session reaper, reload); [`admin`] (API, status
 //!   page, `/metrics`) and [`cli_admin`] (its CLI).
 //! - Test bed, behind the `testbed` feature (on by default): [`mock`] (a mock impalad), [`hs2client`]
-//!   (a small HS2 client), [`bench`] (the load generator), [`demo`].
+//!   (a small HS2 client), [`bench`] (the load generator), [`soak`] (the soak with faults), [`demo`].
 //!
 //! # The request path
 //! ```text
@@ -52,5 +52,7 @@ pub mod recover;
 pub mod routing;
 pub mod sasl;
 pub mod server;
+#[cfg(feature = "testbed")]
+pub mod soak;
 pub mod thrift;
 pub mod tls;

@@ -1,0 +1,68 @@
+//! Defects the soak (`hs2_proxy::soak`, `scripts/soak.sh`) found, each reproduced on its own through real
+//! sockets: the proxy in front of mock impalads. Each test failed on the code before its fix.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::*;
+use hs2_proxy::backend::health::Evidence;
+use hs2_proxy::config::{BackendTransport, Config};
+use hs2_proxy::hs2::idl::enums::t_get_info_type::CLI_DBMS_VER;
+use hs2_proxy::hs2client::{ClientAuth, Hs2Client};
+use hs2_proxy::mock::MockAuth;
+
+fn quiet_health(c: &mut Config) {
+    // No probe during the test: the evidence is the test's own.
+    c.health.interval = Duration::from_secs(3600);
+}
+
+/// Two client connections use a session the proxy does not know (after a restart, Hue's hosts share
+/// their sessions) at the same moment: both lookups find the owner and both learn it. The second used to
+/// replace the first's entry without unpinning the first's upstream connection, which then stayed pinned
+/// (never closed as idle) after the session was closed. The soak's first run ended with one such pin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_found_by_two_lookups_at_once_leaves_no_pin_behind() {
+    let mocks = mocks(1, MockAuth::NoSasl).await;
+    let proxy = proxy(&mocks, BackendTransport::Nosasl, quiet_health).await;
+    let mut direct = Hs2Client::connect(mocks[0].local_addr(), &ClientAuth::NoSasl).await.unwrap();
+    let session = direct.open_session(None, &[]).await.unwrap();
+    // Slow answers, so that both lookups are under way before either ends.
+    mocks[0].set_delay(Duration::from_millis(300));
+    let (mut a, mut b) = (connect(&proxy, &ClientAuth::NoSasl).await, connect(&proxy, &ClientAuth::NoSasl).await);
+    let (ra, rb) = tokio::join!(a.get_info(&session, CLI_DBMS_VER), b.get_info(&session, CLI_DBMS_VER));
+    assert!(ra.is_ok() && rb.is_ok(), "{ra:?} {rb:?}");
+    mocks[0].set_delay(Duration::ZERO);
+    a.close_session(&session).await.unwrap();
+    assert_eq!(proxy.proxy.session_count(), 0);
+    let stats = proxy.proxy.backends()[0].pool.stats();
+    assert_eq!(stats.pinned, 0, "no session is left to pin a connection: {stats:?}");
+}
+
+/// A backend is marked down while a call is under way on the connection that opened a session there:
+/// the session is forgotten (failover), the call still completes and its connection goes back to the
+/// pool. That connection used to stay pinned for good (its session was gone, so nothing unpinned it),
+/// holding a pool slot that idle clean-up never frees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_marked_down_mid_call_leaves_no_pin_behind() {
+    let mocks = mocks(1, MockAuth::NoSasl).await;
+    let proxy = proxy(&mocks, BackendTransport::Nosasl, quiet_health).await;
+    let mut c = connect(&proxy, &ClientAuth::NoSasl).await;
+    let session = c.open_session(None, &[]).await.unwrap();
+    let backend = proxy.proxy.backends()[0].clone();
+    assert_eq!(backend.pool.stats().pinned, 1, "the opening connection is pinned");
+    mocks[0].set_delay(Duration::from_millis(500));
+    let call = tokio::spawn(async move { c.get_info(&session, CLI_DBMS_VER).await.map(drop) });
+    let b = backend.clone();
+    eventually("the call is in flight", move || b.inflight.load(Ordering::Relaxed) == 1).await;
+    for _ in 0..proxy.proxy.config().health.fall {
+        proxy.proxy.apply_evidence(&backend, Evidence::Failed("the test says so".into()));
+    }
+    assert_eq!(proxy.proxy.session_count(), 0, "down: its sessions are forgotten");
+    assert!(call.await.unwrap().is_ok(), "the call under way completes");
+    let b = backend.clone();
+    eventually("the connection is back", move || b.inflight.load(Ordering::Relaxed) == 0).await;
+    let stats = backend.pool.stats();
+    assert_eq!(stats.pinned, 0, "no session is left to pin a connection: {stats:?}");
+}
