@@ -66,3 +66,35 @@ async fn a_backend_marked_down_mid_call_leaves_no_pin_behind() {
     let stats = backend.pool.stats();
     assert_eq!(stats.pinned, 0, "no session is left to pin a connection: {stats:?}");
 }
+
+/// A session is abandoned while every upstream connection of its user is busy. The clean-up used to
+/// forget it at once and leave it "for the server to expire"; but the busy connections stay open in the
+/// pool, so impalad never sees the session disconnected and it stays open there for good. It now waits
+/// for a later round and closes the session once a connection is idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_abandoned_while_its_connections_are_busy_is_still_closed_upstream() {
+    let mocks = mocks(1, MockAuth::NoSasl).await;
+    let proxy = proxy(&mocks, BackendTransport::Nosasl, |c| {
+        quiet_health(c);
+        c.pool.max_per_backend = 1;
+        c.sessions.disconnected_grace = Duration::from_secs(1);
+        c.sessions.reap_interval = Duration::from_millis(100);
+    })
+    .await;
+    let mut a = connect(&proxy, &ClientAuth::NoSasl).await;
+    let abandoned = a.open_session(None, &[]).await.unwrap();
+    let mut b = connect(&proxy, &ClientAuth::NoSasl).await;
+    let kept = b.open_session(None, &[]).await.unwrap();
+    // B's call holds the only upstream connection past the grace period of A's session.
+    mocks[0].set_delay(Duration::from_millis(1600));
+    let call = tokio::spawn(async move { b.get_info(&kept, CLI_DBMS_VER).await.map(|_| b) });
+    let backend = proxy.proxy.backends()[0].clone();
+    eventually("B's call is in flight", move || backend.inflight.load(Ordering::Relaxed) == 1).await;
+    drop(a);
+    let _b = call.await.unwrap().unwrap();
+    mocks[0].set_delay(Duration::ZERO);
+    let m = mocks[0].clone();
+    eventually("the abandoned session is closed on the impalad", move || !m.has_session(&abandoned.guid)).await;
+    assert!(mocks[0].has_session(&kept.guid));
+    assert_eq!(proxy.proxy.session_count(), 1);
+}
