@@ -89,6 +89,11 @@ impl Request {
     /// one scan that captures this method's fields and checks that the message ends where `bytes` does.
     pub fn parse(bytes: Bytes, limits: Limits) -> Result<Request, ProtocolError> {
         let (header, _) = parse_header(&bytes)?.ok_or(ProtocolError::Truncated)?;
+        // A client's reply or exception is no request: impalad's Thrift server would drop the connection,
+        // so forwarding it would break an upstream connection and count against a healthy backend.
+        if !matches!(header.kind, MessageKind::Call | MessageKind::Oneway) {
+            return Err(ProtocolError::NotACall(header.kind));
+        }
         let index = idl::method_index(&header.name);
         let (mut session, mut operation, mut statement) = (None, None, None);
         if index.is_none() {
@@ -222,6 +227,17 @@ mod tests {
         let planned = Struct::new().with(1, exec("select 2").into_value()).with(2, Struct::new().into_value());
         assert_eq!(parse("ExecutePlannedStatement", planned).statement.as_deref(), Some("select 2"));
         assert_eq!(parse("GetInfo", Struct::new().with(1, handle_struct(&s))).statement, None);
+    }
+
+    #[test]
+    fn only_calls_are_requests() {
+        let body = Struct::new().with(1, Struct::new().into_value());
+        for kind in [MessageKind::Reply, MessageKind::Exception] {
+            let bytes = encode_message(&MessageHeader::new("OpenSession", kind, 1), &body);
+            assert_eq!(Request::parse(Bytes::from(bytes), Limits::REQUEST).err(), Some(ProtocolError::NotACall(kind)));
+        }
+        let oneway = encode_message(&MessageHeader::new("OpenSession", MessageKind::Oneway, 1), &body);
+        assert!(Request::parse(Bytes::from(oneway), Limits::REQUEST).is_ok());
     }
 
     #[test]
