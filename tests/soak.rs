@@ -1,5 +1,5 @@
 //! The soak with faults, two minutes of it (`hs2_proxy::soak`): the real proxy binary in front of three
-//! mock impalads under Hue-like, impyla-like, vanishing, slow, large and stalled clients, while backends
+//! mock impalads under Hue-like, impyla-like (ours and the real impyla), vanishing, slow, large and stalled clients, while backends
 //! are killed, drained, shut down, dropped and reloaded away and back, and the proxy restarts once.
 //! Fails on any misrouted call, growth without bound, client failures outside the faults, or a proxy view
 //! that disagrees with the mocks at the end. `scripts/soak.sh` runs the 30-minute version.
@@ -12,7 +12,11 @@ use hs2_proxy::soak::{self, Settings};
 #[ignore = "two minutes: scripts/test.sh runs it with the other long tests"]
 async fn a_two_minute_soak_with_faults_passes() {
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("soak");
-    let settings = Settings::for_minutes(2.0, PathBuf::from(env!("CARGO_BIN_EXE_hs2-proxy")), out.clone());
+    let mut settings = Settings::for_minutes(2.0, PathBuf::from(env!("CARGO_BIN_EXE_hs2-proxy")), out.clone());
+    // Real impyla joins the load: scripts/test.sh runs scripts/setup-python.sh before the long tests.
+    let python = soak::python::venv_python(std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
+    assert!(python.exists(), "{} is missing: run scripts/setup-python.sh", python.display());
+    settings.python = Some(python);
     let report = soak::run(&settings).await.expect("the soak runs");
     let markdown = report.markdown();
     std::fs::write(out.join("report.md"), &markdown).unwrap();

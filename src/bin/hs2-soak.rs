@@ -3,8 +3,9 @@
 //! `--out`, prints the report, and exits non-zero when any check failed.
 //!
 //! ```text
-//! hs2-soak --proxy target/release/hs2-proxy [--minutes 30] [--out target/soak]
+//! hs2-soak --proxy target/release/hs2-proxy [--minutes 30] [--out target/soak] [--python .venv/bin/python]
 //! ```
+//! With `--python` (the project's .venv, made by scripts/setup-python.sh), real impyla clients join the load.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +25,9 @@ struct Args {
     /// Directory for the proxy's config and logs, the report and the samples.
     #[arg(long, default_value = "target/soak")]
     out: PathBuf,
+    /// A Python with impyla (scripts/setup-python.sh: .venv/bin/python): real impyla clients join the load.
+    #[arg(long)]
+    python: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -31,7 +35,8 @@ async fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let args = Args::parse();
-    let settings = Settings::for_minutes(args.minutes, args.proxy, args.out.clone());
+    let mut settings = Settings::for_minutes(args.minutes, args.proxy, args.out.clone());
+    settings.python = args.python;
     let report = match soak::run(&settings).await {
         Ok(r) => r,
         Err(e) => {

@@ -29,8 +29,11 @@ const VANISH_AFTER: usize = 200_000;
 
 /// Runs one client of `kind` until the soak stops.
 pub async fn run(ctx: Arc<Ctx>, kind: Kind, index: usize, hue_pool: usize) {
-    if kind == Kind::Hue {
-        return hue(&ctx, index, hue_pool).await;
+    match kind {
+        Kind::Hue => return hue(&ctx, index, hue_pool).await,
+        // Its own processes (`super::python`).
+        Kind::RealImpyla => return,
+        _ => {}
     }
     let think = match kind {
         Kind::Impyla => Duration::from_millis(50),

@@ -41,10 +41,12 @@ pub enum Kind {
     LargeFetch,
     /// Asks for a large reply and never reads: must be cut off after `timeouts.client_write`.
     Stalled,
+    /// Real impyla (Python, `super::python`): a cursor, so a session, per round.
+    RealImpyla,
 }
 
-pub const KINDS: [Kind; 6] =
-    [Kind::Hue, Kind::Impyla, Kind::Vanisher, Kind::SlowReader, Kind::LargeFetch, Kind::Stalled];
+pub const KINDS: [Kind; 7] =
+    [Kind::Hue, Kind::Impyla, Kind::Vanisher, Kind::SlowReader, Kind::LargeFetch, Kind::Stalled, Kind::RealImpyla];
 
 /// How many clients of each kind run.
 #[derive(Clone, Debug)]
@@ -56,11 +58,37 @@ pub struct Mix {
     pub slow_readers: usize,
     pub large_fetchers: usize,
     pub stalled: usize,
+    /// Real impyla processes; they need [`super::Settings::python`].
+    pub real_impyla: usize,
 }
 
 impl Default for Mix {
     fn default() -> Mix {
-        Mix { hue_workers: 3, hue_pool: 4, impyla: 3, vanishers: 2, slow_readers: 1, large_fetchers: 1, stalled: 1 }
+        Mix {
+            hue_workers: 3,
+            hue_pool: 4,
+            impyla: 3,
+            vanishers: 2,
+            slow_readers: 1,
+            large_fetchers: 1,
+            stalled: 1,
+            real_impyla: 2,
+        }
+    }
+}
+
+impl Mix {
+    /// How many clients of `kind` run.
+    pub fn clients(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Hue => self.hue_workers,
+            Kind::Impyla => self.impyla,
+            Kind::Vanisher => self.vanishers,
+            Kind::SlowReader => self.slow_readers,
+            Kind::LargeFetch => self.large_fetchers,
+            Kind::Stalled => self.stalled,
+            Kind::RealImpyla => self.real_impyla,
+        }
     }
 }
 
@@ -159,10 +187,18 @@ pub struct Load {
     pub ctx: Arc<Ctx>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    impyla: Option<super::python::Impyla>,
 }
 
 impl Load {
-    pub fn start(proxy: SocketAddr, mix: &Mix, stall_wait: Duration) -> Load {
+    /// Starts the clients of `mix`; the real impyla ones with `python` (their logs in `dir`).
+    pub fn start(
+        proxy: SocketAddr,
+        mix: &Mix,
+        stall_wait: Duration,
+        python: Option<&std::path::Path>,
+        dir: &std::path::Path,
+    ) -> Result<Load, super::SoakError> {
         let (stop, stopped) = watch::channel(false);
         let ctx = Arc::new(Ctx {
             proxy,
@@ -183,12 +219,21 @@ impl Load {
         spawn(mix.slow_readers, Kind::SlowReader);
         spawn(mix.large_fetchers, Kind::LargeFetch);
         spawn(mix.stalled, Kind::Stalled);
-        Load { ctx, stop, tasks }
+        let impyla = match (python, mix.real_impyla) {
+            (_, 0) => None,
+            (Some(py), n) => Some(super::python::Impyla::start(py, proxy, n, ctx.clone(), dir)?),
+            (None, _) => return Err(super::SoakError::Setup("real impyla clients need a Python (--python)".into())),
+        };
+        Ok(Load { ctx, stop, tasks, impyla })
     }
 
     /// Stops every client after its current round; returns how many had to be aborted after `within`.
     pub async fn stop(mut self, within: Duration) -> (Arc<Ctx>, usize) {
         self.stop.send_replace(true);
+        let killed = match self.impyla.take() {
+            Some(i) => i.stop().await,
+            None => 0,
+        };
         let deadline = tokio::time::Instant::now() + within;
         let mut aborted = 0;
         while !self.tasks.is_empty() {
@@ -200,6 +245,6 @@ impl Load {
                 }
             }
         }
-        (self.ctx, aborted)
+        (self.ctx, aborted + killed)
     }
 }

@@ -4,7 +4,7 @@
 //! - [`cluster`]: the mocks (killed and restarted in place) and the audit of misrouted calls;
 //!   [`process`]: the proxy as a child process (config file, SIGHUP, SIGTERM, restart, its logs).
 //! - [`load`], [`clients`]: the client kinds (Hue-like pooled, impyla-like per cursor, vanishing, slow,
-//!   large, stalled). [`faults`]: the schedule and each fault carried out and undone.
+//!   large, stalled; [`python`]: real impyla). [`faults`]: the schedule and each fault carried out and undone.
 //! - [`sample`]: the figures recorded over time; [`verdict`]: growth and agreement, from figures only
 //!   (no I/O); [`report`]: the markdown and CSV written at the end. [`admin`]: the admin API client.
 //!
@@ -19,6 +19,7 @@ pub mod cluster;
 pub mod faults;
 pub mod load;
 pub mod process;
+pub mod python;
 pub mod report;
 pub mod sample;
 pub mod verdict;
@@ -69,6 +70,8 @@ pub struct Settings {
     /// Config, logs, report and samples go here.
     pub work_dir: PathBuf,
     pub mix: Mix,
+    /// The interpreter of the real impyla clients (the project's .venv); `None` runs none.
+    pub python: Option<PathBuf>,
 }
 
 impl Settings {
@@ -79,7 +82,7 @@ impl Settings {
         let sample_every = (duration / 60).clamp(Duration::from_secs(2), Duration::from_secs(10));
         let fault_period =
             if duration <= Duration::from_secs(300) { Duration::from_secs(9) } else { Duration::from_secs(20) };
-        Settings { proxy_bin, duration, sample_every, fault_period, work_dir, mix: Mix::default() }
+        Settings { proxy_bin, duration, sample_every, fault_period, work_dir, mix: Mix::default(), python: None }
     }
 }
 
@@ -93,7 +96,12 @@ pub async fn run(s: &Settings) -> Result<Report, SoakError> {
     proxy.write_config(&cluster.addrs())?;
     proxy.start().await?;
     let since = Instant::now();
-    let load = Load::start(proxy.listen(), &s.mix, CLIENT_WRITE + Duration::from_secs(2));
+    let mut mix = s.mix.clone();
+    if s.python.is_none() {
+        mix.real_impyla = 0;
+    }
+    let load =
+        Load::start(proxy.listen(), &mix, CLIENT_WRITE + Duration::from_secs(2), s.python.as_deref(), &s.work_dir)?;
     let pid = Arc::new(AtomicU32::new(proxy.pid().unwrap_or(0)));
     let (stop_tx, stop_rx) = watch::channel(false);
     let samples = Arc::new(Mutex::new(Vec::new()));
@@ -128,7 +136,9 @@ pub async fn run(s: &Settings) -> Result<Report, SoakError> {
         problems.push(e.to_string());
     }
     let samples = samples.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    Ok(Report::build(s, &ctx, &windows, &fault_log, cluster.audit_figures(), samples, finals, problems, proxy.starts()))
+    let run =
+        report::Run { settings: s, mix: &mix, windows: &windows, faults: &fault_log, proxy_starts: proxy.starts() };
+    Ok(Report::build(&run, &ctx, cluster.audit_figures(), samples, finals, problems))
 }
 
 /// The sampler and the misroute audit, until `stop`.

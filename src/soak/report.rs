@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use super::cluster::AuditFigures;
 use super::faults::{Fault, Planned, Window};
-use super::load::{Ctx, Kind, KINDS};
+use super::load::{Ctx, Kind, Mix, KINDS};
 use super::sample::{Sample, SERIES};
 use super::verdict::{growth, Growth};
 use super::Settings;
@@ -50,20 +50,26 @@ pub struct Report {
     pub failures: Vec<String>,
 }
 
+/// What was run: the settings, the client mix, the faults carried out with their windows.
+pub struct Run<'a> {
+    pub settings: &'a Settings,
+    pub mix: &'a Mix,
+    pub windows: &'a [Window],
+    pub faults: &'a [Planned],
+    pub proxy_starts: u32,
+}
+
 impl Report {
-    #[allow(clippy::too_many_arguments)]
     pub fn build(
-        s: &Settings,
+        run: &Run<'_>,
         ctx: &Ctx,
-        windows: &[Window],
-        faults: &[Planned],
         audit: AuditFigures,
         samples: Vec<Sample>,
         finals: Finals,
         problems: Vec<String>,
-        proxy_starts: u32,
     ) -> Report {
-        let total = s.duration.as_secs_f64();
+        let (windows, faults, proxy_starts) = (run.windows, run.faults, run.proxy_starts);
+        let total = run.settings.duration.as_secs_f64();
         let window = (total / 3.0, total);
         let growth: Vec<_> = SERIES
             .iter()
@@ -74,6 +80,7 @@ impl Report {
             .collect();
         let kinds: Vec<KindFigures> = KINDS
             .iter()
+            .filter(|k| run.mix.clients(**k) > 0)
             .map(|k| {
                 let st = ctx.stats(*k);
                 let outside = st
