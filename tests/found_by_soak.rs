@@ -98,3 +98,71 @@ async fn a_session_abandoned_while_its_connections_are_busy_is_still_closed_upst
     assert!(mocks[0].has_session(&kept.guid));
     assert_eq!(proxy.proxy.session_count(), 1);
 }
+
+/// The disk under the proxy's log filled up during the second 30-minute soak. tracing-subscriber, on a
+/// failed write, reports it with `eprintln!`, which panics when stderr itself cannot be written: every
+/// task that logged died (connection tasks mid-call, without counting their connection closed; health
+/// tasks, leaving backends down for good; the clean-up), and the proxy lived on as a zombie that
+/// answered "no backend is available" long after the disk had room again. With stderr on /dev/full the
+/// proxy died at its first log line. A failing log must cost log lines, never service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_that_cannot_be_written_costs_log_lines_not_service() {
+    for format in ["text", "json"] {
+        serves_with_a_full_log(format).await;
+    }
+}
+
+async fn serves_with_a_full_log(format: &str) {
+    let mocks = mocks(1, MockAuth::NoSasl).await;
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (listen, admin) = (free(), free());
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full (Linux)");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hs2-proxy"))
+        .args(["--listen", &listen.to_string(), "--admin-listen", &admin.to_string()])
+        .args(["--backend", &mocks[0].local_addr().to_string(), "--log-format", format])
+        .env("HS2_PROXY_LOG", "debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(full)
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let ready = async {
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("the proxy exited: {status}"));
+            }
+            if let Ok((200, _)) = hs2_proxy::cli_admin::http(&admin.to_string(), "GET", "/healthz", None).await {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let ready = tokio::time::timeout(Duration::from_secs(20), ready).await.expect("bounded");
+    let _child = Kill(child);
+    ready.unwrap();
+    for _ in 0..3 {
+        let mut c = Hs2Client::connect(listen, &ClientAuth::NoSasl).await.unwrap();
+        c.set_timeout(Some(Duration::from_secs(10)));
+        let s = c.open_session(None, &[]).await.expect("a session, with every log line failing");
+        let op = c.execute(&s, "select id from range(10)").await.unwrap();
+        assert_eq!(c.fetch_all_i64(&op).await.unwrap(), (0..10).collect::<Vec<_>>());
+        c.close_session(&s).await.unwrap();
+    }
+    let connections = async {
+        loop {
+            let (_, body) = hs2_proxy::cli_admin::http(&admin.to_string(), "GET", "/api/status", None).await.unwrap();
+            let status: hs2_proxy::admin::api::StatusJson = serde_json::from_str(&body).unwrap();
+            if status.client_connections == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), connections).await.expect("every connection counted closed");
+}

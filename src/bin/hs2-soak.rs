@@ -33,7 +33,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Its mocks run in this process: a log that cannot be written must not kill their tasks (main.rs).
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).log_internal_errors(false).init();
     let args = Args::parse();
     let mut settings = Settings::for_minutes(args.minutes, args.proxy, args.out.clone());
     settings.python = args.python;
