@@ -227,6 +227,7 @@ pub struct FileTimeouts {
     pub client_idle: Option<String>,
     pub client_write: Option<String>,
     pub request_read: Option<String>,
+    pub request_total: Option<String>,
     pub backend_reply: Option<String>,
     pub recovery: Option<String>,
     pub shutdown_grace: Option<String>,
@@ -376,6 +377,10 @@ pub struct Timeouts {
     /// Once a request has begun, a client that sends no more of it for this long is disconnected (binary
     /// request bytes, HTTP request bodies). Default 60 s.
     pub request_read: Duration,
+    /// Once a request has begun, it must arrive whole within this, however steadily its bytes come (a
+    /// client trickling a byte at a time would otherwise hold its connection forever: slowloris). At
+    /// least `request_read`. Default 5 min (64 MiB, `limits.max_request_bytes`, at 220 KB/s).
+    pub request_total: Duration,
     /// A backend that sends no reply byte for this long fails the call (inactivity, not the whole
     /// reply: a long fetch that keeps streaming is never cut). Default 1 h.
     pub backend_reply: Duration,
@@ -602,11 +607,20 @@ fn validate_limits(l: FileLimits) -> Result<LimitsConfig, ConfigError> {
 }
 
 fn validate_timeouts(t: FileTimeouts) -> Result<Timeouts, ConfigError> {
+    let request_read = durations::REQUEST_READ.read(t.request_read)?;
+    let request_total = durations::REQUEST_TOTAL.read(t.request_total)?;
+    if request_total < request_read {
+        return Err(bad(
+            "timeouts.request_total",
+            format!("must be at least timeouts.request_read ({request_read:?})"),
+        ));
+    }
     Ok(Timeouts {
         handshake: durations::HANDSHAKE.read(t.handshake)?,
         client_idle: durations::CLIENT_IDLE.read(t.client_idle)?,
         client_write: durations::CLIENT_WRITE.read(t.client_write)?,
-        request_read: durations::REQUEST_READ.read(t.request_read)?,
+        request_read,
+        request_total,
         backend_reply: durations::BACKEND_REPLY.read(t.backend_reply)?,
         recovery: durations::RECOVERY.read(t.recovery)?,
         shutdown_grace: durations::SHUTDOWN_GRACE.read(t.shutdown_grace)?,

@@ -11,7 +11,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -54,6 +54,9 @@ pub enum ConnError {
     /// No message began within the idle timeout.
     #[error("no request for {0:?}")]
     Idle(Duration),
+    /// A request began but was not whole within `timeouts.request_total` (its bytes trickled in).
+    #[error("a request not whole within {0:?} (timeouts.request_total)")]
+    TooSlow(Duration),
 }
 
 /// Where a reply goes: the client's binary connection, or an HTTP response body. Both bound how long
@@ -142,6 +145,8 @@ pub struct RequestRead<'a> {
     pub idle: Duration,
     /// Within a request: no more bytes for this long closes the connection (`timeouts.request_read`).
     pub stall: Duration,
+    /// A begun request must be whole within this (`timeouts.request_total`).
+    pub whole: Duration,
     pub budget: &'a RequestBudget,
 }
 
@@ -254,13 +259,21 @@ impl ThriftConn {
     pub async fn read_request(&mut self, how: &RequestRead<'_>) -> Result<Option<Bytes>, ConnError> {
         let mut scanner = Scanner::new(how.limits, &[]);
         let mut scanned = 0;
+        let mut begun: Option<Instant> = None;
         loop {
             if let Some(message) = self.scan_buffered(&mut scanner, &mut scanned)? {
                 return Ok(Some(message));
             }
             let started = self.has_buffered_bytes();
             let filled = if started {
-                self.fill_within(how.stall, ConnError::Stalled(how.stall)).await?
+                let left = how.whole.saturating_sub(begun.get_or_insert_with(Instant::now).elapsed());
+                if left.is_zero() {
+                    return Err(ConnError::TooSlow(how.whole));
+                }
+                match tokio::time::timeout(left, self.fill_within(how.stall, ConnError::Stalled(how.stall))).await {
+                    Ok(filled) => filled?,
+                    Err(_) => return Err(ConnError::TooSlow(how.whole)),
+                }
             } else {
                 self.fill_within(how.idle, ConnError::Idle(how.idle)).await?
             };

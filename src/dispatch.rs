@@ -22,7 +22,7 @@ use crate::backend::health::Evidence;
 use crate::backend::pool::{Checkout, PoolError};
 use crate::backend::{probe, Backend};
 use crate::conn::{ConnError, RelayDeadlines, RelayError, Relayed, ReplySink, SinkError};
-use crate::hs2::call::{reply_scanner, reply_summary, ReplySummary, Request};
+use crate::hs2::call::{reply_scanner, reply_summary, HandleKind, ReplySummary, Request};
 use crate::hs2::handle::Guid;
 use crate::hs2::idl::Effect;
 use crate::hs2::open_session::OpenSessionView;
@@ -82,6 +82,16 @@ pub async fn call<S: ReplySink>(
     req: Request,
     sink: &mut S,
 ) -> Result<(), CallEnd> {
+    if let Some(kind) = req.lacks_required_handle() {
+        // Impala's own text for an unknown handle (Hue heals from it); no backend is bothered.
+        proxy.metrics().rpc_error(method_label(&req), None, ErrorKind::Unroutable);
+        let text = match kind {
+            HandleKind::Session => reply::invalid_session_text(&Guid([0; 16])),
+            HandleKind::Operation => reply::invalid_query_text(&Guid([0; 16])),
+        };
+        tracing::info!(client = %caller.peer, method = req.name(), ?kind, "request without a valid handle refused");
+        return write_error(proxy, sink, &req, &text).await;
+    }
     // A second pass only when the session's backend turned out dead before anything was sent: the session
     // may have moved meanwhile, and the call can go to its new backend.
     for pass in 0..2 {

@@ -16,8 +16,9 @@
 //! - Control plane: [`control`] (health tasks, the session reaper, reload); [`admin`] (API, status
 //!   page, `/metrics`) and [`cli_admin`] (its CLI).
 //! - Test bed, behind the `testbed` feature (on by default): [`mock`] (a mock impalad), [`hs2client`]
-//!   (a small HS2 client), [`bench`] (the load generator), [`demo`]; they encode and decode with Apache
-//!   Thrift's code generated from `idl/` ([`hs2::rpc`]), never with the proxy's own codec.
+//!   (a small HS2 client), [`bench`] (the load generator), [`soak`] (the soak with faults), [`demo`]; they
+//!   encode and decode with Apache Thrift's code generated from `idl/` ([`hs2::rpc`]), never with the
+//!   proxy's own codec.
 //!
 //! # The request path
 //! ```text
@@ -60,6 +61,8 @@ pub mod routing;
 pub mod rules;
 pub mod sasl;
 pub mod server;
+#[cfg(feature = "testbed")]
+pub mod soak;
 pub mod thrift;
 pub mod timefmt;
 pub mod tls;

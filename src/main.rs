@@ -125,7 +125,14 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,zookeeper_client=error"));
     // Colours only for a person at a terminal: log files and pipes get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    // A log that cannot be written (a full disk, a broken pipe to journald) must cost log lines, never
+    // service: by default a failed write is reported with `eprintln!`, which panics when stderr is what
+    // failed, killing every task that logs (connections mid-call, health checks, the clean-up).
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .log_internal_errors(false);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -278,6 +278,8 @@ impl Proxy {
             } else {
                 (0, self.shared.routes.forget_backend(backend.id))
             };
+            // Connections busy right now come back later: their pins must not outlive the sessions.
+            dropped.iter().filter_map(|(_, entry)| entry.unpin()).for_each(|intent| self.apply(intent));
             backend.pool.close_all_idle();
             for (guid, entry) in &dropped {
                 tracing::info!(session = %guid, backend = %backend.addr, user = ?entry.users.user,

@@ -320,3 +320,34 @@ async fn delegation_follows_the_authorized_proxy_user_config() {
     let session = c.open_session(Some("carol"), &[]).await.unwrap();
     assert_eq!(one_string(&mut c, &session, "select current_user()").await, "carol");
 }
+
+/// The ledger a soak reads: calls naming handles the mock does not hold are recorded with their method and
+/// seqid; calls on its own handles and the probe's all-zero handle are not.
+#[tokio::test]
+async fn calls_naming_handles_the_mock_does_not_hold_are_recorded() {
+    let (a, b) = (start(MockConfig::default()).await, start(MockConfig::default()).await);
+    let mut ca = connect(&a, &ClientAuth::NoSasl).await;
+    let mut cb = connect(&b, &ClientAuth::NoSasl).await;
+    let on_b = cb.open_session(None, &[]).await.unwrap();
+    let op_b = cb.execute(&on_b, "select 1").await.unwrap();
+    let mine = ca.open_session(None, &[]).await.unwrap();
+    ca.get_info(&mine, info_type::CLI_DBMS_VER).await.unwrap();
+    ca.set_next_seqid(1000);
+    assert!(ca.execute(&on_b, "select 1").await.is_err(), "a's answer for b's session");
+    assert!(ca.operation_status(&op_b).await.is_err());
+    let zero = HandleId { guid: Guid([0; 16]), secret: hs2_proxy::hs2::handle::Secret([0; 16]) };
+    assert!(ca.get_info(&zero, info_type::CLI_SERVER_NAME).await.is_err());
+    let seen = a.take_unknown_handles();
+    let got: Vec<_> = seen.iter().map(|u| (u.guid, u.kind, u.method.as_str(), u.seqid)).collect();
+    use hs2_proxy::mock::HandleKind::{Operation, Session};
+    assert_eq!(
+        got,
+        vec![(on_b.guid, Session, "ExecuteStatement", 1000), (op_b.id.guid, Operation, "GetOperationStatus", 1001)]
+    );
+    assert!(b.holds(&on_b.guid) && b.holds(&op_b.id.guid) && !a.holds(&on_b.guid));
+    assert_eq!(a.unknown_handle_counts(), (2, 0));
+    assert!(a.take_unknown_handles().is_empty(), "taken");
+    assert!(b.take_unknown_handles().is_empty());
+    assert_eq!(b.operations_of(&on_b.guid).len(), 1);
+    assert_eq!(a.sessions_opened().iter().map(|(g, _)| *g).collect::<Vec<_>>(), vec![mine.guid]);
+}

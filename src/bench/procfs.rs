@@ -1,4 +1,5 @@
-//! Reading another process's memory and TCP connections from /proc (Linux), for the benchmarks.
+//! Reading another process's memory, descriptors, threads and TCP connections from /proc (Linux), for
+//! the benchmarks and the soak.
 
 use std::collections::HashSet;
 
@@ -18,9 +19,26 @@ fn status_field(pid: u32, name: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Threads of `pid`.
+pub fn threads(pid: u32) -> Option<u64> {
+    status_field(pid, "Threads:")
+}
+
+/// Open file descriptors of `pid`.
+pub fn fd_count(pid: u32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
 /// Established TCP connections of `pid` whose remote port is `port`.
 pub fn established_to(pid: u32, port: u16) -> usize {
+    established(pid, |_, remote| remote == port)
+}
+
+/// Established TCP connections of `pid` for which `wanted(local port, remote port)` holds.
+pub fn established(pid: u32, wanted: impl Fn(u16, u16) -> bool) -> usize {
     let inodes = socket_inodes(pid);
+    let port =
+        |addr: Option<&&str>| addr.and_then(|a| a.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
     ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
         .filter_map(|f| std::fs::read_to_string(f).ok())
@@ -28,11 +46,10 @@ pub fn established_to(pid: u32, port: u16) -> usize {
         .filter(|line| {
             let cols: Vec<&str> = line.split_whitespace().collect();
             // cols: sl local_address rem_address st ... inode (index 9); state 01 = ESTABLISHED.
-            let remote_port =
-                cols.get(2).and_then(|r| r.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
+            let (Some(local), Some(remote)) = (port(cols.get(1)), port(cols.get(2))) else { return false };
             let established = cols.get(3) == Some(&"01");
             let inode = cols.get(9).and_then(|i| i.parse::<u64>().ok());
-            established && remote_port == Some(port) && inode.is_some_and(|i| inodes.contains(&i))
+            established && inode.is_some_and(|i| inodes.contains(&i)) && wanted(local, remote)
         })
         .count()
 }

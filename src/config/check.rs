@@ -57,6 +57,8 @@ pub mod durations {
         DurationKey::new("timeouts.client_write", "60s", Duration::from_millis(100), DAY);
     pub const REQUEST_READ: DurationKey =
         DurationKey::new("timeouts.request_read", "60s", Duration::from_millis(100), DAY);
+    pub const REQUEST_TOTAL: DurationKey =
+        DurationKey::new("timeouts.request_total", "5m", Duration::from_millis(100), DAY);
     pub const BACKEND_REPLY: DurationKey =
         DurationKey::new("timeouts.backend_reply", "1h", Duration::from_millis(100), Duration::from_secs(30 * 86_400));
     pub const RECOVERY: DurationKey =

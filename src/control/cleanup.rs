@@ -49,6 +49,8 @@ pub enum Verdict {
     /// No word, and forgetting would close it (Hive, Spark, or a kind not known yet): keep it; look again
     /// after another grace.
     Keep,
+    /// Not decided by [`verdict`]: a session to close waits for an idle connection of its user.
+    Waiting,
 }
 
 impl Verdict {
@@ -60,6 +62,7 @@ impl Verdict {
             Verdict::Gone => "gone",
             Verdict::LeaveToServer => "left_to_server",
             Verdict::Keep => "kept",
+            Verdict::Waiting => "waiting_for_connection",
         }
     }
 }

@@ -7,6 +7,12 @@
 //! impalad's `--disconnected_session_timeout` itself; with several instances, only the backend knows
 //! whether a session is really unused. The backend is asked once per round per backend
 //! (`/sessions?json` on the web port of `metrics_url`), bounded by `health.timeout`.
+//!
+//! A session is closed on an idle upstream connection of its user (the proxy keeps no client's password,
+//! so it cannot open one). When every such connection is busy, the session waits for a later round, up
+//! to [`CLOSE_ROUNDS`]; only then is it forgotten and left to the server. Forgetting it at once would
+//! leak it on impalad: the busy connections stay open in the pool, so impalad never sees the session
+//! disconnected and never expires it (found by the soak).
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -14,6 +20,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use super::cleanup::{self, ServerWord, Verdict};
 use super::stopped;
 use crate::backend::impalad_metrics::{self, SessionActivity};
+use crate::backend::pool::Checkout;
 use crate::backend::{probe, Backend};
 use crate::hs2::handle::Guid;
 use crate::hs2::reply::Answer;
@@ -21,32 +28,43 @@ use crate::hs2::requests;
 use crate::proxy::Proxy;
 use crate::routing::{BackendId, SessionEntry};
 
+/// Rounds an abandoned session waits for an idle connection of its user before it is left to the
+/// server (with the default interval, 10 minutes).
+pub const CLOSE_ROUNDS: u32 = 20;
+
+/// Rounds each abandoned session has waited for a connection to be closed on; owned by the reaper task.
+pub type Waiting = HashMap<Guid, u32>;
+
 pub fn spawn(proxy: &Proxy) {
     let proxy = proxy.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(proxy.config().sessions.reap_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stop = proxy.stop_signal();
+        let mut waiting = Waiting::new();
         loop {
             tokio::select! {
-                _ = tick.tick() => clean_up(&proxy).await,
+                _ = tick.tick() => clean_up(&proxy, &mut waiting).await,
                 _ = stopped(&mut stop) => return,
             }
         }
     });
 }
 
-/// One round of clean-up.
-pub async fn clean_up(proxy: &Proxy) {
+/// One round of clean-up; `waiting` counts the rounds sessions have waited for a connection.
+pub async fn clean_up(proxy: &Proxy, waiting: &mut Waiting) {
     let mut by_backend: HashMap<BackendId, Vec<Guid>> = HashMap::new();
-    for guid in proxy.abandoned(Instant::now()) {
+    let abandoned = proxy.abandoned(Instant::now());
+    // A session used again (or gone) since starts over if it is abandoned again.
+    waiting.retain(|g, _| abandoned.contains(g));
+    for guid in abandoned {
         if let Some(b) = proxy.with_session(&guid, |e| e.backend) {
             by_backend.entry(b).or_default().push(guid);
         }
     }
     for (id, guids) in by_backend {
         match proxy.backend(id) {
-            Some(backend) => judge(proxy, &backend, guids).await,
+            Some(backend) => judge(proxy, &backend, guids, waiting).await,
             // Its backend left the list: there is nothing upstream to close through this instance.
             None => guids.iter().for_each(|g| drop(proxy.forget_session(g))),
         }
@@ -61,7 +79,7 @@ pub async fn clean_up(proxy: &Proxy) {
 }
 
 /// Asks `backend` about its abandoned sessions (one page for all) and applies the rule to each.
-async fn judge(proxy: &Proxy, backend: &Backend, guids: Vec<Guid>) {
+async fn judge(proxy: &Proxy, backend: &Backend, guids: Vec<Guid>, waiting: &mut Waiting) {
     let page = match &backend.metrics_url {
         Some(url) => match impalad_metrics::sessions(url, proxy.config().health.timeout).await {
             Ok(page) => Some(page),
@@ -82,7 +100,8 @@ async fn judge(proxy: &Proxy, backend: &Backend, guids: Vec<Guid>) {
     for guid in guids.into_iter().filter(|g| still.contains(g)) {
         let word = page.as_ref().map_or(ServerWord::NoWord, |p| cleanup::word(p.get(&guid), now_ms));
         let verdict = cleanup::verdict(backend.kind(), word, grace);
-        let done = apply(proxy, backend, guid, verdict, page.as_ref().and_then(|p| p.get(&guid)), now).await;
+        let seen = page.as_ref().and_then(|p| p.get(&guid));
+        let done = apply(proxy, backend, guid, verdict, seen, now, waiting).await;
         proxy.metrics().cleanup(done.label());
     }
 }
@@ -96,14 +115,32 @@ async fn apply(
     verdict: Verdict,
     seen: Option<&SessionActivity>,
     now: Instant,
+    waiting: &mut Waiting,
 ) -> Verdict {
     match verdict {
         Verdict::Close => {
+            let carrier = proxy.with_session(&guid, |e| e.carrier.clone()).flatten();
+            let Some(up) = backend.pool.checkout_idle_of(carrier.as_deref()) else {
+                let rounds = waiting.entry(guid).or_insert(0);
+                *rounds += 1;
+                if *rounds < CLOSE_ROUNDS {
+                    tracing::debug!(session = %guid, rounds = *rounds,
+                        "every upstream connection of its user is busy: closing it later");
+                    return Verdict::Waiting;
+                }
+                waiting.remove(&guid);
+                if proxy.forget_session(&guid).is_some() {
+                    tracing::info!(session = %guid, backend = %backend.addr, rounds = CLOSE_ROUNDS,
+                        "no idle upstream connection to close the session on: forgotten, left to the server");
+                }
+                return Verdict::LeaveToServer;
+            };
+            waiting.remove(&guid);
             let Some(entry) = proxy.forget_session(&guid) else { return Verdict::Gone };
             tracing::info!(session = %guid, backend = %backend.addr, user = ?entry.users.user,
                 effective_user = ?entry.users.effective_user,
                 "nobody used the session within the grace period (the backend confirms): closing it upstream");
-            if close_upstream(proxy, backend, &entry, guid).await == Some(false) {
+            if close_on(proxy, up, &entry, guid).await == Some(false) {
                 return Verdict::Gone;
             }
         }
@@ -124,6 +161,8 @@ async fn apply(
                      another instance did (no metrics_url): forgotten here, left to impalad's own timeouts");
             }
         }
+        // Not a verdict `cleanup::verdict` gives; only `Close` above ends in it.
+        Verdict::Waiting => {}
         Verdict::Keep => {
             tracing::debug!(session = %guid, backend = %backend.addr, kind = ?backend.kind(),
                 "unused here, but forgetting would close it with its pinned connection: kept");
@@ -134,14 +173,9 @@ async fn apply(
     verdict
 }
 
-/// CloseSession on an idle connection of the session's user; without one, impalad expires the session
-/// by itself (`--disconnected_session_timeout`). `Some(true)`: closed; `Some(false)`: the backend had
-/// no such session any more; `None`: no answer.
-async fn close_upstream(proxy: &Proxy, backend: &Backend, entry: &SessionEntry, guid: Guid) -> Option<bool> {
-    let Some(mut up) = backend.pool.checkout_idle_of(entry.carrier.as_deref()) else {
-        tracing::info!(session = %guid, "no idle upstream connection to close the session on; the server will expire it");
-        return None;
-    };
+/// CloseSession on `up`, an idle connection of the session's user. `Some(true)`: closed; `Some(false)`:
+/// the backend had no such session any more; `None`: no answer.
+async fn close_on(proxy: &Proxy, mut up: Checkout, entry: &SessionEntry, guid: Guid) -> Option<bool> {
     let call = requests::close_session(&entry.handle(guid), 0);
     let exchange = probe::call(up.conn(), &call);
     // Only a complete exchange leaves the connection in step; anything else drops (closes) it.

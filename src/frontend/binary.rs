@@ -136,6 +136,7 @@ async fn refuse_first_call(proxy: &Proxy, conn: &mut ThriftConn, peer: SocketAdd
         limits: proxy.config().limits.request,
         idle: t.handshake,
         stall: t.request_read,
+        whole: t.request_total,
         budget: proxy.budget(),
     };
     if let Ok(Some(bytes)) = conn.read_request(&read).await {
@@ -155,6 +156,7 @@ async fn run(proxy: &Proxy, conn: &mut ThriftConn, caller: &Caller, attached: &A
         limits: proxy.config().limits.request,
         idle: t.client_idle,
         stall: t.request_read,
+        whole: t.request_total,
         budget: proxy.budget(),
     };
     loop {

@@ -229,18 +229,27 @@ async fn read_body(
     if declared.is_some_and(|n| n > limits.max_message_bytes) {
         return Err(too_large());
     }
-    let stall = proxy.config().timeouts.request_read;
+    let (stall, whole) = (proxy.config().timeouts.request_read, proxy.config().timeouts.request_total);
+    let deadline = tokio::time::Instant::now() + whole;
     let mut body = req.into_body();
     let mut buf = BytesMut::new();
     let mut reserved = Reserved::default();
     loop {
-        let frame = match tokio::time::timeout(stall, body.frame()).await {
-            Err(_) => return Err(stalled(stall)),
-            Ok(None) => return Ok((buf.freeze(), reserved)),
-            Ok(Some(Err(e))) => {
+        // Each piece within `request_read`, the whole body within `request_total`.
+        let next = tokio::time::timeout(stall, body.frame());
+        let frame = match tokio::time::timeout_at(deadline, next).await {
+            Err(_) => {
+                return Err(text(
+                    StatusCode::REQUEST_TIMEOUT,
+                    &format!("hs2-proxy: the request body was not whole within {whole:?} (timeouts.request_total)"),
+                ))
+            }
+            Ok(Err(_)) => return Err(stalled(stall)),
+            Ok(Ok(None)) => return Ok((buf.freeze(), reserved)),
+            Ok(Ok(Some(Err(e)))) => {
                 return Err(text(StatusCode::BAD_REQUEST, &format!("hs2-proxy: reading the request body: {e}")))
             }
-            Ok(Some(Ok(frame))) => frame,
+            Ok(Ok(Some(Ok(frame)))) => frame,
         };
         let Ok(data) = frame.into_data() else { continue };
         if (buf.len() + data.len()) as u64 > limits.max_message_bytes {

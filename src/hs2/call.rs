@@ -101,6 +101,13 @@ fn captures(index: usize) -> &'static Captures {
     &all[index]
 }
 
+/// Which kind of handle a request names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandleKind {
+    Session,
+    Operation,
+}
+
 /// A whole client request and the handles it names.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -124,6 +131,11 @@ impl Request {
     /// one scan that captures this method's fields and checks that the message ends where `bytes` does.
     pub fn parse(bytes: Bytes, limits: Limits) -> Result<Request, ProtocolError> {
         let (header, _) = parse_header(&bytes)?.ok_or(ProtocolError::Truncated)?;
+        // A client's reply or exception is no request: impalad's Thrift server would drop the connection,
+        // so forwarding it would break an upstream connection and count against a healthy backend.
+        if !matches!(header.kind, MessageKind::Call | MessageKind::Oneway) {
+            return Err(ProtocolError::NotACall(header.kind));
+        }
         let index = idl::method_index(&header.name);
         let (mut session, mut operation, mut statement, mut operation_type, mut session_at) =
             (None, None, None, None, None);
@@ -152,6 +164,25 @@ impl Request {
         }
         let method = index.map(|i| &idl::METHODS[i]);
         Ok(Request { header, method, session, operation, operation_type, statement, session_at, bytes })
+    }
+
+    /// The handle the IDL requires of this request that it lacks or sends malformed (guid and secret must
+    /// be 16 bytes each), if any. A server's Thrift reader refuses such a call by closing the connection
+    /// without a reply, which the proxy would take for a broken backend: it answers the client itself.
+    pub fn lacks_required_handle(&self) -> Option<HandleKind> {
+        let m = self.method?;
+        let spec = idl::struct_spec(m.request)?;
+        let required = |paths: Option<idl::HandlePaths>| {
+            let field = paths.and_then(|p| p.guid.get(1).copied());
+            field.is_some_and(|id| spec.fields.iter().any(|f| f.id == id && f.required))
+        };
+        if required(m.request_session) && self.session.is_none() {
+            return Some(HandleKind::Session);
+        }
+        if required(m.request_operation) && self.operation.is_none() {
+            return Some(HandleKind::Operation);
+        }
+        None
     }
 
     /// This request with its session handle replaced by `upstream` in place (guid and secret have fixed
@@ -300,6 +331,33 @@ mod tests {
     }
 
     #[test]
+    fn a_required_handle_that_is_missing_or_malformed_is_found() {
+        let call = |method: &str, req: Struct| {
+            let bytes = encode_message(
+                &MessageHeader::new(method, MessageKind::Call, 1),
+                &Struct::new().with(1, req.into_value()),
+            );
+            Request::parse(Bytes::from(bytes), Limits::REQUEST).unwrap()
+        };
+        let handle = |guid_len: usize| {
+            let id = Struct::new().with(1, Value::Bytes(vec![1; guid_len])).with(2, Value::Bytes(vec![2; 16]));
+            Struct::new().with(1, id.into_value()).into_value()
+        };
+        let info = |h: Value| Struct::new().with(1, h).with(2, Value::I32(18));
+        assert_eq!(call("GetInfo", info(handle(16))).lacks_required_handle(), None);
+        assert_eq!(call("GetInfo", info(handle(15))).lacks_required_handle(), Some(HandleKind::Session));
+        assert_eq!(
+            call("GetInfo", Struct::new().with(2, Value::I32(18))).lacks_required_handle(),
+            Some(HandleKind::Session)
+        );
+        let fetch = Struct::new().with(1, handle(3)).with(2, Value::I32(0)).with(3, Value::I64(10));
+        assert_eq!(call("FetchResults", fetch).lacks_required_handle(), Some(HandleKind::Operation));
+        // Optional handles (Impala's GetExecSummary) and calls without one (OpenSession) are fine.
+        assert_eq!(call("GetExecSummary", Struct::new()).lacks_required_handle(), None);
+        assert_eq!(call("OpenSession", Struct::new().with(1, Value::I32(5))).lacks_required_handle(), None);
+    }
+
+    #[test]
     fn execute_statement_text_is_captured_and_bounded() {
         let s = HandleId { guid: Guid([1; 16]), secret: Secret([2; 16]) };
         let parse = |name: &str, req: Struct| {
@@ -318,6 +376,17 @@ mod tests {
         let planned = Struct::new().with(1, exec("select 2").into_value()).with(2, Struct::new().into_value());
         assert_eq!(parse("ExecutePlannedStatement", planned).statement.as_deref(), Some("select 2"));
         assert_eq!(parse("GetInfo", Struct::new().with(1, handle_struct(&s))).statement, None);
+    }
+
+    #[test]
+    fn only_calls_are_requests() {
+        let body = Struct::new().with(1, Struct::new().into_value());
+        for kind in [MessageKind::Reply, MessageKind::Exception] {
+            let bytes = encode_message(&MessageHeader::new("OpenSession", kind, 1), &body);
+            assert_eq!(Request::parse(Bytes::from(bytes), Limits::REQUEST).err(), Some(ProtocolError::NotACall(kind)));
+        }
+        let oneway = encode_message(&MessageHeader::new("OpenSession", MessageKind::Oneway, 1), &body);
+        assert!(Request::parse(Bytes::from(oneway), Limits::REQUEST).is_ok());
     }
 
     #[test]

@@ -149,6 +149,12 @@ impl Hs2Client {
         !self.broken && self.conn.is_idle_and_open()
     }
 
+    /// The next call gets seqid `next`, later ones count on from it. A test bed tells its clients'
+    /// calls from the proxy's own (health probes, handle lookups, clean-up: small seqids) by it.
+    pub fn set_next_seqid(&mut self, next: i32) {
+        self.seqid = next.wrapping_sub(1);
+    }
+
     /// Sends one pre-encoded message and returns the raw reply message (payload, frames stripped).
     pub async fn call_raw(&mut self, bytes: &[u8]) -> Result<Vec<u8>, ClientError> {
         self.call_raw_bytes(bytes).await.map(Vec::from)

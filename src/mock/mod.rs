@@ -12,6 +12,8 @@
 //! dropped), [`MockImpalad::set_hang_up_on`] (calls of one method are read and the connection closed
 //! without a reply, while other calls and probes work), [`MockImpalad::set_delay`],
 //! [`MockImpalad::drop_connections`], [`MockImpalad::set_shutting_down`] and [`MockImpalad::stop`].
+//! - `ledger`: when each session opened, and every call that named a handle the mock does not hold
+//!   (a test bed with several mocks tells misrouted calls from stale ones with it).
 //!
 //! What makes it Impala-like, and what the proxy depends on: sessions outlive the connection that opened
 //! them and work from any connection; an operation's secret is its session's secret; unknown handles get
@@ -22,6 +24,7 @@
 //! `--authorized_proxy_user_config`; `select current_user()` answers the session's effective user.
 
 mod calls;
+mod ledger;
 mod op_calls;
 pub mod plan;
 mod profile;
@@ -47,6 +50,7 @@ use crate::hs2::handle::Guid;
 use crate::kerberos::delegation::ProxyUsers;
 use crate::kerberos::{Credential, Gss};
 use crate::sasl::KerberosUser;
+pub use ledger::{HandleKind, UnknownHandle};
 use state::State;
 
 /// The version the mock reports (GetInfo CLI_DBMS_VER, PingImpalaHS2Service).
@@ -150,6 +154,8 @@ pub(crate) struct Inner {
     admission: Mutex<BTreeMap<String, (u64, u64)>>,
     /// Fault injection: calls of this method get no reply; their connection is closed.
     hang_up_on: Mutex<Option<String>>,
+    /// Calls that named a handle this mock does not hold (`ledger`).
+    unknown: Mutex<ledger::UnknownLog>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -229,6 +235,7 @@ impl MockImpalad {
             web_addr: Mutex::new(None),
             admission: Mutex::new(BTreeMap::new()),
             hang_up_on: Mutex::new(None),
+            unknown: Mutex::new(ledger::UnknownLog::default()),
         });
         let task = tokio::spawn(server::accept_loop(listener, inner.clone(), stopped));
         *lock(&inner.accept_task) = Some(task);

@@ -165,6 +165,7 @@ async fn respond(inner: &Inner, user: Option<&str>, request: &[u8]) -> Option<(V
         tracing::info!(%name, method = %header.name, "fault injection: hanging up without a reply");
         return None;
     }
+    inner.note_unknown_handles(&header.name, header.sequence_number, args);
     let delay = inner.delay();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;

@@ -28,12 +28,23 @@ pub struct Session {
     /// Wall-clock time of the last call that used the session, from any connection (impalad's
     /// `last_accessed_ms`, shown on its web port's `/sessions`).
     pub last_accessed: SystemTime,
+    /// When OpenSession created it (a test bed tells sessions of an earlier proxy instance by it).
+    pub opened: Instant,
 }
 
 impl Session {
     /// A new session of `user`, used now.
     pub fn new(secret: Secret, user: String, delegated: Option<String>, options: BTreeMap<String, String>) -> Session {
-        Session { secret, user, delegated, options, database: "default".to_string(), last_accessed: SystemTime::now() }
+        let now = (SystemTime::now(), Instant::now());
+        Session {
+            secret,
+            user,
+            delegated,
+            options,
+            database: "default".to_string(),
+            last_accessed: now.0,
+            opened: now.1,
+        }
     }
 
     /// Delegated user if any, else the connected user (Impala's `effective_user()`).

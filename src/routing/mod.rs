@@ -325,14 +325,20 @@ impl Routes {
             rule: s.rule,
         };
         let pin = s.conn.map(|conn| PoolIntent::Pin { backend: s.backend, conn });
+        let s_user = entry.users.user.clone();
+        match self.sessions.entry(s.handle.guid) {
+            // Known already: two lookups found it at once (clients sharing a session after a restart).
+            // The first entry stands (it may have learned operations since) and keeps the only pin;
+            // replacing it would leave the first pin with nobody to release it.
+            dashmap::Entry::Occupied(_) => return None,
+            dashmap::Entry::Vacant(v) => {
+                v.insert(entry);
+            }
+        }
         self.by_secret.insert(s.handle.secret.0, s.handle.guid);
         self.loads.entry(s.backend).or_default().sessions += 1;
-        if let Some(u) = &entry.users.user {
+        if let Some(u) = &s_user {
             *self.per_user.entry(u.clone()).or_default() += 1;
-        }
-        if let Some(old) = self.sessions.insert(s.handle.guid, entry) {
-            // A guid collision is astronomically unlikely; keep the counts right anyway.
-            self.count_session_gone(&old);
         }
         pin
     }

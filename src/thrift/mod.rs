@@ -141,6 +141,8 @@ pub enum ProtocolError {
     BadVersion(u8, u8),
     #[error("unknown message kind {0}")]
     BadMessageKind(u8),
+    #[error("a {0} message where a call was expected")]
+    NotACall(MessageKind),
     #[error("method name of {0} bytes exceeds {MAX_METHOD_NAME_BYTES}")]
     NameTooLong(i64),
     #[error("method name is not UTF-8")]
