@@ -17,6 +17,7 @@ mod discovery;
 pub mod kerberos;
 pub mod rules;
 mod transport;
+pub mod trusted;
 use check::{counts, durations};
 pub use check::{format_duration, parse_duration};
 pub use discovery::*;
@@ -186,6 +187,9 @@ pub struct FileBackendAuth {
     /// With `sasl`: every call goes on the service user's connections, delegating its client (default
     /// false: each password client uses its own credentials).
     pub delegate: Option<bool>,
+    /// The header impalad trusts (`--trusted_auth_header`): every POST then asserts the client's user
+    /// with `Basic <user>:` and this header, and impalad checks nothing (see `config::trusted`).
+    pub trusted_header: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -311,6 +315,9 @@ pub struct BackendAuthConfig {
     pub service: ServiceCredentials,
     /// `sasl` only: run every session on the service account's connections, delegating its user.
     pub delegate: bool,
+    /// Impala's trusted hop (`backend_auth.trusted_header`): the header sent with `Basic <user>:` on
+    /// every POST; the proxy then serves only clients it authenticated itself.
+    pub trusted_header: Option<http::HeaderName>,
 }
 
 /// Upstream connection pool settings.
@@ -495,7 +502,7 @@ impl FileConfig {
         let kerberos = self.kerberos.map(kerberos::FileKerberos::validate).transpose()?;
         let policy = rules::validate_policy(self.groups, self.rules, self.user_groups, &backends)?;
         check_kerberos_upstream(&backend_auth, kerberos.as_ref(), &backends)?;
-        Ok(Config {
+        let config = Config {
             listen,
             reuse_port: self.reuse_port.unwrap_or(true),
             backends,
@@ -527,7 +534,9 @@ impl FileConfig {
             discovery,
             kerberos,
             policy,
-        })
+        };
+        trusted::check(&config)?;
+        Ok(config)
     }
 }
 
@@ -568,7 +577,8 @@ fn validate_backend_auth(a: FileBackendAuth) -> Result<BackendAuthConfig, Config
             "only with backend_auth.transport = \"sasl\" (gssapi always delegates)",
         ));
     }
-    Ok(BackendAuthConfig { transport, service: ServiceCredentials { user, password }, delegate })
+    let trusted_header = trusted::parse(a.trusted_header)?;
+    Ok(BackendAuthConfig { transport, service: ServiceCredentials { user, password }, delegate, trusted_header })
 }
 
 fn validate_limits(l: FileLimits) -> Result<LimitsConfig, ConfigError> {

@@ -472,14 +472,16 @@ impl Call<'_> {
     /// allows it. `None` when the caller's own identity reaches the backend (which then checks any
     /// delegation the client asks for itself). `Err` holds Impala's text for a refused delegation.
     fn delegated_user(&self) -> Result<Option<String>, String> {
-        let Some(proxy_user) = self.caller.delegate_as.as_ref().filter(|_| self.req.opens_session()) else {
+        // The trusted hop: the caller's own name reaches the backend; only what it asks for is delegated.
+        let own = self.caller.identity.as_ref().filter(|_| self.caller.asserted);
+        let Some(proxy_user) = self.caller.delegate_as.as_ref().or(own).filter(|_| self.req.opens_session()) else {
             return Ok(None);
         };
         let view = OpenSessionView::parse(&self.req.bytes, &self.proxy.config().limits.request)
             .map_err(|e| format!("hs2-proxy: unreadable OpenSession: {e}"))?;
         let asked =
             crate::kerberos::delegation::requested(view.configuration.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let Some((_, user)) = asked else { return Ok(Some(proxy_user.clone())) };
+        let Some((_, user)) = asked else { return Ok(self.caller.delegate_as.clone()) };
         let empty = crate::kerberos::delegation::ProxyUsers::default();
         let allowed = self.proxy.config().kerberos.as_ref().map_or(&empty, |k| &k.proxy_users);
         allowed.authorize(proxy_user, user)?;

@@ -7,11 +7,17 @@
 //! | `sasl` | its own credentials (LDAP checks them upstream) | the service account, delegating it | the service user |
 //! | `sasl` + `delegate` | checked with its own credentials, then the service account, delegating it | the service account, delegating it | the service user |
 //! | `gssapi` | refused (the proxy cannot check a password) | the proxy's principal, delegating it | refused |
+//! | `sasl` + `trusted_header` | refused (impalad checks no password) | its short name, asserted (`Basic <user>:`) | refused |
 //!
 //! Delegating means OpenSession carries the delegation key (`impala.doas.user`, or
 //! `hive.server2.proxy.user` for Hive/Spark) naming the user, which the backend authorises for the
 //! proxy's identity (`--authorized_proxy_user_config`, `hadoop.proxyuser.*`). Every upstream connection
 //! then carries the proxy's identity, so the pool needs no connection per user.
+//!
+//! With `trusted_header` (Impala's trusted hop, `config::trusted`) the backend takes the user the proxy
+//! names as the connected user, so nothing is delegated unless the client asks (Hue's
+//! `impala.doas.user`), which is then checked here first, as with Kerberos upstream, and again by impalad
+//! (`--authorized_proxy_user_config` for the client's own name). Connections are pooled per user.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -50,6 +56,9 @@ pub struct Upstream {
     pub creds: Credentials,
     /// Set when the connection is the proxy's own: OpenSession must name this user for the backend.
     pub delegate_as: Option<String>,
+    /// The backend takes the client's own name as the proxy asserts it (the trusted hop): a delegation
+    /// the client asks for itself must pass `[kerberos.proxy_users]` before it goes on.
+    pub asserted: bool,
 }
 
 /// Who makes a call.
@@ -63,6 +72,8 @@ pub struct Caller {
     /// Set when the upstream connection is the proxy's own identity: OpenSession delegates this user
     /// (see this module's table).
     pub delegate_as: Option<String>,
+    /// See [`Upstream::asserted`].
+    pub asserted: bool,
     pub peer: SocketAddr,
     /// The listener the connection arrived on (as bound), for placement rules.
     pub listener: Option<SocketAddr>,
@@ -72,8 +83,8 @@ pub struct Caller {
 
 impl Caller {
     pub fn new(identity: Option<String>, upstream: Upstream, peer: SocketAddr) -> Caller {
-        let Upstream { creds, delegate_as } = upstream;
-        Caller { identity, creds, delegate_as, peer, listener: None, forwarded_for: peer.ip().to_string() }
+        let Upstream { creds, delegate_as, asserted } = upstream;
+        Caller { identity, creds, delegate_as, asserted, peer, listener: None, forwarded_for: peer.ip().to_string() }
     }
 }
 
@@ -85,9 +96,12 @@ pub fn proxy_credentials(client_principal: &str) -> Credentials {
 
 /// Decides [`Upstream`] for a client; `Err` holds why the client cannot be served (shown to it).
 pub fn upstream_for(auth: &BackendAuthConfig, proxy: &Credentials, proof: ClientProof) -> Result<Upstream, String> {
+    if auth.trusted_header.is_some() {
+        return asserted(proof);
+    }
     let service = || Credentials { user: auth.service.user.clone(), password: auth.service.password.clone() };
-    let own = |creds| Ok(Upstream { creds, delegate_as: None });
-    let delegated = |creds, user: String| Ok(Upstream { creds, delegate_as: Some(user) });
+    let own = |creds| Ok(Upstream { creds, delegate_as: None, asserted: false });
+    let delegated = |creds, user: String| Ok(Upstream { creds, delegate_as: Some(user), asserted: false });
     match (auth.transport, proof) {
         (BackendTransport::Nosasl, ClientProof::Password(c)) => own(c),
         (BackendTransport::Nosasl, ClientProof::Verified(user)) => own(Credentials { user, password: String::new() }),
@@ -109,6 +123,26 @@ pub fn upstream_for(auth: &BackendAuthConfig, proxy: &Credentials, proof: Client
     }
 }
 
+/// The trusted hop: only users the proxy authenticated itself, each asserted with an empty password
+/// (impalad ignores the password; `Basic <user>:` is its documented form).
+fn asserted(proof: ClientProof) -> Result<Upstream, String> {
+    match proof {
+        ClientProof::Verified(user) => {
+            Ok(Upstream { creds: Credentials { user, password: String::new() }, delegate_as: None, asserted: true })
+        }
+        ClientProof::Password(_) => Err(format!(
+            "hs2-proxy names each user to the backends itself ({TRUSTED_KEY}) and cannot check passwords: \
+             authenticate with Kerberos (SASL GSSAPI, or HTTP Negotiate)"
+        )),
+        ClientProof::None => Err(format!(
+            "hs2-proxy names each user to the backends itself ({TRUSTED_KEY}): clients must authenticate \
+             (SASL GSSAPI, or HTTP Negotiate)"
+        )),
+    }
+}
+
+const TRUSTED_KEY: &str = crate::config::trusted::KEY;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,7 +150,7 @@ mod tests {
 
     fn auth(transport: BackendTransport, delegate: bool) -> BackendAuthConfig {
         let service = ServiceCredentials { user: "svc".into(), password: "s".into() };
-        BackendAuthConfig { transport, service, delegate }
+        BackendAuthConfig { transport, service, delegate, trusted_header: None }
     }
 
     fn alice() -> Credentials {
@@ -131,7 +165,7 @@ mod tests {
         assert_eq!(go(Nosasl, false, ClientProof::Password(alice())).unwrap().creds, alice());
         assert_eq!(
             go(Sasl, false, ClientProof::Password(alice())).unwrap(),
-            Upstream { creds: alice(), delegate_as: None }
+            Upstream { creds: alice(), delegate_as: None, asserted: false }
         );
         let via_service = go(Sasl, true, ClientProof::Password(alice())).unwrap();
         assert_eq!((via_service.creds.user.as_str(), via_service.delegate_as.as_deref()), ("svc", Some("alice")));
@@ -142,5 +176,22 @@ mod tests {
         assert!(go(Gssapi, false, ClientProof::Password(alice())).unwrap_err().contains("cannot check passwords"));
         assert!(go(Gssapi, false, ClientProof::None).is_err());
         assert_eq!(go(Sasl, false, ClientProof::None).unwrap().creds.user, "svc");
+    }
+
+    #[test]
+    fn the_trusted_hop_asserts_only_users_the_proxy_authenticated() {
+        let proxy = proxy_credentials("svc");
+        let trusted = BackendAuthConfig {
+            trusted_header: Some("x-trusted".parse().unwrap()),
+            ..auth(BackendTransport::Sasl, false)
+        };
+        let go = |p| upstream_for(&trusted, &proxy, p);
+        let bob = go(ClientProof::Verified("bob".into())).unwrap();
+        let expected = Credentials { user: "bob".into(), password: String::new() };
+        assert_eq!(bob, Upstream { creds: expected, delegate_as: None, asserted: true });
+        let refused = go(ClientProof::Password(alice())).unwrap_err();
+        assert!(refused.contains("cannot check passwords") && refused.contains(TRUSTED_KEY), "{refused}");
+        let refused = go(ClientProof::None).unwrap_err();
+        assert!(refused.contains("clients must authenticate") && refused.contains(TRUSTED_KEY), "{refused}");
     }
 }

@@ -117,3 +117,11 @@ fn durations_that_overflow_an_instant_are_refused_at_load() {
     let err = FileConfig::parse(text).and_then(FileConfig::validate).map(|_| ()).unwrap_err().to_string();
     assert!(err.starts_with("pool.wait_timeout: "), "{err}");
 }
+
+/// Found by CI's brief run of `request_parse`: a GetInfo *reply* sent by a client as a request is
+/// refused on purpose (`ProtocolError::NotACall`, since impalad would drop the connection), but the
+/// target took every refusal of a whole, decodable message for a defect.
+#[test]
+fn a_reply_sent_as_a_request_is_refused_as_not_a_call() {
+    regression("request_parse", "reply-sent-as-a-request");
+}

@@ -186,7 +186,13 @@ pub fn request_parse(data: &[u8]) {
     let r = match parsed {
         Ok(r) => r,
         Err(e) => {
-            if let Ok((_, body, used)) = decoded {
+            if let Ok((header, body, used)) = decoded {
+                // A reply or exception sent as a request is refused on purpose (impalad would drop the
+                // connection), and only for that reason.
+                if !matches!(header.kind, MessageKind::Call | MessageKind::Oneway) {
+                    assert!(matches!(e, ProtocolError::NotACall(k) if k == header.kind), "a non-call refused as {e}");
+                    return;
+                }
                 let body = Value::Struct(body);
                 let within = model::frame_depth(&body) <= limits.max_depth
                     && model::longest_container(&body) as u64 <= u64::from(limits.max_container_len);

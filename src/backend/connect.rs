@@ -1,7 +1,8 @@
 //! Opening one upstream connection: TCP, TLS when the backend says `tls = true`, then the binary
 //! protocol (with SASL PLAIN when `backend_auth.transport = "sasl"`) or HTTP (one POST per call, Basic
-//! auth with the same credentials). Used by the pool and the health probe; the result is a
-//! `ThriftConn` either way, so nothing above this knows which transport carries the calls.
+//! auth with the same credentials; with `backend_auth.trusted_header`, `Basic <user>:` and that header,
+//! Impala's trusted hop). Used by the pool and the health probe; the result is a `ThriftConn` either way,
+//! so nothing above this knows which transport carries the calls.
 
 use std::io;
 
@@ -27,6 +28,8 @@ pub struct Endpoint<'a> {
     pub max_frame: u64,
     /// With `auth = gssapi`: the proxy's initiator and this backend's service principal.
     pub kerberos: Option<&'a KerberosUpstream>,
+    /// `backend_auth.trusted_header` (HTTP only): the header impalad's `--trusted_auth_header` names.
+    pub trusted_header: Option<&'a http::HeaderName>,
 }
 
 /// How the proxy authenticates to one backend with Kerberos.
@@ -96,15 +99,23 @@ pub async fn open(ep: &Endpoint<'_>, creds: &Credentials, check_creds: bool) -> 
         }
         UpstreamTransport::Http => {
             let authenticates = ep.auth == BackendTransport::Sasl;
+            // The trusted hop's documented form is `Basic <user>:`: impalad ignores any password there.
+            let password = if ep.trusted_header.is_some() { "" } else { creds.password.as_str() };
             let target = Target {
                 host: ep.addr.to_string(),
                 path: ep.upstream.http_path.clone(),
-                authorization: authenticates.then(|| crate::http::basic_authorization(&creds.user, &creds.password)),
+                authorization: authenticates.then(|| crate::http::basic_authorization(&creds.user, password)),
+                trusted_header: ep.trusted_header.cloned(),
             };
             let (io, headers) = HttpIo::handshake(io, &target).await.map_err(|e| OpenError::Http(e.to_string()))?;
             let mut conn = ThriftConn::new(Box::new(io), Framing::Unframed, ep.max_frame);
             if check_creds && authenticates {
-                check_credentials(&mut conn).await?;
+                check_credentials(&mut conn).await.map_err(|e| match (e, ep.trusted_header) {
+                    (OpenError::AuthRefused(m), Some(h)) => OpenError::AuthRefused(format!(
+                        "{m}: is impalad started with --trusted_auth_header={h} (and LDAP or Kerberos enabled)?"
+                    )),
+                    (e, _) => e,
+                })?;
             }
             Ok(Opened { conn, headers: Some(headers) })
         }

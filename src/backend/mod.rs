@@ -117,7 +117,8 @@ impl Backend {
                 config.pool.clone(),
                 config.limits.max_frame_bytes,
                 kerberos,
-            ),
+            )
+            .with_trusted_header(config.backend_auth.trusted_header.clone()),
         }
     }
 

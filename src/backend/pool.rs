@@ -139,6 +139,8 @@ struct Shared {
     transport: BackendTransport,
     upstream: UpstreamConfig,
     kerberos: Option<KerberosUpstream>,
+    /// `backend_auth.trusted_header`: sent on every POST (Impala's trusted hop).
+    trusted_header: Option<http::HeaderName>,
     cfg: PoolConfig,
     max_frame: u64,
     inner: Mutex<Inner>,
@@ -254,6 +256,7 @@ impl Pool {
             transport,
             upstream,
             kerberos,
+            trusted_header: None,
             cfg,
             max_frame,
             inner: Mutex::new(Inner::default()),
@@ -262,6 +265,15 @@ impl Pool {
             counters: Counters::default(),
         };
         Pool { shared: Arc::new(shared) }
+    }
+
+    /// Every POST of this pool's connections (and of its probes) carries `header` (Impala's trusted
+    /// hop, `backend_auth.trusted_header`). Set at creation, before the pool is shared.
+    pub fn with_trusted_header(mut self, header: Option<http::HeaderName>) -> Pool {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.trusted_header = header;
+        }
+        self
     }
 
     /// The key a call with `creds` uses on this backend.
@@ -372,6 +384,7 @@ impl Pool {
             upstream: &s.upstream,
             max_frame: s.max_frame,
             kerberos: s.kerberos.as_ref(),
+            trusted_header: s.trusted_header.as_ref(),
         }
     }
 

@@ -3,7 +3,7 @@
 //! ```text
 //! mock-impalad --listen 127.0.0.1:21050 [--name X] [--sasl] [--user U:PW ...] [--delay-ms N] [--frame-bytes N]
 //!              [--keytab FILE [--principal impala/HOST]] [--authorized-proxy-user-config 'hs2proxy=*;hue=alice']
-//!              [--web-listen 127.0.0.1:25000]
+//!              [--web-listen 127.0.0.1:25000] [--http-listen 127.0.0.1:28000 [--trusted-auth-header NAME]]
 //! ```
 //! With `--keytab` clients authenticate with Kerberos (SASL GSSAPI); KRB5_CONFIG tells the realm.
 
@@ -52,6 +52,12 @@ struct Args {
     /// Also serve a web port like impalad's (`/jsonmetrics`, `/sessions?json`) on this address.
     #[arg(long)]
     web_listen: Option<String>,
+    /// Also serve HS2 over HTTP like impalad's hs2-http port (28000) on this address.
+    #[arg(long)]
+    http_listen: Option<String>,
+    /// impalad's --trusted_auth_header on the HTTP port (honoured with --sasl or --keytab, as in impalad).
+    #[arg(long, requires = "http_listen")]
+    trusted_auth_header: Option<String>,
 }
 
 fn auth(args: &Args) -> Result<MockAuth, String> {
@@ -95,6 +101,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mock = MockImpalad::start(&args.listen, cfg).await?;
     if let Some(web) = &args.web_listen {
         mock.start_web(web).await?;
+    }
+    if let Some(http) = &args.http_listen {
+        mock.start_http(http, args.trusted_auth_header.as_deref()).await?;
     }
     tokio::signal::ctrl_c().await?;
     mock.stop().await;

@@ -164,7 +164,8 @@ async fn handle(conn: Arc<Connection>, req: HttpRequest<Incoming>) -> Response<R
             if conn.front.negotiate.is_some() {
                 r.headers_mut().append(WWW_AUTHENTICATE, HeaderValue::from_static("Negotiate"));
             }
-            if conn.proxy.config().backend_auth.transport != BackendTransport::Gssapi {
+            let auth = &conn.proxy.config().backend_auth;
+            if auth.transport != BackendTransport::Gssapi && auth.trusted_header.is_none() {
                 r.headers_mut().append(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"hs2-proxy\""));
             }
             return r;
@@ -333,10 +334,14 @@ async fn caller(conn: &Connection, headers: &HeaderMap) -> Result<Authenticated,
 }
 
 /// True when a cookie's user needs no password upstream: backends that check none, or a proxy that
-/// delegates (Kerberos upstream, a delegating service account, or Kerberos clients beside password ones).
+/// delegates (Kerberos upstream, a delegating service account, or Kerberos clients beside password ones)
+/// or asserts the user (the trusted hop).
 fn cookie_user_suffices(conn: &Connection) -> bool {
     let auth = &conn.proxy.config().backend_auth;
-    auth.transport != BackendTransport::Sasl || auth.delegate || conn.front.negotiate.is_some()
+    auth.transport != BackendTransport::Sasl
+        || auth.delegate
+        || auth.trusted_header.is_some()
+        || conn.front.negotiate.is_some()
 }
 
 /// Accepts a Negotiate header: the client's short name and the reply token.

@@ -7,7 +7,9 @@
 //! is open, end of stream once the server closed it.
 //!
 //! Cookies the backend sets (impalad's `impala.auth`) are sent back on this connection only: one
-//! backend, one user. They never reach a client or another backend.
+//! backend, one user. They never reach a client or another backend. No header of a client's request is
+//! ever sent here: each POST carries only the headers built below (and `X-Forwarded-For`, which the
+//! proxy writes), so a client cannot smuggle the trusted header of Impala's trusted hop through.
 
 use std::future::Future;
 use std::io;
@@ -59,7 +61,13 @@ pub struct Target {
     pub path: String,
     /// `Authorization` sent with every call (Basic), when the backend authenticates.
     pub authorization: Option<String>,
+    /// Sent with every call (Impala's `--trusted_auth_header`): impalad looks for its presence only.
+    pub trusted_header: Option<http::HeaderName>,
 }
+
+/// The trusted header's value: impalad ignores it (`THttpServer::parseHeader` notes only that the
+/// header is there); it names who vouched, for anyone reading a capture.
+pub const TRUSTED_HEADER_VALUE: &str = "hs2-proxy";
 
 type Pending = Pin<Box<dyn Future<Output = hyper::Result<Response<Incoming>>> + Send>>;
 
@@ -79,6 +87,7 @@ pub struct HttpIo {
     path: http::Uri,
     host: HeaderValue,
     authorization: Option<HeaderValue>,
+    trusted_header: Option<http::HeaderName>,
     cookies: Vec<(String, String)>,
     headers: CallHeaders,
     request: BytesMut,
@@ -118,6 +127,7 @@ impl HttpIo {
             path,
             host,
             authorization,
+            trusted_header: target.trusted_header.clone(),
             cookies: Vec::new(),
             headers: headers.clone(),
             request: BytesMut::new(),
@@ -134,6 +144,9 @@ impl HttpIo {
             .header(USER_AGENT, USER_AGENT_VALUE);
         if let Some(a) = &self.authorization {
             b = b.header(AUTHORIZATION, a.clone());
+        }
+        if let Some(name) = &self.trusted_header {
+            b = b.header(name.clone(), TRUSTED_HEADER_VALUE);
         }
         if !self.cookies.is_empty() {
             let jar: Vec<String> = self.cookies.iter().map(|(n, v)| format!("{n}={v}")).collect();

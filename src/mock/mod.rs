@@ -7,6 +7,8 @@
 //!   generated results; [`plan`]: a query's operators and exec summary; [`profile`]: its text profile.
 //! - [`web`]: an optional web port like impalad's (`/jsonmetrics`, `/sessions?json`), started with
 //!   [`MockImpalad::start_web`]; its admission figures are set by [`MockImpalad::set_admission`].
+//! - [`hs2_http`]: an optional hs2-http port like impalad's (28000), with its `--trusted_auth_header`
+//!   rule, started with [`MockImpalad::start_http`].
 //!
 //! Faults to inject: `select crash()` (the first fetch's reply is cut in half and the connection
 //! dropped), [`MockImpalad::set_hang_up_on`] (calls of one method are read and the connection closed
@@ -24,6 +26,7 @@
 //! `--authorized_proxy_user_config`; `select current_user()` answers the session's effective user.
 
 mod calls;
+pub mod hs2_http;
 mod ledger;
 mod op_calls;
 pub mod plan;
@@ -156,6 +159,10 @@ pub(crate) struct Inner {
     hang_up_on: Mutex<Option<String>>,
     /// Calls that named a handle this mock does not hold (`ledger`).
     unknown: Mutex<ledger::UnknownLog>,
+    /// The hs2-http port's cookie key and logins.
+    http: hs2_http::HttpState,
+    /// The hs2-http port's task, once started (`stop` waits for it like for the accept loop).
+    http_task: Mutex<Option<JoinHandle<()>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -236,6 +243,8 @@ impl MockImpalad {
             admission: Mutex::new(BTreeMap::new()),
             hang_up_on: Mutex::new(None),
             unknown: Mutex::new(ledger::UnknownLog::default()),
+            http: Default::default(),
+            http_task: Mutex::new(None),
         });
         let task = tokio::spawn(server::accept_loop(listener, inner.clone(), stopped));
         *lock(&inner.accept_task) = Some(task);
@@ -255,6 +264,26 @@ impl MockImpalad {
         *lock(&self.inner.web_addr) = Some(local);
         tracing::info!(name = %self.inner.cfg.name, addr = %local, "mock impalad web port listening");
         Ok(local)
+    }
+
+    /// Starts an hs2-http port like impalad's on `addr` (port 0 for any), served until the mock stops.
+    /// `trusted_auth_header`: impalad's `--trusted_auth_header` (see [`hs2_http`] for the rules).
+    pub async fn start_http(&self, addr: &str, trusted_auth_header: Option<&str>) -> std::io::Result<SocketAddr> {
+        let trusted = trusted_auth_header
+            .map(|h| http::HeaderName::from_bytes(h.as_bytes()))
+            .transpose()
+            .map_err(std::io::Error::other)?;
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let task = tokio::spawn(hs2_http::serve(listener, self.inner.clone(), trusted, self.inner.stop.subscribe()));
+        *lock(&self.inner.http_task) = Some(task);
+        tracing::info!(name = %self.inner.cfg.name, addr = %local, trusted_auth_header, "mock impalad hs2-http port listening");
+        Ok(local)
+    }
+
+    /// Every request the hs2-http port authenticated, oldest first (the last 10,000).
+    pub fn http_logins(&self) -> Vec<hs2_http::HttpLogin> {
+        self.inner.http.logins()
     }
 
     /// `http://<web port>/jsonmetrics`, for a backend's `metrics_url`, once the web port runs.
@@ -345,8 +374,8 @@ impl MockImpalad {
     /// Returns once the connections are closed.
     pub async fn stop(&self) {
         self.inner.stop.send_replace(true);
-        let task = lock(&self.inner.accept_task).take();
-        if let Some(task) = task {
+        let tasks = [lock(&self.inner.accept_task).take(), lock(&self.inner.http_task).take()];
+        for task in tasks.into_iter().flatten() {
             let _ = task.await;
         }
         self.inner.state().clear();

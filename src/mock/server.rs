@@ -147,7 +147,7 @@ async fn authenticate_gssapi(conn: &mut ThriftConn, inner: &Inner) -> Result<Str
 
 /// The bytes to write for one request, and whether the connection stays open afterwards.
 /// `None` closes the connection: the request was not a decodable call.
-async fn respond(inner: &Inner, user: Option<&str>, request: &[u8]) -> Option<(Vec<u8>, bool)> {
+pub(super) async fn respond(inner: &Inner, user: Option<&str>, request: &[u8]) -> Option<(Vec<u8>, bool)> {
     let name = &inner.cfg.name;
     let (header, args) = match rpc::decode_header(request, &Limits::REQUEST) {
         Ok(m) => m,

@@ -63,7 +63,7 @@ pub async fn client_via(addr: &str, via: Via) -> Result<Hs2Client, String> {
     };
     let auth = if via.creds.is_some() { BackendTransport::Sasl } else { BackendTransport::Nosasl };
     let creds = via.creds.unwrap_or(Credentials { user: "nobody".into(), password: String::new() });
-    let ep = Endpoint { addr, auth, upstream: &upstream, max_frame: 1 << 30, kerberos: None };
+    let ep = Endpoint { addr, auth, upstream: &upstream, max_frame: 1 << 30, kerberos: None, trusted_header: None };
     let opened = connect::open(&ep, &creds, true).await.map_err(|e| e.to_string())?;
     let mut c = Hs2Client::over(opened.conn);
     c.set_timeout(Some(std::time::Duration::from_secs(20)));
