@@ -6,6 +6,7 @@
 # Instruction counts do not depend on machine noise: before/after comparisons of a change are exact.
 #
 #   scripts/profile-callgrind.sh [--target hs2-proxy|haproxy] [--clients N] [--out FILE]
+#   HS2_PROXY_BIN=/path/to/old/hs2-proxy scripts/profile-callgrind.sh    # profile another build (before/after)
 #
 # Prints one line: target=... clients=... calls=... instructions=... per_call=...; leaves the callgrind
 # file (default target/callgrind.<target>.out) for `callgrind_annotate --inclusive=yes`.
@@ -42,7 +43,7 @@ MOCK=$(port); PROXY=$(port)
 # Nothing is instrumented until the warm-up is over (callgrind_control -i on).
 VG=(valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT")
 if [[ $TARGET == hs2-proxy ]]; then
-    "${VG[@]}" "$R/hs2-proxy" --listen "127.0.0.1:$PROXY" --admin-listen off --backend "127.0.0.1:$MOCK" \
+    "${VG[@]}" "${HS2_PROXY_BIN:-$R/hs2-proxy}" --listen "127.0.0.1:$PROXY" --admin-listen off --backend "127.0.0.1:$MOCK" \
         >"$WORK/target.log" 2>&1 &
 else
     cat >"$WORK/haproxy.cfg" <<EOF
@@ -77,6 +78,6 @@ DUMP="$OUT.1"
 for _ in $(seq 150); do [[ -s "$DUMP" ]] && break; sleep 0.2; done
 [[ -s "$DUMP" ]] || die "callgrind wrote no dump ($DUMP)"
 sleep 0.5
-IR=$(callgrind_annotate "$DUMP" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
+IR=$(callgrind_annotate "$DUMP" 2>/dev/null | awk '/PROGRAM TOTALS/ && !n++ { gsub(",", "", $1); print $1 }')
 [[ -n "$IR" ]] || die "no PROGRAM TOTALS in $DUMP"
 echo "target=$TARGET clients=$CLIENTS calls=$CALLS instructions=$IR per_call=$((IR / CALLS)) file=$DUMP"

@@ -22,6 +22,7 @@ use crate::backend::health::Evidence;
 use crate::backend::pool::{Checkout, PoolError};
 use crate::backend::{probe, Backend};
 use crate::conn::{ConnError, RelayDeadlines, RelayError, Relayed, ReplySink, SinkError};
+use crate::fasthash::KeyedState;
 use crate::hs2::call::{reply_scanner, reply_summary, HandleKind, ReplySummary, Request};
 use crate::hs2::handle::Guid;
 use crate::hs2::idl::Effect;
@@ -39,11 +40,12 @@ use crate::{migrate, recover};
 /// closes (their clean-up clock starts). A std mutex, held for a set operation only.
 #[derive(Debug, Default)]
 pub struct Attachments {
-    used: Mutex<HashSet<Guid>>,
+    /// Sessions the proxy knows (backend-issued guids): the fast hasher is safe here.
+    used: Mutex<HashSet<Guid, KeyedState>>,
 }
 
 impl Attachments {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<Guid>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<Guid, KeyedState>> {
         self.used.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -316,7 +318,7 @@ impl Call<'_> {
         sink: &mut S,
     ) -> Result<(ReplySummary, Relayed), ExchangeError> {
         let t = &self.proxy.config().timeouts;
-        let write = tokio::time::timeout(t.backend_reply, up.conn().write_message(&self.req.bytes)).await;
+        let write = crate::conn::within(t.backend_reply, up.conn().write_message(&self.req.bytes)).await;
         match write {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(ExchangeError::Unsent(e)),

@@ -3,7 +3,7 @@
 //! # Layout
 //! - Pure, no I/O: [`thrift`] (scanner, value codec, framing), [`hs2`] (the method table generated
 //!   from `idl/`, handles, request and reply views, synthesized replies), [`routing`] (which backend
-//!   holds each handle), [`balance`] (choosing a backend), [`rules`] (groups and routing rules), [`misses`], [`backend::health`] (the health
+//!   holds each handle), [`balance`] (choosing a backend), [`rules`] (groups and routing rules), [`misses`], [`fasthash`] (the routing tables' hasher), [`backend::health`] (the health
 //!   state machine), [`backend::load`] (the load balancing compares, slow start's ramp), [`metrics`]
 //!   (every metric name), [`config`] (file and flags to a validated config).
 //! - I/O, one thing each: [`conn`] (the only Thrift socket code: read, write, relay into a reply sink),
@@ -41,6 +41,7 @@ pub mod control;
 pub mod demo;
 pub mod discovery;
 pub mod dispatch;
+pub mod fasthash;
 pub mod frontend;
 pub mod hs2;
 #[cfg(feature = "testbed")]

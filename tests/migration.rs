@@ -185,7 +185,16 @@ async fn an_evacuation_moves_sessions_as_their_operations_finish() {
     let p = proxy.proxy.clone();
     let first = mocks[0].clone();
     eventually("the idle sessions moved", move || first.sessions().len() == 1 && p.session_count() == 9).await;
-    let b = backend_view(&proxy, &mocks[0]).await;
+    // The old backend closes a moved session before the evacuation counts the move: wait for the count.
+    let moved = on_first.len() as u64 - 1;
+    let mut b = backend_view(&proxy, &mocks[0]).await;
+    for _ in 0..400 {
+        if b.evacuation.as_ref().is_some_and(|e| e.moved >= moved) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        b = backend_view(&proxy, &mocks[0]).await;
+    }
     let e = b.evacuation.unwrap();
     assert_eq!((e.state.as_str(), e.moved as usize, e.waiting), ("running", on_first.len() - 1, 1), "{e:?}");
     assert!(!b.eligible, "no new sessions meanwhile");

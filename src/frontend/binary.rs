@@ -15,12 +15,13 @@ use super::{auth, Front};
 use crate::backend::pool::Credentials;
 use crate::conn::{ConnError, Io, RequestRead, ThriftConn};
 use crate::dispatch::{self, Attachments, CallEnd, Caller};
-use crate::hs2::call::Request;
+use crate::hs2::call::{self, Request};
 use crate::hs2::reply;
 use crate::identity::ClientProof;
 use crate::proxy::Proxy;
 use crate::sasl::{self, Mechanism};
 use crate::thrift::framing::{Framing, Sniffed};
+use crate::thrift::scanner::Scanner;
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -138,9 +139,10 @@ async fn refuse_first_call(proxy: &Proxy, conn: &mut ThriftConn, peer: SocketAdd
         stall: t.request_read,
         whole: t.request_total,
         budget: proxy.budget(),
+        captures: call::request_captures,
     };
-    if let Ok(Some(bytes)) = conn.read_request(&read).await {
-        if let Ok(req) = Request::parse(bytes, read.limits) {
+    if let Ok(Some((bytes, scanner))) = conn.read_request(&read).await {
+        if let Ok(req) = Request::scanned(bytes, &scanner) {
             let _ = conn.write_message(&reply::error_reply(req.name(), req.header.seqid, why)).await;
         }
     }
@@ -158,10 +160,11 @@ async fn run(proxy: &Proxy, conn: &mut ThriftConn, caller: &Caller, attached: &A
         stall: t.request_read,
         whole: t.request_total,
         budget: proxy.budget(),
+        captures: call::request_captures,
     };
     loop {
-        let bytes = match next_request(conn, &read, &mut stop).await {
-            Ok(Some(bytes)) => bytes,
+        let (bytes, scanner) = match next_request(conn, &read, &mut stop).await {
+            Ok(Some(read)) => read,
             Ok(None) => return Ok(()),
             Err(ConnError::BadMessage { name, seqid, reason }) => {
                 // The stream position is lost: say why, then close.
@@ -174,7 +177,8 @@ async fn run(proxy: &Proxy, conn: &mut ThriftConn, caller: &Caller, attached: &A
             Err(ConnError::Idle(_)) if proxy.is_stopping() => return Err(End::Shutdown),
             Err(e) => return Err(e.into()),
         };
-        let req = Request::parse(bytes, read.limits).map_err(ConnError::from)?;
+        let req = Request::scanned(bytes, &scanner).map_err(ConnError::from)?;
+        drop(scanner); // its buffers go back now, for the reply's scanner
         let served = dispatch::call(proxy, caller, attached, req, conn).await;
         conn.release_budget();
         served?;
@@ -195,7 +199,7 @@ async fn next_request(
     conn: &mut ThriftConn,
     read: &RequestRead<'_>,
     stop: &mut watch::Receiver<bool>,
-) -> Result<Option<bytes::Bytes>, ConnError> {
+) -> Result<Option<(bytes::Bytes, Scanner)>, ConnError> {
     if !*stop.borrow() {
         tokio::select! {
             r = conn.read_request(read) => return r,

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::handle::{HandleId, ID_BYTES};
 use super::idl::{self, Effect, HandlePaths, MethodSpec};
-use crate::thrift::scanner::{parse_header, FieldPath, Scanner};
+use crate::thrift::scanner::{FieldPath, Scanner};
 use crate::thrift::{Limits, MessageHeader, MessageKind, ProtocolError};
 
 /// A path that matches no field: stands in for a handle a method does not carry.
@@ -22,6 +22,8 @@ const UNKNOWN_METHOD_REPLY: [FieldPath; 8] =
 struct Captures {
     request: [FieldPath; 6],
     reply: [FieldPath; 8],
+    /// The IDL requires the request's session handle, its operation handle.
+    requires: (bool, bool),
 }
 
 const SLOT_SESSION_GUID: usize = 0;
@@ -94,6 +96,7 @@ fn captures(index: usize) -> &'static Captures {
                 Captures {
                     request: [sg, ss, og, os, statement, op_type],
                     reply: [rsg, rss, rog, ros, code, msg, EXCEPTION_MESSAGE, operation_state_path(m.name)],
+                    requires: (requires(m, m.request_session), requires(m, m.request_operation)),
                 }
             })
             .collect()
@@ -106,6 +109,10 @@ fn captures(index: usize) -> &'static Captures {
 pub enum HandleKind {
     Session,
     Operation,
+}
+
+fn is_call(kind: MessageKind) -> bool {
+    matches!(kind, MessageKind::Call | MessageKind::Oneway)
 }
 
 /// A whole client request and the handles it names.
@@ -126,32 +133,52 @@ pub struct Request {
     pub bytes: Bytes,
 }
 
+/// Whether `m`'s request struct declares the field holding `paths` (`args.req.<field>...`) required.
+fn requires(m: &MethodSpec, paths: Option<HandlePaths>) -> bool {
+    let Some(spec) = idl::struct_spec(m.request) else { return false };
+    let field = paths.and_then(|p| p.guid.get(1).copied());
+    field.is_some_and(|id| spec.fields.iter().any(|f| f.id == id && f.required))
+}
+
+/// The captures of a request, by its method's name (none for a method the IDL does not know).
+pub fn request_captures(name: &str) -> &'static [FieldPath] {
+    idl::method_index(name).map_or(&[], |i| &captures(i).request)
+}
+
+/// A scanner that finds both where a request ends and the handles it names, in one pass: its captures
+/// follow the method its header names. [`Request::scanned`] reads the request out of it.
+pub fn request_scanner(limits: Limits) -> Scanner {
+    Scanner::choosing(limits, request_captures)
+}
+
 impl Request {
-    /// Reads the handles out of one complete request message: the header straight from the bytes, then
-    /// one scan that captures this method's fields and checks that the message ends where `bytes` does.
+    /// Reads the handles out of one complete request message, in one scan that also checks that the
+    /// message ends where `bytes` does.
     pub fn parse(bytes: Bytes, limits: Limits) -> Result<Request, ProtocolError> {
-        let (header, _) = parse_header(&bytes)?.ok_or(ProtocolError::Truncated)?;
+        let mut scanner = request_scanner(limits);
+        let fed = scanner.feed(&bytes);
+        // A non-call is refused for what it is, even when its body would be refused too.
+        if let Some(h) = scanner.header().filter(|h| !is_call(h.kind)) {
+            return Err(ProtocolError::NotACall(h.kind));
+        }
+        if !scanner.is_done() || fed? != bytes.len() {
+            return Err(ProtocolError::Truncated);
+        }
+        Request::scanned(bytes, &scanner)
+    }
+
+    /// The request in `bytes`, which `scanner` (a [`request_scanner`]) has just read whole.
+    pub fn scanned(bytes: Bytes, scanner: &Scanner) -> Result<Request, ProtocolError> {
+        let header = scanner.header().cloned().ok_or(ProtocolError::Truncated)?;
         // A client's reply or exception is no request: impalad's Thrift server would drop the connection,
         // so forwarding it would break an upstream connection and count against a healthy backend.
-        if !matches!(header.kind, MessageKind::Call | MessageKind::Oneway) {
+        if !is_call(header.kind) {
             return Err(ProtocolError::NotACall(header.kind));
         }
         let index = idl::method_index(&header.name);
         let (mut session, mut operation, mut statement, mut operation_type, mut session_at) =
             (None, None, None, None, None);
-        if index.is_none() {
-            // An unknown method: its handles cannot be found, but the message must still be whole.
-            let mut scanner = Scanner::new(limits, &[]);
-            if scanner.feed(&bytes)? != bytes.len() || !scanner.is_done() {
-                return Err(ProtocolError::Truncated);
-            }
-        }
-        if let Some(i) = index {
-            let mut scanner = Scanner::new(limits, &captures(i).request);
-            let used = scanner.feed(&bytes)?;
-            if !scanner.is_done() || used != bytes.len() {
-                return Err(ProtocolError::Truncated);
-            }
+        if index.is_some() {
             session = HandleId::from_captures(scanner.found(SLOT_SESSION_GUID), scanner.found(SLOT_SESSION_SECRET));
             operation = HandleId::from_captures(scanner.found(SLOT_OP_GUID), scanner.found(SLOT_OP_SECRET));
             operation_type = scanner.found(SLOT_OP_TYPE).and_then(|t| t.as_int()).and_then(|t| i32::try_from(t).ok());
@@ -170,16 +197,11 @@ impl Request {
     /// be 16 bytes each), if any. A server's Thrift reader refuses such a call by closing the connection
     /// without a reply, which the proxy would take for a broken backend: it answers the client itself.
     pub fn lacks_required_handle(&self) -> Option<HandleKind> {
-        let m = self.method?;
-        let spec = idl::struct_spec(m.request)?;
-        let required = |paths: Option<idl::HandlePaths>| {
-            let field = paths.and_then(|p| p.guid.get(1).copied());
-            field.is_some_and(|id| spec.fields.iter().any(|f| f.id == id && f.required))
-        };
-        if required(m.request_session) && self.session.is_none() {
+        let (session, operation) = captures(idl::method_index(self.method?.name)?).requires;
+        if session && self.session.is_none() {
             return Some(HandleKind::Session);
         }
-        if required(m.request_operation) && self.operation.is_none() {
+        if operation && self.operation.is_none() {
             return Some(HandleKind::Operation);
         }
         None

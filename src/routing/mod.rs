@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use dashmap::DashMap;
 
+use crate::fasthash::KeyedState;
 use crate::hs2::call::Request;
 use crate::hs2::handle::{Guid, HandleId, Secret};
 use crate::hs2::reply;
@@ -240,12 +241,12 @@ pub struct NewSession {
 
 #[derive(Default)]
 pub struct Routes {
-    sessions: DashMap<Guid, SessionEntry>,
-    operations: DashMap<Guid, OperationEntry>,
+    sessions: DashMap<Guid, SessionEntry, KeyedState>,
+    operations: DashMap<Guid, OperationEntry, KeyedState>,
     /// Session secret -> session guid: Impala gives an operation its session's secret, which finds the
     /// session of an operation the proxy never saw (opened through another proxy, or before a restart).
-    by_secret: DashMap<[u8; 16], Guid>,
-    loads: DashMap<BackendId, Load>,
+    by_secret: DashMap<[u8; 16], Guid, KeyedState>,
+    loads: DashMap<BackendId, Load, KeyedState>,
     /// Sessions per user (`SessionUsers::user`), for `limits.max_sessions_per_user`.
     per_user: DashMap<String, u64>,
 }
