@@ -79,6 +79,20 @@ pub enum StartError {
 /// Binds the listeners (HS2, the optional extra HTTP one, and admin unless turned off), acquires the
 /// Kerberos credentials `[kerberos]` asks for, and starts serving in the background. The config keeps
 /// the bound addresses, so that port 0 shows as the port actually used.
+/// Clean-up closes an abandoned session only on its impalad's word (`control::cleanup`): without a
+/// `metrics_url` such sessions are left to impalad's own timeouts, and impalad's default
+/// `--idle_session_timeout` is 0 (never). Said once at start, so that an operator sees it.
+fn warn_of_blind_cleanup(config: &Config) {
+    let blind: Vec<String> =
+        config.backends.iter().filter(|b| b.metrics_url.is_none()).map(|b| b.addr.to_string()).collect();
+    if !blind.is_empty() {
+        tracing::warn!(backends = ?blind,
+            "no metrics_url: sessions whose clients vanished are forgotten here but stay open on these impalads \
+             until their own idle_session_timeout; set backends[].metrics_url to the impalad's web port \
+             (docs/operations.md)");
+    }
+}
+
 pub async fn start(mut config: Config) -> Result<ProxyHandle, StartError> {
     let reuse = config.reuse_port;
     let listener = bind(config.listen, reuse, "listen", "--listen")?;
@@ -100,6 +114,7 @@ pub async fn start(mut config: Config) -> Result<ProxyHandle, StartError> {
         Some(k) => Some(tokio::task::spawn_blocking(move || k.acquire()).await.map_err(std::io::Error::other)??),
         None => None,
     };
+    warn_of_blind_cleanup(&config);
     let front = Arc::new(Front::new(&config, kerberos.as_ref()));
     let registrar = match &config.discovery {
         Some(d) => {

@@ -30,6 +30,8 @@ const KEPT_EXAMPLES: usize = 20;
 
 struct Slot {
     addr: SocketAddr,
+    /// Its web port (impalad's 25000), the same across restarts.
+    web: SocketAddr,
     name: String,
     mock: Option<MockImpalad>,
 }
@@ -67,7 +69,9 @@ impl Cluster {
             let mock = MockImpalad::start("127.0.0.1:0", mock_config(&name))
                 .await
                 .map_err(|e| SoakError::Setup(format!("starting {name}: {e}")))?;
-            slots.push(Slot { addr: mock.local_addr(), name, mock: Some(mock) });
+            let web =
+                mock.start_web("127.0.0.1:0").await.map_err(|e| SoakError::Setup(format!("{name}'s web port: {e}")))?;
+            slots.push(Slot { addr: mock.local_addr(), web, name, mock: Some(mock) });
         }
         Ok(Arc::new(Cluster { slots: Mutex::new(slots), audit: Mutex::new(AuditFigures::default()) }))
     }
@@ -78,6 +82,11 @@ impl Cluster {
 
     pub fn addrs(&self) -> Vec<SocketAddr> {
         self.slots().iter().map(|s| s.addr).collect()
+    }
+
+    /// Each mock's `metrics_url` (its web port's `/jsonmetrics`), by its HS2 address.
+    pub fn metrics_urls(&self) -> std::collections::HashMap<SocketAddr, String> {
+        self.slots().iter().map(|s| (s.addr, format!("http://{}/jsonmetrics", s.web))).collect()
     }
 
     /// The mocks running now, with their slot index.
@@ -100,15 +109,25 @@ impl Cluster {
 
     /// Starts mock `i` again on its address, with no sessions.
     pub async fn restart(&self, i: usize) -> Result<(), SoakError> {
-        let (addr, name) = {
+        let (addr, web, name) = {
             let slots = self.slots();
             let s = slots.get(i).ok_or_else(|| SoakError::Setup(format!("no mock {i}")))?;
-            (s.addr, s.name.clone())
+            (s.addr, s.web, s.name.clone())
         };
         let mut last = String::new();
-        // The port was just released; a connection in TIME_WAIT does not hold it, but be patient anyway.
+        // The ports were just released; a connection in TIME_WAIT does not hold one, but be patient anyway.
         for _ in 0..50 {
-            match MockImpalad::start(&addr.to_string(), mock_config(&name)).await {
+            let started = match MockImpalad::start(&addr.to_string(), mock_config(&name)).await {
+                Ok(m) => match m.start_web(&web.to_string()).await {
+                    Ok(_) => Ok(m),
+                    Err(e) => {
+                        m.stop().await;
+                        Err(e)
+                    }
+                },
+                Err(e) => Err(e),
+            };
+            match started {
                 Ok(m) => {
                     if let Some(s) = self.slots().get_mut(i) {
                         s.mock = Some(m);

@@ -90,8 +90,13 @@ impl Settings {
 pub async fn run(s: &Settings) -> Result<Report, SoakError> {
     std::fs::create_dir_all(&s.work_dir).map_err(|e| SoakError::Setup(format!("{}: {e}", s.work_dir.display())))?;
     let cluster = Cluster::start(BACKENDS).await?;
-    let settings =
-        ProxySettings { listen: free_port()?, admin: free_port()?, disconnected_grace: "5s", client_write: "2s" };
+    let settings = ProxySettings {
+        listen: free_port()?,
+        admin: free_port()?,
+        disconnected_grace: "5s",
+        client_write: "2s",
+        metrics_urls: cluster.metrics_urls(),
+    };
     let mut proxy = ProxyProcess::new(&s.proxy_bin, &s.work_dir, settings);
     proxy.write_config(&cluster.addrs())?;
     proxy.start().await?;

@@ -19,7 +19,8 @@ const READY_WITHIN: Duration = Duration::from_secs(30);
 const EXIT_WITHIN: Duration = Duration::from_secs(30);
 
 /// What the reaper logs when it cannot close a session upstream (`control::reaper`).
-const LEFT_TO_SERVER: &str = "no idle upstream connection to close the session on";
+const LEFT_TO_SERVER: [&str; 2] =
+    ["no idle upstream connection to close the session on", "left to impalad's own timeouts"];
 
 /// A free loopback port, found now (the proxy binds it; restarts reuse it).
 pub fn free_port() -> Result<SocketAddr, SoakError> {
@@ -34,6 +35,8 @@ pub struct ProxySettings {
     pub admin: SocketAddr,
     pub disconnected_grace: &'static str,
     pub client_write: &'static str,
+    /// Each backend's `metrics_url` (the mock's web port): clean-up closes a session on its word only.
+    pub metrics_urls: std::collections::HashMap<SocketAddr, String>,
 }
 
 pub struct ProxyProcess {
@@ -89,11 +92,17 @@ impl ProxyProcess {
     /// Writes the configuration with these backends (read at start and on SIGHUP).
     pub fn write_config(&self, backends: &[SocketAddr]) -> Result<(), SoakError> {
         let s = &self.settings;
-        let list: Vec<String> = backends.iter().map(|b| format!("\"{b}\"")).collect();
+        // As an operator configures impalads: each with its web port, whose word clean-up needs.
+        let tables: String = backends
+            .iter()
+            .map(|b| match s.metrics_urls.get(b) {
+                Some(url) => format!("\n[[backends]]\naddr = \"{b}\"\nmetrics_url = \"{url}\"\n"),
+                None => format!("\n[[backends]]\naddr = \"{b}\"\n"),
+            })
+            .collect();
         let text = format!(
             r#"# Written by the soak (hs2_proxy::soak).
 listen = "{listen}"
-backends = [{list}]
 
 [backend_auth]
 transport = "sasl"
@@ -126,11 +135,10 @@ fall = 2
 listen = "{admin}"
 "#,
             listen = s.listen,
-            list = list.join(", "),
             grace = s.disconnected_grace,
             client_write = s.client_write,
             admin = s.admin,
-        );
+        ) + &tables;
         std::fs::write(self.config_path(), text).map_err(|e| SoakError::Setup(format!("writing the config: {e}")))
     }
 
@@ -216,7 +224,7 @@ listen = "{admin}"
                 if line.contains("panicked") {
                     panics.push(line.chars().take(400).collect());
                 }
-                if !line.contains(LEFT_TO_SERVER) {
+                if !LEFT_TO_SERVER.iter().any(|m| line.contains(m)) {
                     continue;
                 }
                 let id = serde_json::from_str::<serde_json::Value>(line)
