@@ -14,7 +14,11 @@ pub async fn start(mut config: Config) -> Result<(ProxyHandle, Vec<MockImpalad>)
     for i in 1..=DEMO_IMPALADS {
         let cfg = MockConfig { name: format!("impalad-{i}"), ..MockConfig::default() };
         let mock = MockImpalad::start("127.0.0.1:0", cfg).await?;
-        config.backends.push(BackendConfig::new(&mock.local_addr().to_string()));
+        // With its web port, as an operator configures an impalad: load figures and session clean-up.
+        let web = mock.start_web("127.0.0.1:0").await?;
+        let mut backend = BackendConfig::new(&mock.local_addr().to_string());
+        backend.metrics_url = crate::config::HttpUrl::parse(&format!("http://{web}/jsonmetrics"));
+        config.backends.push(backend);
         mocks.push(mock);
     }
     config.backend_auth.transport = crate::config::BackendTransport::Nosasl;
