@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use crate::backend::health::Evidence;
 use crate::backend::pool::{Checkout, PoolError};
 use crate::backend::{probe, Backend};
@@ -418,7 +420,10 @@ impl Call<'_> {
                     effective_user = ?users.effective_user, client = %caller.peer, "session opened");
                 // What re-opening it elsewhere needs: the OpenSession sent, the credentials, the delegation.
                 let origin = Origin {
-                    open_request: req.bytes.clone(),
+                    // A copy of its own: `req.bytes` is a slice of the connection's 64 KiB read buffer, and
+                    // kept for the session's life it kept that whole buffer (3.1 KiB of RSS per session
+                    // in the bench's idle scenario, against 0.4 before sessions could move).
+                    open_request: Bytes::copy_from_slice(&req.bytes),
                     creds: caller.creds.clone(),
                     delegate_as: caller.delegate_as.as_ref().and(users.effective_user.clone()),
                 };
