@@ -122,6 +122,9 @@ pub struct SessionJson {
     /// Times it was moved (evacuations, failures); true while a move runs.
     pub moves: u32,
     pub moving: bool,
+    /// Its id on its backend (impalad's `/sessions` page) once moved; `null` when it is `id`.
+    #[serde(default)]
+    pub upstream_id: Option<String>,
     /// The routing rule that placed it (`name (fallback)` when it went outside the rule's group);
     /// `null` when no rule matched or the session was found by asking.
     pub rule: Option<String>,
@@ -207,6 +210,7 @@ pub fn session_view(proxy: &Proxy, s: &SessionView, now: SystemTime) -> SessionJ
         unmovable: s.unmovable.clone(),
         moves: s.moves,
         moving: s.moving,
+        upstream_id: s.upstream.map(|g| g.impala_id()),
         rule: s.rule.clone(),
     }
 }

@@ -98,9 +98,11 @@ async fn judge(proxy: &Proxy, backend: &Backend, guids: Vec<Guid>, waiting: &mut
     // A client may have come back while the page was read.
     let still: HashSet<Guid> = proxy.abandoned(now).into_iter().collect();
     for guid in guids.into_iter().filter(|g| still.contains(g)) {
-        let word = page.as_ref().map_or(ServerWord::NoWord, |p| cleanup::word(p.get(&guid), now_ms));
+        // A moved session is known to its backend by its handle there, not by the client's.
+        let upstream = proxy.with_session(&guid, |e| e.upstream_handle(guid).guid).unwrap_or(guid);
+        let word = page.as_ref().map_or(ServerWord::NoWord, |p| cleanup::word(p.get(&upstream), now_ms));
         let verdict = cleanup::verdict(backend.kind(), word, grace);
-        let seen = page.as_ref().and_then(|p| p.get(&guid));
+        let seen = page.as_ref().and_then(|p| p.get(&upstream));
         let done = apply(proxy, backend, guid, verdict, seen, now, waiting).await;
         proxy.metrics().cleanup(done.label());
     }
@@ -176,7 +178,9 @@ async fn apply(
 /// CloseSession on `up`, an idle connection of the session's user. `Some(true)`: closed; `Some(false)`:
 /// the backend had no such session any more; `None`: no answer.
 async fn close_on(proxy: &Proxy, mut up: Checkout, entry: &SessionEntry, guid: Guid) -> Option<bool> {
-    let call = requests::close_session(&entry.handle(guid), 0);
+    // The backend's handle: a moved session has another there than the client's (found by the soak: a
+    // moved session was looked up and closed by the client's handle, taken for gone and left open).
+    let call = requests::close_session(&entry.upstream_handle(guid), 0);
     let exchange = probe::call(up.conn(), &call);
     // Only a complete exchange leaves the connection in step; anything else drops (closes) it.
     let Ok(Ok(answer)) = tokio::time::timeout(proxy.config().pool.connect_timeout, exchange).await else {

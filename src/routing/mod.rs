@@ -162,6 +162,8 @@ pub struct SessionView {
     /// Times it was moved, and whether it is moving now.
     pub moves: u32,
     pub moving: bool,
+    /// Its id on its backend once moved (the client keeps `id`).
+    pub upstream: Option<Guid>,
     /// The routing rule that placed it.
     pub rule: Option<String>,
 }
@@ -556,6 +558,7 @@ fn view(id: Guid, e: &SessionEntry, now: Instant) -> SessionView {
         unmovable: e.mobility.blocked().map(str::to_string),
         moves: e.mobility.moves,
         moving: e.mobility.moving,
+        upstream: e.mobility.upstream.map(|h| h.guid),
         rule: e.rule.clone(),
     }
 }

@@ -248,7 +248,9 @@ async fn agreement(proxy: &ProxyProcess, cluster: &Cluster) -> Result<Vec<String
                 let id = crate::hs2::handle::Guid::parse_impala_id(&s.id)?;
                 let operations =
                     s.operations.iter().filter_map(|o| crate::hs2::handle::Guid::parse_impala_id(o)).collect();
-                Some(verdict::ListedSession { id, backend: s.backend, operations })
+                let held_as =
+                    s.upstream_id.as_deref().and_then(crate::hs2::handle::Guid::parse_impala_id).unwrap_or(id);
+                Some(verdict::ListedSession { id, held_as, backend: s.backend, operations })
             })
             .collect()
     };

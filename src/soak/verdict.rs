@@ -91,6 +91,8 @@ pub fn growth(points: &[(f64, f64)], window: (f64, f64), tol: Tolerance) -> Grow
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListedSession {
     pub id: Guid,
+    /// Its id on its backend: `id` unless the session was moved.
+    pub held_as: Guid,
     pub backend: String,
     pub operations: Vec<Guid>,
 }
@@ -120,8 +122,8 @@ pub fn compare_sessions(
     for s in before.iter().filter(|s| later.contains(&(&s.id, s.backend.as_str()))) {
         let id = s.id.impala_id();
         let holders: Vec<&String> =
-            mocks.iter().filter(|(_, m)| m.sessions.contains_key(&s.id)).map(|(a, _)| a).collect();
-        let Some(mock) = mocks.get(&s.backend).filter(|m| m.sessions.contains_key(&s.id)) else {
+            mocks.iter().filter(|(_, m)| m.sessions.contains_key(&s.held_as)).map(|(a, _)| a).collect();
+        let Some(mock) = mocks.get(&s.backend).filter(|m| m.sessions.contains_key(&s.held_as)) else {
             problems.push(format!(
                 "session {id}: the proxy routes it to {} but that impalad does not hold it (held by {holders:?})",
                 s.backend
@@ -131,7 +133,7 @@ pub fn compare_sessions(
         if holders.len() > 1 {
             problems.push(format!("session {id} is held by several impalads: {holders:?}"));
         }
-        let live = mock.operations.get(&s.id).cloned().unwrap_or_default();
+        let live = mock.operations.get(&s.held_as).cloned().unwrap_or_default();
         for op in &s.operations {
             if !live.iter().any(|(g, _)| g == op) {
                 problems.push(format!(
@@ -232,6 +234,7 @@ mod tests {
         let mocks = HashMap::from([("a".to_string(), a), ("b".to_string(), b)]);
         let listed = |id: u8, backend: &str, ops: Vec<Guid>| ListedSession {
             id: g(id),
+            held_as: g(id),
             backend: backend.into(),
             operations: ops,
         };
