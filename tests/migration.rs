@@ -253,3 +253,20 @@ async fn a_move_that_finds_no_target_leaves_the_session_where_it_was() {
         admin(&proxy, "POST", &format!("/api/backends/{}/evacuate?deadline=soon", mocks[0].local_addr())).await;
     assert_eq!(status, 400);
 }
+
+/// The operator's close of a moved session reaches the session on its new backend (by its handle there,
+/// not the client's, which that backend would answer with "Invalid session id", taken for closed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_closes_a_moved_session_on_its_new_backend() {
+    let mocks = mocks(2, MockAuth::NoSasl).await;
+    let proxy = proxy(&mocks, BackendTransport::Nosasl, fast_health).await;
+    let mut c = connect(&proxy, &ClientAuth::NoSasl).await;
+    let s = session_on(&mut c, &mocks[0]).await;
+    run(&mut c, &s, "use db_7").await;
+    mocks[0].stop().await;
+    assert_eq!(one_string(&mut c, &s, "select current_database()").await, "db_7");
+    assert_eq!(mocks[1].sessions().len(), 1, "it lives on the other impalad now");
+    let (status, body) = admin(&proxy, "POST", &format!("/api/sessions/{}/close", s.guid.impala_id())).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(mocks[1].sessions().is_empty(), "closed on the backend that holds it: {:?}", mocks[1].sessions());
+}

@@ -33,7 +33,10 @@ pub enum ActionError {
 
 /// Closes `guid` upstream and forgets it. A backend that no longer has it counts as closed.
 pub async fn close_session(proxy: &Proxy, guid: Guid) -> Result<String, ActionError> {
-    let found = proxy.with_session(&guid, |e| (e.handle(guid), e.backend, e.carrier.clone(), e.users.user.clone()));
+    // The handle the backend knows: a moved session's differs from the client's (which the backend
+    // would answer with "Invalid session id", taken here for closed, and the session left open).
+    let found =
+        proxy.with_session(&guid, |e| (e.upstream_handle(guid), e.backend, e.carrier.clone(), e.users.user.clone()));
     let Some((handle, backend, carrier, user)) = found else {
         return Err(ActionError::NotFound(format!("no session {guid}")));
     };

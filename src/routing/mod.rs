@@ -100,7 +100,8 @@ pub struct SessionEntry {
 }
 
 impl SessionEntry {
-    /// The handle, for the proxy's own calls on the session (clean-up, operator actions). Never logged.
+    /// The client's handle (its secret never logged). The proxy's own calls on the backend (clean-up,
+    /// operator actions) take [`SessionEntry::upstream_handle`] instead.
     pub fn handle(&self, guid: Guid) -> HandleId {
         HandleId { guid, secret: self.secret }
     }
@@ -110,7 +111,8 @@ impl SessionEntry {
         self.pinned_conn.map(|conn| PoolIntent::Unpin { backend: self.backend, conn })
     }
 
-    /// The session's handle on its backend: the client's, unless the session was moved.
+    /// The session's handle on its backend, for the proxy's own calls there: the client's, unless the
+    /// session was moved.
     pub fn upstream_handle(&self, guid: Guid) -> HandleId {
         self.mobility.upstream.unwrap_or(self.handle(guid))
     }
