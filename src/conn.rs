@@ -15,15 +15,36 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::splice::{SpliceEnd, SpliceSource, SpliceTarget};
 use crate::thrift::framing::{frame_header, Deframer, Framing, FramingError, SaslMessage};
 use crate::thrift::scanner::{CaptureChoice, Scanner};
 use crate::thrift::{Limits, ProtocolError};
 
-/// Any byte stream a Thrift connection can run over (TCP now, TLS later).
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+/// Any byte stream a Thrift connection can run over: TCP, TLS, an HTTP body, a test's in-memory pipe.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {
+    /// The plain TCP socket this stream is, if it is one: a relay between two of them may move bytes in
+    /// the kernel ([`crate::splice`]).
+    fn tcp(&self) -> Option<&TcpStream> {
+        None
+    }
+}
+
+impl Io for TcpStream {
+    fn tcp(&self) -> Option<&TcpStream> {
+        Some(self)
+    }
+}
+impl Io for Box<dyn Io> {
+    fn tcp(&self) -> Option<&TcpStream> {
+        (**self).tcp()
+    }
+}
+impl<S: Io> Io for tokio_rustls::client::TlsStream<S> {}
+impl<S: Io> Io for tokio_rustls::server::TlsStream<S> {}
+impl Io for tokio::io::DuplexStream {}
 
 /// Bytes asked of the socket per read: large enough for throughput, small enough that a relayed reply
 /// never holds much.
@@ -67,6 +88,11 @@ pub trait ReplySink: Send {
     fn write_part(&mut self, bytes: &[u8], stall: Duration) -> impl Future<Output = Result<(), SinkError>> + Send;
     /// Ends a reply: everything written reaches the client.
     fn end_reply(&mut self, stall: Duration) -> impl Future<Output = Result<(), SinkError>> + Send;
+    /// The client's plain TCP socket, when reply bytes may be spliced into it: nothing of the reply is
+    /// buffered in user space on the way, and its framing, if any, is simple length prefixes.
+    fn splice_target(&mut self) -> Option<crate::splice::SpliceTarget<'_>> {
+        None
+    }
 }
 
 /// The client side of a relay failed; the backend side is unaffected.
@@ -163,7 +189,12 @@ pub struct ThriftConn {
     max_write_frame: usize,
     /// Budget held for the request being read (client connections only).
     reserved: Reserved,
+    /// The last bytes taken from the socket were spliced: the next read is a small one.
+    after_splice: bool,
 }
+
+/// Bytes read right after a splice: enough for a few Thrift headers, not for much of a large string.
+const AFTER_SPLICE_READ: usize = 512;
 
 impl ThriftConn {
     pub fn new(io: Box<dyn Io>, framing: Framing, max_frame: u64) -> ThriftConn {
@@ -175,6 +206,7 @@ impl ThriftConn {
             // A frame length is a u32 on the wire.
             max_write_frame: u32::MAX as usize,
             reserved: Reserved::default(),
+            after_splice: false,
         }
     }
 
@@ -205,12 +237,29 @@ impl ThriftConn {
                 self.raw.clear();
                 return Ok(true);
             }
+            if std::mem::take(&mut self.after_splice) {
+                // Just past a spliced string: the next few bytes are likely the next string's length,
+                // and its bytes are better spliced than read here.
+                let mut small = [0u8; AFTER_SPLICE_READ];
+                let n = self.io.read(&mut small).await?;
+                self.payload.extend_from_slice(&small[..n]);
+                return Ok(n > 0);
+            }
             self.payload.reserve(READ_CHUNK);
             return Ok(self.io.read_buf(&mut self.payload).await? > 0);
         }
         loop {
             if self.move_frames_to_payload()? {
                 return Ok(true);
+            }
+            if std::mem::take(&mut self.after_splice) {
+                let mut small = [0u8; AFTER_SPLICE_READ];
+                let n = self.io.read(&mut small).await?;
+                self.raw.extend_from_slice(&small[..n]);
+                if n == 0 {
+                    return Ok(false);
+                }
+                continue;
             }
             self.raw.reserve(READ_CHUNK);
             if self.io.read_buf(&mut self.raw).await? == 0 {
@@ -420,6 +469,21 @@ impl ThriftConn {
                     }
                 }
             }
+            if client.is_none() && self.payload.is_empty() && self.raw.is_empty() {
+                let want = scanner.skippable();
+                if want >= crate::splice::MIN_SPLICE_BYTES {
+                    if let Some(spliced) = self.splice_into(sink, want, deadlines).await {
+                        let (taken, end) = spliced;
+                        scanner.skip(taken).map_err(|e| backend(e.into(), forwarded))?;
+                        match end {
+                            Ok(()) => forwarded += taken,
+                            Err(SpliceEnd::Backend(e)) => return Err(backend(e, forwarded)),
+                            Err(SpliceEnd::Client(e)) => client = Some(e),
+                        }
+                        continue;
+                    }
+                }
+            }
             let limit = deadlines.backend_inactivity;
             match self.fill_within(limit, ConnError::Stalled(limit)).await {
                 Ok(true) => {}
@@ -427,6 +491,33 @@ impl ThriftConn {
                 Err(e) => return Err(backend(e, forwarded)),
             }
         }
+    }
+
+    /// Splices up to `want` bytes of the reply from this (backend) connection's socket into the sink's,
+    /// when both are plain TCP; `None` when they are not (the caller copies). Called with nothing
+    /// buffered on this side.
+    async fn splice_into<S: ReplySink>(
+        &mut self,
+        sink: &mut S,
+        want: u64,
+        deadlines: RelayDeadlines,
+    ) -> Option<(u64, Result<(), SpliceEnd>)> {
+        if !crate::splice::available() {
+            return None;
+        }
+        let frame_left = match self.deframer.framing() {
+            Framing::Unframed => None,
+            // At a frame header: it is read the ordinary way first.
+            _ if self.deframer.left_in_frame() == 0 => return None,
+            _ => Some(self.deframer.left_in_frame()),
+        };
+        let from = SpliceSource { tcp: self.io.tcp()?, frame_left };
+        let to = sink.splice_target()?;
+        let (taken, end) =
+            crate::splice::relay(from, to, want, deadlines.backend_inactivity, deadlines.client_stall).await;
+        self.deframer.took_from_frame(taken);
+        self.after_splice = true;
+        Some((taken, end))
     }
 
     /// Checks, without waiting, whether an idle connection is still usable: the peer has not closed it
@@ -495,6 +586,14 @@ impl ReplySink for ThriftConn {
             Ok(Err(e)) => Err(SinkError::Gone(e)),
             Err(_) => Err(SinkError::Stalled(stall)),
         }
+    }
+
+    fn splice_target(&mut self) -> Option<SpliceTarget<'_>> {
+        let framed = match self.deframer.framing() {
+            Framing::Unframed => None,
+            _ => Some(self.max_write_frame),
+        };
+        self.io.tcp().map(|tcp| SpliceTarget { tcp, framed })
     }
 }
 
@@ -613,6 +712,138 @@ mod tests {
     fn big_reply(bytes: usize) -> Vec<u8> {
         let body = Struct::new().with(0, Value::Bytes(vec![7u8; bytes]));
         encode_message(&MessageHeader::new("FetchResults", MessageKind::Reply, 1), &body)
+    }
+
+    /// Two connected loopback TCP sockets.
+    async fn tcp_pair() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (a, b) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (a.expect("connect"), b.expect("accept").0)
+    }
+
+    /// A reply with several large strings, as a bulk FetchResults has: relayed between two TCP sockets,
+    /// they are spliced (the counter moves by nearly their size), and the client gets every byte in
+    /// order, over each combination of framings.
+    #[tokio::test]
+    async fn large_strings_are_spliced_between_tcp_sockets_unchanged() {
+        let values: Vec<Value> = (0..4u8).map(|i| Value::Bytes(vec![i; 300 * 1024 + i as usize])).collect();
+        let body = Struct::new().with(0, Value::List(crate::thrift::TType::String, values));
+        let reply = encode_message(&MessageHeader::new("FetchResults", MessageKind::Reply, 1), &body);
+        for (up_framing, client_framing) in [
+            (Framing::Unframed, Framing::Unframed),
+            (Framing::Unframed, Framing::Framed),
+            (Framing::Framed, Framing::Unframed),
+            (Framing::Framed, Framing::Framed),
+        ] {
+            let (up_io, mut server) = tcp_pair().await;
+            let (client_io, mut client_end) = tcp_pair().await;
+            // Impala frames its replies at 128 KiB: a splice must stop at each frame's end.
+            let wire = match up_framing {
+                Framing::Unframed => reply.clone(),
+                _ => reply.chunks(128 * 1024).flat_map(|c| [&frame_header(c.len())[..], c].concat()).collect(),
+            };
+            let writer = tokio::spawn(async move { server.write_all(&wire).await.map(|_| server) });
+            let reader = tokio::spawn(async move {
+                let mut got = Vec::new();
+                client_end.read_to_end(&mut got).await.map(|_| got)
+            });
+            let mut up = ThriftConn::new(Box::new(up_io), up_framing, 1 << 20);
+            let mut client = ThriftConn::new(Box::new(client_io), client_framing, 1 << 20);
+            client.set_max_write_frame(100 * 1024);
+            let before = crate::splice::spliced_bytes();
+            let mut scanner = Scanner::new(Limits::REPLY, &[]);
+            let mut relayed = up.relay_reply(&mut client, &mut scanner, DEADLINES).await.expect("relayed");
+            relayed.finish(&mut client, DEADLINES.client_stall).await;
+            assert!(relayed.client.is_none(), "{up_framing:?} -> {client_framing:?}: {:?}", relayed.client);
+            assert_eq!(relayed.forwarded, reply.len() as u64);
+            assert_eq!(scanner.consumed(), reply.len() as u64);
+            let spliced = crate::splice::spliced_bytes() - before;
+            assert!(spliced > 900 * 1024, "{up_framing:?} -> {client_framing:?}: only {spliced} bytes spliced");
+            drop(client);
+            let got = reader.await.expect("join").expect("read");
+            let got = match client_framing {
+                Framing::Unframed => got,
+                _ => deframe_all(&got),
+            };
+            assert!(got == reply, "{up_framing:?} -> {client_framing:?}: the client got other bytes");
+            let _ = writer.await.expect("join").expect("written");
+        }
+    }
+
+    fn deframe_all(mut framed: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        while framed.len() >= 4 {
+            let len = u32::from_be_bytes([framed[0], framed[1], framed[2], framed[3]]) as usize;
+            assert!(len <= 100 * 1024, "a frame of {len} bytes, over the sink's largest");
+            out.extend_from_slice(&framed[4..4 + len]);
+            framed = &framed[4 + len..];
+        }
+        assert!(framed.is_empty(), "a partial frame at the end");
+        out
+    }
+
+    /// A client that closes in the middle of a spliced string: the relay reads the rest of the reply
+    /// (the backend connection stays in step and carries the next reply), and says the client failed.
+    #[tokio::test]
+    async fn a_client_gone_mid_splice_leaves_the_backend_connection_in_step() {
+        let reply = big_reply(8 << 20);
+        let (up_io, mut server) = tcp_pair().await;
+        let (client_io, client_end) = tcp_pair().await;
+        let sent = reply.clone();
+        let (next_tx, next_rx) = tokio::sync::oneshot::channel::<()>();
+        // The backend sends the second reply only when asked (after the first was relayed), as a
+        // server answers only the request it was sent.
+        let writer = tokio::spawn(async move {
+            server.write_all(&sent).await?;
+            let _ = next_rx.await;
+            server.write_all(&sent).await.map(|_| server)
+        });
+        // The client reads nothing and goes away: its socket is reset, so splicing into it fails.
+        let _ = client_end.set_zero_linger();
+        drop(client_end);
+        let mut up = ThriftConn::new(Box::new(up_io), Framing::Unframed, 1 << 20);
+        let mut client = ThriftConn::new(Box::new(client_io), Framing::Unframed, 1 << 20);
+        let mut scanner = Scanner::new(Limits::REPLY, &[]);
+        let relayed = up.relay_reply(&mut client, &mut scanner, DEADLINES).await.expect("backend side completed");
+        assert!(relayed.client.is_some(), "the client's failure is reported");
+        assert!(scanner.is_done() && !up.has_buffered_bytes());
+        let _ = next_tx.send(());
+        let (other_io, mut other_end) = tcp_pair().await;
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            other_end.read_to_end(&mut got).await.map(|_| got)
+        });
+        let mut other = ThriftConn::new(Box::new(other_io), Framing::Unframed, 1 << 20);
+        let mut scanner = Scanner::new(Limits::REPLY, &[]);
+        let mut relayed = up.relay_reply(&mut other, &mut scanner, DEADLINES).await.expect("the next reply");
+        relayed.finish(&mut other, DEADLINES.client_stall).await;
+        assert!(relayed.client.is_none());
+        drop(other);
+        assert!(reader.await.expect("join").expect("read") == reply, "the next reply arrives whole");
+        let _ = writer.await.expect("join").expect("written");
+    }
+
+    /// A backend that closes in the middle of a spliced string fails the relay as the backend's fault.
+    #[tokio::test]
+    async fn a_backend_gone_mid_splice_fails_the_relay() {
+        let reply = big_reply(4 << 20);
+        let (up_io, mut server) = tcp_pair().await;
+        let (client_io, mut client_end) = tcp_pair().await;
+        let half = reply[..2 << 20].to_vec();
+        let writer = tokio::spawn(async move { server.write_all(&half).await });
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client_end.read_to_end(&mut got).await.map(|_| got.len())
+        });
+        let mut up = ThriftConn::new(Box::new(up_io), Framing::Unframed, 1 << 20);
+        let mut client = ThriftConn::new(Box::new(client_io), Framing::Unframed, 1 << 20);
+        let mut scanner = Scanner::new(Limits::REPLY, &[]);
+        writer.await.expect("join").expect("written");
+        let err = up.relay_reply(&mut client, &mut scanner, DEADLINES).await.expect_err("the backend broke");
+        assert!(matches!(err.error, ConnError::Eof), "{err}");
+        drop(client);
+        let _ = reader.await;
     }
 
     /// A client that goes away mid-reply: the backend's reply is still read to its end (its connection

@@ -64,6 +64,7 @@ pub mod sasl;
 pub mod server;
 #[cfg(feature = "testbed")]
 pub mod soak;
+pub mod splice;
 pub mod thrift;
 pub mod timefmt;
 pub mod tls;

@@ -46,6 +46,8 @@ pub const RPC_DURATION: &str = "rpc_duration_seconds";
 pub const BYTES_IN: &str = "bytes_in";
 /// Reply bytes relayed from a backend to clients.
 pub const BYTES_OUT: &str = "bytes_out";
+/// Of those, the bytes moved socket to socket in the kernel (`splice(2)`, large strings of bulk replies).
+pub const BYTES_SPLICED: &str = "bytes_spliced";
 /// Health probes by backend and result (`alive`, `shutting_down`, `failed`).
 pub const PROBES: &str = "health_probes";
 /// Health probe round-trip time.
@@ -499,6 +501,9 @@ fn state_registry(state: &StateFigures) -> Registry {
         "Budget for those bytes (limits.max_buffered_request_bytes)",
         gauge(as_i64(state.max_buffered_request_bytes)),
     );
+    let spliced: Counter = Counter::default();
+    spliced.inc_by(crate::splice::spliced_bytes());
+    r.register(BYTES_SPLICED, "Reply bytes moved from backend to client sockets by splice(2), not copied", spliced);
     let per_backend = BackendGauges::default();
     for b in &state.backends {
         per_backend.add(b);

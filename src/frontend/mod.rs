@@ -159,6 +159,9 @@ impl<S> Prefixed<S> {
     }
 }
 
+/// Never spliced: its first bytes are in user space.
+impl<S: crate::conn::Io> crate::conn::Io for Prefixed<S> {}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;

@@ -285,3 +285,4 @@ impl AsyncRead for HttpIo {
         }
     }
 }
+impl crate::conn::Io for HttpIo {}

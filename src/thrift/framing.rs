@@ -193,6 +193,16 @@ impl Deframer {
         self.framing
     }
 
+    /// Payload bytes of the current frame not read yet (0 at a frame header, and when unframed).
+    pub fn left_in_frame(&self) -> u64 {
+        self.left_in_frame
+    }
+
+    /// `n` bytes of the current frame's payload were taken from the socket past this deframer (spliced).
+    pub fn took_from_frame(&mut self, n: u64) {
+        self.left_in_frame = self.left_in_frame.saturating_sub(n);
+    }
+
     /// How many of the bytes at the front of `raw` are payload, skipping a frame header first when one is
     /// due. Returns `(header bytes to drop, payload bytes available)`; `(0, 0)` means "need more".
     pub fn next_chunk(&mut self, raw: &[u8]) -> Result<(usize, usize), FramingError> {

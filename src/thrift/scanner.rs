@@ -217,6 +217,33 @@ impl Scanner {
         self.consumed
     }
 
+    /// Bytes the scanner is passing without looking at them: the rest of a string it does not capture
+    /// (or of a run of fixed-width elements). A relay may move them without showing them to the scanner
+    /// ([`Scanner::skip`]): `splice(2)` for the large values of a bulk reply.
+    pub fn skippable(&self) -> u64 {
+        match self.step {
+            Step::Blob { left, capture: None } => left,
+            _ => 0,
+        }
+    }
+
+    /// Counts `n` bytes, at most [`Scanner::skippable`], as passed without being fed.
+    pub fn skip(&mut self, n: u64) -> Result<(), ProtocolError> {
+        let Step::Blob { left, capture: None } = self.step else {
+            return Err(ProtocolError::Other("skipped bytes the scanner must see".into()));
+        };
+        let n = n.min(left);
+        self.step = Step::Blob { left: left - n, capture: None };
+        self.consumed += n;
+        if self.consumed > self.limits.max_message_bytes {
+            return Err(ProtocolError::TooLarge(self.limits.max_message_bytes));
+        }
+        if left == n {
+            self.value_done();
+        }
+        Ok(())
+    }
+
     /// The value captured for `captures[i]`, if the message had that field.
     pub fn found(&self, i: usize) -> Option<&Scalar> {
         self.found.get(i).and_then(|v| v.as_ref())
