@@ -42,7 +42,7 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-# A base port with 5 free ports after it.
+# A base port with 7 free ports after it.
 free_base() {
     python3 - <<'EOF'
 import socket, random
@@ -50,7 +50,7 @@ for _ in range(200):
     base = random.randint(20000, 60000)
     try:
         socks = []
-        for p in range(base, base + 5):
+        for p in range(base, base + 7):
             s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", p)); socks.append(s)
         for s in socks: s.close()
         print(base); break
@@ -60,6 +60,13 @@ EOF
 }
 BASE="$(free_base)"
 MOCKS=($((BASE + 1)) $((BASE + 2)) $((BASE + 3))); PROXY=$BASE; HAPROXY=$((BASE + 4))
+PROXY_TLS=$((BASE + 5)); HAPROXY_TLS=$((BASE + 6))
+
+# TLS on the client side: one self-signed certificate for both proxies (ECDSA P-256, what a modern
+# internal CA issues); the backends stay plaintext, so each proxy terminates TLS.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
+    -keyout "$WORK/tls.key" -out "$WORK/tls.crt" >/dev/null 2>&1 || die "openssl could not make a test certificate"
+cat "$WORK/tls.crt" "$WORK/tls.key" >"$WORK/tls.pem"
 
 for p in "${MOCKS[@]}"; do
     "$BIN/mock-impalad" --listen "127.0.0.1:$p" --fast >"$WORK/mock-$p.log" 2>&1 &
@@ -68,6 +75,9 @@ done
 "$BIN/hs2-proxy" --listen "127.0.0.1:$PROXY" --admin-listen 127.0.0.1:0 --backend "127.0.0.1:${MOCKS[0]}" --backend "127.0.0.1:${MOCKS[1]}" \
     --backend "127.0.0.1:${MOCKS[2]}" >"$WORK/proxy.log" 2>&1 &
 PROXY_PID=$!; PIDS+=($PROXY_PID)
+"$BIN/hs2-proxy" --listen "127.0.0.1:$PROXY_TLS" --admin-listen 127.0.0.1:0 --tls-cert "$WORK/tls.crt" --tls-key "$WORK/tls.key" \
+    --backend "127.0.0.1:${MOCKS[0]}" --backend "127.0.0.1:${MOCKS[1]}" --backend "127.0.0.1:${MOCKS[2]}" >"$WORK/proxy-tls.log" 2>&1 &
+PROXY_TLS_PID=$!; PIDS+=($PROXY_TLS_PID)
 cat >"$WORK/haproxy.cfg" <<EOF
 global
     maxconn $HAPROXY_MAXCONN
@@ -79,6 +89,9 @@ defaults
 frontend hs2
     bind 127.0.0.1:$HAPROXY
     default_backend impalads
+frontend hs2tls
+    bind 127.0.0.1:$HAPROXY_TLS ssl crt $WORK/tls.pem
+    default_backend impalads
 backend impalads
     balance leastconn
     server i1 127.0.0.1:${MOCKS[0]}
@@ -89,14 +102,16 @@ haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 &
 HAPROXY_PID=$!; PIDS+=($HAPROXY_PID)
 
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; die "port $1 never opened"; }
-for p in "${MOCKS[@]}" "$PROXY" "$HAPROXY"; do wait_port "$p"; done
+for p in "${MOCKS[@]}" "$PROXY" "$HAPROXY" "$PROXY_TLS" "$HAPROXY_TLS"; do wait_port "$p"; done
 
 RESULTS="$WORK/results.jsonl"
-declare -A ADDR=([direct]="127.0.0.1:${MOCKS[0]}" [haproxy]="127.0.0.1:$HAPROXY" [hs2-proxy]="127.0.0.1:$PROXY")
+declare -A ADDR=([direct]="127.0.0.1:${MOCKS[0]}" [haproxy]="127.0.0.1:$HAPROXY" [hs2-proxy]="127.0.0.1:$PROXY"
+    [haproxy-tls]="127.0.0.1:$HAPROXY_TLS" [hs2-proxy-tls]="127.0.0.1:$PROXY_TLS")
 declare -A PID=([haproxy]=$HAPROXY_PID [hs2-proxy]=$PROXY_PID)
 run() { # target scenario args...
     local target=$1; shift
-    "$BIN/hs2-bench" run --target "${ADDR[$target]}" --label "$target" "$@" | tee -a "$RESULTS" >&2
+    local tls=(); [[ $target == *-tls ]] && tls=(--tls)
+    "$BIN/hs2-bench" run --target "${ADDR[$target]}" --label "$target" "${tls[@]}" "$@" | tee -a "$RESULTS" >&2
 }
 ORDERS=("direct haproxy hs2-proxy" "hs2-proxy direct haproxy" "haproxy hs2-proxy direct")
 for round in $(seq "$ROUNDS"); do
@@ -105,6 +120,10 @@ for round in $(seq "$ROUNDS"); do
     for t in $order; do run "$t" --scenario small --clients 1 --duration "$DURATION"; done
     for t in $order; do run "$t" --scenario small --clients 64 --duration "$DURATION"; done
     for t in $order; do run "$t" --scenario query --clients 16 --duration "$DURATION"; done
+    tls_order="haproxy-tls hs2-proxy-tls"; (( round % 2 == 0 )) && tls_order="hs2-proxy-tls haproxy-tls"
+    for clients in 1 64; do
+        for t in $tls_order; do run "$t" --scenario small --clients "$clients" --duration "$DURATION"; done
+    done
     for t in $order; do
         pidarg=(); [[ -n "${PID[$t]:-}" ]] && pidarg=(--pid "${PID[$t]}")
         run "$t" --scenario bulk --bulk-bytes "$BULK" "${pidarg[@]}"

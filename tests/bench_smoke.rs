@@ -19,8 +19,14 @@ fn bench_smoke_run_produces_every_figure() {
     assert!(status.success(), "scripts/bench.sh --smoke failed");
     let report = std::fs::read_to_string(out.path()).expect("the report is written");
     println!("{report}");
-    for section in ["## Small RPC", "## Query loop", "## Bulk FetchResults", "## Idle connections", "## Pooled client"]
-    {
+    for section in [
+        "## Small RPC",
+        "## Query loop",
+        "## TLS on the client side",
+        "## Bulk FetchResults",
+        "## Idle connections",
+        "## Pooled client",
+    ] {
         assert!(report.contains(section), "missing {section}");
     }
     // Every target produced numbers in every table row.
@@ -30,7 +36,9 @@ fn bench_smoke_run_produces_every_figure() {
         if row.contains("not measured") || row.starts_with("| ---") {
             continue;
         }
-        let is_target_row = ["direct", "haproxy", "hs2-proxy"].iter().any(|t| row.contains(&format!("| {t} |")));
+        let is_target_row = ["direct", "haproxy", "hs2-proxy", "haproxy-tls", "hs2-proxy-tls"]
+            .iter()
+            .any(|t| row.contains(&format!("| {t} |")));
         if is_target_row {
             assert!(!row.contains("n/a |"), "a figure is missing: {row}");
         }

@@ -54,6 +54,9 @@ pub struct Settings {
     /// Backend ports whose connections from --pid are counted (pooled).
     #[arg(long, value_delimiter = ',')]
     pub upstream_ports: Vec<u16>,
+    /// Connect with TLS (any certificate accepted): the TLS-termination scenario.
+    #[arg(long)]
+    pub tls: bool,
     /// Time between a pooled client's calls.
     #[arg(long, default_value = "1s", value_parser = duration_arg)]
     pub think: Duration,

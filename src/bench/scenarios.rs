@@ -7,10 +7,12 @@ use hdrhistogram::Histogram;
 use tokio::sync::Barrier;
 
 use super::{histogram, procfs, Outcome, Scenario, Settings};
+use crate::conn::ThriftConn;
 use crate::hs2::handle::HandleId;
 use crate::hs2::rpc::hs2::{TGetInfoReq, TGetInfoResp, TGetInfoType};
 use crate::hs2::rpc::{self, Reply, Response};
 use crate::hs2client::{check_status, fetch_req, session_handle, ClientAuth, ClientError, Hs2Client};
+use crate::thrift::framing::Framing;
 use crate::thrift::Limits;
 
 /// The cheapest call a server answers from memory.
@@ -28,8 +30,44 @@ pub async fn run(s: &Settings) -> Outcome {
     }
 }
 
-async fn connect(target: &str) -> Result<Hs2Client, ClientError> {
-    let mut c = Hs2Client::connect(target, &ClientAuth::NoSasl).await?;
+/// Where clients connect, and how: plain, or TLS (`--tls`) with any certificate accepted (the bench
+/// measures the proxies' TLS termination; it does not authenticate them).
+#[derive(Clone)]
+struct Target {
+    addr: String,
+    tls: Option<tokio_rustls::TlsConnector>,
+}
+
+impl Target {
+    fn of(s: &Settings) -> Target {
+        let tls = s.tls.then(|| {
+            let settings =
+                crate::tls::UpstreamTlsSettings { server_name: "localhost", verify: false, ..Default::default() };
+            crate::tls::UpstreamTls::new(&settings).map(|t| t.connector)
+        });
+        let tls = match tls.transpose() {
+            Ok(tls) => tls,
+            // Constant settings without files: only a broken TLS library fails here.
+            Err((key, e)) => panic!("hs2-bench: TLS client: {key}: {e}"),
+        };
+        Target { addr: s.target.clone(), tls }
+    }
+}
+
+async fn connect(target: &Target) -> Result<Hs2Client, ClientError> {
+    let mut c = match &target.tls {
+        None => Hs2Client::connect(target.addr.as_str(), &ClientAuth::NoSasl).await?,
+        Some(connector) => {
+            let tcp = tokio::net::TcpStream::connect(target.addr.as_str()).await.map_err(ClientError::Connect)?;
+            let _ = tcp.set_nodelay(true);
+            let name = rustls_pki_types::ServerName::try_from("localhost").map_err(|e| {
+                ClientError::Connect(std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))
+            })?;
+            let tls = connector.connect(name, tcp).await.map_err(ClientError::Connect)?;
+            let conn = ThriftConn::new(Box::new(tls), Framing::Unframed, crate::hs2client::MAX_FRAME_BYTES);
+            Hs2Client::over(conn)
+        }
+    };
     c.set_timeout(Some(Duration::from_secs(60)));
     Ok(c)
 }
@@ -44,12 +82,13 @@ struct ClientResult {
 /// Runs `s.clients` tasks of `body`; every task connects first, then all start the clock together.
 async fn timed_clients<F, Fut>(s: &Settings, body: F) -> Outcome
 where
-    F: Fn(String, Duration, Arc<Barrier>) -> Fut + Copy + Send + 'static,
+    F: Fn(Target, Duration, Arc<Barrier>) -> Fut + Copy + Send + 'static,
     Fut: std::future::Future<Output = ClientResult> + Send + 'static,
 {
     let barrier = Arc::new(Barrier::new(s.clients + 1));
+    let target = Target::of(s);
     let tasks: Vec<_> =
-        (0..s.clients).map(|_| tokio::spawn(body(s.target.clone(), s.duration, barrier.clone()))).collect();
+        (0..s.clients).map(|_| tokio::spawn(body(target.clone(), s.duration, barrier.clone()))).collect();
     barrier.wait().await;
     let mut out = collect(tasks).await;
     out.seconds = s.duration.as_secs_f64();
@@ -82,7 +121,7 @@ fn failed(errors: u64) -> ClientResult {
     ClientResult { ops: 0, errors, latency: histogram() }
 }
 
-async fn small_client(target: String, duration: Duration, barrier: Arc<Barrier>) -> ClientResult {
+async fn small_client(target: Target, duration: Duration, barrier: Arc<Barrier>) -> ClientResult {
     let setup = async {
         let mut c = connect(&target).await?;
         let s = c.open_session(None, &[]).await?;
@@ -102,7 +141,7 @@ async fn small_client(target: String, duration: Duration, barrier: Arc<Barrier>)
     ClientResult { ops, errors, latency: h }
 }
 
-async fn query_client(target: String, duration: Duration, barrier: Arc<Barrier>) -> ClientResult {
+async fn query_client(target: Target, duration: Duration, barrier: Arc<Barrier>) -> ClientResult {
     let Ok(mut c) = connect(&target).await else {
         barrier.wait().await;
         return failed(1);
@@ -140,8 +179,9 @@ async fn prepared_get_info(c: &mut Hs2Client, call: &[u8]) -> Result<(), ClientE
 async fn pooled(s: &Settings) -> Outcome {
     let mut tasks = Vec::new();
     let deadline = Instant::now() + s.duration;
+    let target = Target::of(s);
     for i in 0..s.clients {
-        let (target, think) = (s.target.clone(), s.think);
+        let (target, think) = (target.clone(), s.think);
         tasks.push(tokio::spawn(async move {
             let mut r = ClientResult { ops: 0, errors: 0, latency: histogram() };
             let Ok(mut c) = connect(&target).await else { return failed(1) };
@@ -204,7 +244,7 @@ async fn bulk(s: &Settings) -> Outcome {
     let rows_per_reply = (s.reply_bytes / BULK_ROW_BYTES).max(1) as i64;
     let rows = (s.bulk_bytes / BULK_ROW_BYTES).max(1) as i64;
     let run = async {
-        let mut c = connect(&s.target).await?;
+        let mut c = connect(&Target::of(s)).await?;
         let session = c.open_session(None, &[]).await?;
         let op = c.execute(&session, &format!("select payload from blobs({rows}, {BULK_ROW_BYTES})")).await?;
         c.wait_finished(&op).await?;
@@ -237,12 +277,13 @@ async fn idle(s: &Settings) -> Outcome {
     let rss = || s.pid.and_then(procfs::rss_kib).unwrap_or(0) as f64;
     let base = rss();
     let started = Instant::now();
-    let sessions = open_many_sessions(&s.target, s.sessions, &mut out).await;
+    let target = Target::of(s);
+    let sessions = open_many_sessions(&target, s.sessions, &mut out).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let with_sessions = rss();
     let mut held = Vec::with_capacity(s.connections);
     for i in 0..s.connections {
-        let Ok(mut c) = connect(&s.target).await else {
+        let Ok(mut c) = connect(&target).await else {
             out.errors += 1;
             continue;
         };
@@ -266,11 +307,11 @@ async fn idle(s: &Settings) -> Outcome {
     out
 }
 
-async fn open_many_sessions(target: &str, n: usize, out: &mut Outcome) -> Vec<HandleId> {
+async fn open_many_sessions(target: &Target, n: usize, out: &mut Outcome) -> Vec<HandleId> {
     let workers = 32.min(n.max(1));
     let mut tasks = Vec::new();
     for w in 0..workers {
-        let target = target.to_string();
+        let target = target.clone();
         let count = n / workers + usize::from(w < n % workers);
         tasks.push(tokio::spawn(async move {
             let mut got = Vec::with_capacity(count);

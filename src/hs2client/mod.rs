@@ -28,7 +28,7 @@ pub use columns::ColumnExt;
 pub use rpc::session_handle;
 
 /// Largest frame accepted from a server (a SASL data frame never holds more than one reply).
-const MAX_FRAME_BYTES: u64 = Limits::REPLY.max_message_bytes;
+pub const MAX_FRAME_BYTES: u64 = Limits::REPLY.max_message_bytes;
 /// Rows asked for per FetchResults by [`Hs2Client::fetch_all_i64`] (impyla's default).
 const FETCH_ALL_BATCH: i64 = 10_240;
 /// Polling interval bounds for [`Hs2Client::wait_finished`]: start fast, back off to the cap.
