@@ -8,7 +8,6 @@
 
 use std::net::SocketAddr;
 
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{auth, Front};
@@ -162,7 +161,11 @@ async fn refuse_first_call(proxy: &Proxy, conn: &mut ThriftConn, peer: SocketAdd
 }
 
 async fn run(proxy: &Proxy, conn: &mut ThriftConn, caller: &Caller, attached: &Attachments) -> Result<(), End> {
-    let mut stop = proxy.stop_signal();
+    // One stop future for the connection's life, not one per request: arming a watch's wait on every
+    // read was 500 instructions a call (callgrind). `stopping` is set once it has fired.
+    let mut stop_signal = proxy.stop_signal();
+    let mut stop = std::pin::pin!(async move { crate::control::stopped(&mut stop_signal).await });
+    let mut stopping = false;
     let t = &proxy.config().timeouts;
     let read = RequestRead {
         limits: proxy.config().limits.request,
@@ -173,7 +176,7 @@ async fn run(proxy: &Proxy, conn: &mut ThriftConn, caller: &Caller, attached: &A
         captures: call::request_captures,
     };
     loop {
-        let (bytes, scanner) = match next_request(conn, &read, &mut stop).await {
+        let (bytes, scanner) = match next_request(conn, &read, stop.as_mut(), &mut stopping).await {
             Ok(Some(read)) => read,
             Ok(None) => return Ok(()),
             Err(ConnError::BadMessage { name, seqid, reason }) => {
@@ -208,12 +211,14 @@ pub const STOP_LINGER: std::time::Duration = std::time::Duration::from_millis(50
 async fn next_request(
     conn: &mut ThriftConn,
     read: &RequestRead<'_>,
-    stop: &mut watch::Receiver<bool>,
+    stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    stopping: &mut bool,
 ) -> Result<Option<(bytes::Bytes, Scanner)>, ConnError> {
-    if !*stop.borrow() {
+    if !*stopping {
         tokio::select! {
+            biased;
             r = conn.read_request(read) => return r,
-            _ = crate::control::stopped(stop) => {}
+            _ = stop => *stopping = true,
         }
     }
     match tokio::time::timeout(STOP_LINGER, conn.read_request(read)).await {

@@ -93,6 +93,8 @@ pub struct Scanner {
     path: Vec<i16>,
     step: Step,
     consumed: u64,
+    /// Emptied buffers for the next captured strings ([`Buffers::bytes`]).
+    bytes: Vec<Vec<u8>>,
 }
 
 /// A scanner's growable vectors, kept per thread between scanners: a proxied call makes three (the
@@ -103,7 +105,16 @@ struct Buffers {
     found_at: Vec<Option<u64>>,
     stack: Vec<Frame>,
     path: Vec<i16>,
+    /// Emptied byte buffers of earlier captures (guids, secrets): a capture takes one instead of
+    /// allocating, and gives it back when the scanner is done (an allocation and a free per captured
+    /// handle otherwise).
+    bytes: Vec<Vec<u8>>,
 }
+
+/// Capture buffers kept per scanner: more than a request or reply captures strings.
+const SPARE_BYTE_BUFFERS: usize = 8;
+/// Capture buffers that grew past this (a long error text) are freed rather than kept.
+const SPARE_BYTES_MAX_LEN: usize = 256;
 
 /// Spare buffers per thread: more than the scanners one worker thread keeps alive at once in practice.
 const SPARE_BUFFERS_PER_THREAD: usize = 64;
@@ -123,6 +134,7 @@ impl Buffers {
             // HS2 messages nest a few levels: one allocation each covers them.
             stack: Vec::with_capacity(8),
             path: Vec::with_capacity(8),
+            bytes: Vec::new(),
         })
     }
 
@@ -131,7 +143,7 @@ impl Buffers {
         if caps.iter().any(|&c| c > SPARE_MAX_LEN) {
             return;
         }
-        self.found.clear();
+        keep_capture_buffers(&mut self.found, &mut self.bytes);
         self.found_at.clear();
         self.stack.clear();
         self.path.clear();
@@ -145,6 +157,18 @@ impl Buffers {
     }
 }
 
+/// Empties `found`, keeping its captured byte buffers (emptied) in `spare`.
+fn keep_capture_buffers(found: &mut Vec<Option<Scalar>>, spare: &mut Vec<Vec<u8>>) {
+    for value in found.drain(..) {
+        if let Some(Scalar::Bytes(mut buf)) = value {
+            if spare.len() < SPARE_BYTE_BUFFERS && buf.capacity() <= SPARE_BYTES_MAX_LEN {
+                buf.clear();
+                spare.push(buf);
+            }
+        }
+    }
+}
+
 impl Drop for Scanner {
     fn drop(&mut self) {
         Buffers {
@@ -152,6 +176,7 @@ impl Drop for Scanner {
             found_at: std::mem::take(&mut self.found_at),
             stack: std::mem::take(&mut self.stack),
             path: std::mem::take(&mut self.path),
+            bytes: std::mem::take(&mut self.bytes),
         }
         .give_back();
     }
@@ -160,7 +185,7 @@ impl Drop for Scanner {
 impl Scanner {
     /// A scanner that records the scalar values found at `captures`.
     pub fn new(limits: Limits, captures: &'static [FieldPath]) -> Scanner {
-        let Buffers { mut found, mut found_at, stack, path } = Buffers::take();
+        let Buffers { mut found, mut found_at, stack, path, bytes } = Buffers::take();
         found.resize(captures.len(), None);
         found_at.resize(captures.len(), None);
         Scanner {
@@ -175,6 +200,7 @@ impl Scanner {
             path,
             step: Step::Header,
             consumed: 0,
+            bytes,
         }
     }
 
@@ -190,7 +216,7 @@ impl Scanner {
     pub fn reset(&mut self, captures: &'static [FieldPath]) {
         self.captures = captures;
         self.choose = None;
-        self.found.clear();
+        keep_capture_buffers(&mut self.found, &mut self.bytes);
         self.found.resize(captures.len(), None);
         self.found_at.clear();
         self.found_at.resize(captures.len(), None);
@@ -349,7 +375,14 @@ impl Scanner {
                 let len = self.checked_len(be_i32(&avail[..4]))?;
                 let capture = self.capture_index();
                 if let Some(i) = capture {
-                    self.found[i] = Some(Scalar::Bytes(Vec::new()));
+                    let buf = self.bytes.pop().unwrap_or_default();
+                    if let Some(Scalar::Bytes(mut old)) = self.found[i].replace(Scalar::Bytes(buf)) {
+                        // The field appeared twice: the later one wins, the earlier one's buffer is kept.
+                        if self.bytes.len() < SPARE_BYTE_BUFFERS && old.capacity() <= SPARE_BYTES_MAX_LEN {
+                            old.clear();
+                            self.bytes.push(old);
+                        }
+                    }
                     // `consumed` is where this value's length prefix starts.
                     self.found_at[i] = Some(self.consumed + 4);
                     self.any_found = true;

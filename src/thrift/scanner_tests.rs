@@ -197,3 +197,29 @@ fn a_repeated_struct_field_replaces_the_earlier_one_wholly() {
     assert_eq!(s.found(1), None, "the secret of the replaced struct is gone");
     assert_eq!(s.found(2), Some(&Scalar::Int(1)));
 }
+
+/// Capture buffers are reused from scanner to scanner (and by `reset`): each capture starts empty, so
+/// nothing of an earlier message shows through in a later one's handles or texts.
+#[test]
+fn reused_capture_buffers_start_empty() {
+    let other = {
+        let status = Struct::new().with(1, Value::I32(0)).with(5, Value::string("x"));
+        let body =
+            Struct::new().with(0, Struct::new().with(1, status.into_value()).with(2, handle(3, 4)).into_value());
+        encode_message(&MessageHeader::new("FetchResults", MessageKind::Reply, 77), &body)
+    };
+    for _ in 0..3 {
+        let mut s = Scanner::new(Limits::REPLY, CAPTURES);
+        assert_eq!(s.feed(&sample_reply()).ok(), Some(sample_reply().len()));
+        check_found(&s);
+        s.reset(CAPTURES);
+        s.feed(&other).expect("scans");
+        assert_eq!(s.found(1), Some(&Scalar::Bytes(b"x".to_vec())));
+        assert_eq!(s.found(2), Some(&Scalar::Bytes(vec![3; 16])));
+        assert_eq!(s.found(3), Some(&Scalar::Bytes(vec![4; 16])));
+        drop(s);
+        let mut s = Scanner::new(Limits::REPLY, CAPTURES);
+        s.feed(&other).expect("scans");
+        assert_eq!(s.found(2), Some(&Scalar::Bytes(vec![3; 16])));
+    }
+}
