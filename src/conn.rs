@@ -191,6 +191,8 @@ pub struct ThriftConn {
     reserved: Reserved,
     /// The last bytes taken from the socket were spliced: the next read is a small one.
     after_splice: bool,
+    /// The timer of every read wait on this connection ([`within_lazily`]).
+    read_timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// Bytes read right after a splice: enough for a few Thrift headers, not for much of a large string.
@@ -207,6 +209,7 @@ impl ThriftConn {
             max_write_frame: u32::MAX as usize,
             reserved: Reserved::default(),
             after_splice: false,
+            read_timer: None,
         }
     }
 
@@ -270,7 +273,11 @@ impl ThriftConn {
 
     /// [`ThriftConn::fill`] that gives up after `limit` without bytes.
     async fn fill_within(&mut self, limit: Duration, on_timeout: ConnError) -> Result<bool, ConnError> {
-        match within(limit, self.fill()).await {
+        // The timer is lent to the wait: `fill` borrows the whole connection.
+        let mut timer = self.read_timer.take();
+        let filled = within_lazily(&mut timer, limit, self.fill()).await;
+        self.read_timer = timer;
+        match filled {
             Ok(r) => r,
             Err(_) => Err(on_timeout),
         }
@@ -624,6 +631,51 @@ pub async fn within<F: Future>(limit: Duration, fut: F) -> Result<F::Output, Tim
         match sleep.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(TimedOut)),
             Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// [`within`] with a timer that outlives the wait: a connection keeps one for all its reads. Most
+/// reads wait (for the client's next request, for the backend's reply), and a new timer for each was a
+/// timer-wheel insertion and removal per wait, twice per proxied call. The kept timer is moved only
+/// when the wait's deadline is earlier than the timer's; one that fires before the current wait's
+/// deadline (armed by an earlier wait) is moved on and the wait goes on. So a timer fires about once
+/// per `limit` per connection, whatever the call rate.
+pub async fn within_lazily<F: Future>(
+    timer: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+    limit: Duration,
+    fut: F,
+) -> Result<F::Output, TimedOut> {
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+    if let Poll::Ready(v) = first {
+        return Ok(v);
+    }
+    let deadline = tokio::time::Instant::now() + limit;
+    let sleep = match timer {
+        Some(sleep) => {
+            if sleep.deadline() > deadline {
+                sleep.as_mut().reset(deadline);
+            }
+            sleep
+        }
+        None => timer.insert(Box::pin(tokio::time::sleep_until(deadline))),
+    };
+    let mut just_polled = true;
+    std::future::poll_fn(|cx| {
+        if !std::mem::take(&mut just_polled) {
+            if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Ok(v));
+            }
+        }
+        loop {
+            match sleep.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) if tokio::time::Instant::now() >= deadline => return Poll::Ready(Err(TimedOut)),
+                // Armed for an earlier wait: moved to this one's deadline, and polled to register it.
+                Poll::Ready(()) => sleep.as_mut().reset(deadline),
+            }
         }
     })
     .await

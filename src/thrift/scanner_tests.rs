@@ -204,8 +204,7 @@ fn a_repeated_struct_field_replaces_the_earlier_one_wholly() {
 fn reused_capture_buffers_start_empty() {
     let other = {
         let status = Struct::new().with(1, Value::I32(0)).with(5, Value::string("x"));
-        let body =
-            Struct::new().with(0, Struct::new().with(1, status.into_value()).with(2, handle(3, 4)).into_value());
+        let body = Struct::new().with(0, Struct::new().with(1, status.into_value()).with(2, handle(3, 4)).into_value());
         encode_message(&MessageHeader::new("FetchResults", MessageKind::Reply, 77), &body)
     };
     for _ in 0..3 {
