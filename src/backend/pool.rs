@@ -293,6 +293,19 @@ impl Pool {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.shared.cfg.wait_timeout;
         let mut waited = false;
+        // Most checkouts find an idle connection: they take it without arming the wait for a freed one
+        // (a `Notify` registration and removal, each under its lock, on every call otherwise).
+        let reserved = {
+            let mut inner = self.shared.lock();
+            if let Some(up) = take_idle(&mut inner, &key) {
+                return Ok(self.checkout_of(up));
+            }
+            reserve_room(&mut inner, &key, self.shared.cfg.max_per_backend)
+        };
+        if reserved {
+            let reservation = Reservation { pool: self.shared.clone(), armed: true };
+            return self.connect(key, creds, reservation).await;
+        }
         loop {
             let freed = self.shared.freed.notified();
             tokio::pin!(freed);
