@@ -107,7 +107,9 @@ for p in "${MOCKS[@]}" "$PROXY" "$HAPROXY" "$PROXY_TLS" "$HAPROXY_TLS"; do wait_
 RESULTS="$WORK/results.jsonl"
 declare -A ADDR=([direct]="127.0.0.1:${MOCKS[0]}" [haproxy]="127.0.0.1:$HAPROXY" [hs2-proxy]="127.0.0.1:$PROXY"
     [haproxy-tls]="127.0.0.1:$HAPROXY_TLS" [hs2-proxy-tls]="127.0.0.1:$PROXY_TLS")
-declare -A PID=([haproxy]=$HAPROXY_PID [hs2-proxy]=$PROXY_PID)
+declare -A PID=([haproxy]=$HAPROXY_PID [hs2-proxy]=$PROXY_PID [haproxy-tls]=$HAPROXY_PID [hs2-proxy-tls]=$PROXY_TLS_PID)
+# --pid for a target that is a proxy: its CPU per call (small), memory (bulk, idle), sockets (pooled).
+pid_of() { [[ -n "${PID[$1]:-}" ]] && echo "--pid ${PID[$1]}"; true; }
 run() { # target scenario args...
     local target=$1; shift
     local tls=(); [[ $target == *-tls ]] && tls=(--tls)
@@ -117,12 +119,15 @@ ORDERS=("direct haproxy hs2-proxy" "hs2-proxy direct haproxy" "haproxy hs2-proxy
 for round in $(seq "$ROUNDS"); do
     log "round $round of $ROUNDS"
     order=${ORDERS[$(( (round - 1) % 3 ))]}
-    for t in $order; do run "$t" --scenario small --clients 1 --duration "$DURATION"; done
-    for t in $order; do run "$t" --scenario small --clients 64 --duration "$DURATION"; done
+    # shellcheck disable=SC2046 # pid_of gives two words or none
+    for t in $order; do run "$t" --scenario small --clients 1 --duration "$DURATION" $(pid_of "$t"); done
+    # shellcheck disable=SC2046
+    for t in $order; do run "$t" --scenario small --clients 64 --duration "$DURATION" $(pid_of "$t"); done
     for t in $order; do run "$t" --scenario query --clients 16 --duration "$DURATION"; done
     tls_order="haproxy-tls hs2-proxy-tls"; (( round % 2 == 0 )) && tls_order="hs2-proxy-tls haproxy-tls"
     for clients in 1 64; do
-        for t in $tls_order; do run "$t" --scenario small --clients "$clients" --duration "$DURATION"; done
+        # shellcheck disable=SC2046
+        for t in $tls_order; do run "$t" --scenario small --clients "$clients" --duration "$DURATION" $(pid_of "$t"); done
     done
     for t in $order; do
         pidarg=(); [[ -n "${PID[$t]:-}" ]] && pidarg=(--pid "${PID[$t]}")

@@ -19,6 +19,19 @@ fn status_field(pid: u32, name: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// CPU time `pid` has used in user space and in the kernel, in clock ticks (`/proc/PID/stat` fields
+/// 14 and 15; 100 a second on Linux).
+pub fn cpu_ticks(pid: u32) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: fields are counted after its closing parenthesis.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+}
+
+/// Clock ticks per second of `cpu_ticks`.
+pub const TICKS_PER_SECOND: f64 = 100.0;
+
 /// Threads of `pid`.
 pub fn threads(pid: u32) -> Option<u64> {
     status_field(pid, "Threads:")

@@ -56,6 +56,17 @@ fn fmt(v: Option<f64>) -> String {
     v.map_or("n/a".into(), |x| if x.abs() >= 100.0 { format!("{x:.0}") } else { format!("{x:.2}") })
 }
 
+/// "user + kernel" µs per call of a proxy in the small scenario; a dash for the direct connection.
+fn cpu_per_call(t: &Table, clients: &str, target: &str) -> String {
+    let user = t.m("small", Some(clients), target, "cpu_user_us_per_call");
+    let sys = t.m("small", Some(clients), target, "cpu_sys_us_per_call");
+    match (user, sys) {
+        (Some(u), Some(k)) => format!("{u:.1} + {k:.1}"),
+        _ if target == "direct" => "–".into(),
+        _ => "n/a".into(),
+    }
+}
+
 fn verdict(ok: Option<bool>) -> &'static str {
     match ok {
         Some(true) => "met",
@@ -72,7 +83,8 @@ pub fn render(lines: &str, machine: &str, command: &str) -> String {
     let mut out = String::from("# Benchmarks: hs2-proxy against a direct connection and HAProxy\n\n");
     let _ = writeln!(out, "Reproduce with `{command}`. Machine: {machine}. Every figure is the median over the rounds of one run, in which the targets alternate; ratios compare targets measured in that same run.\n");
     out.push_str("## Small RPC (GetInfo) latency and throughput\n\n");
-    out.push_str("| clients | target | p50 µs | p99 µs | added p50 µs | added p99 µs | calls/s | errors |\n|---|---|---|---|---|---|---|---|\n");
+    out.push_str("The proxy's CPU per call is the target process's user and kernel time over the scenario (`/proc/PID/stat`), divided by its calls.\n\n");
+    out.push_str("| clients | target | p50 µs | p99 µs | added p50 µs | added p99 µs | calls/s | proxy CPU µs/call (user + kernel) | errors |\n|---|---|---|---|---|---|---|---|---|\n");
     let mut checks = Vec::new();
     for clients in ["1", "64"] {
         let base50 = t.m("small", Some(clients), "direct", "p50_us");
@@ -83,12 +95,13 @@ pub fn render(lines: &str, machine: &str, command: &str) -> String {
             let added = |v: Option<f64>, b: Option<f64>| v.zip(b).map(|(v, b)| v - b);
             let _ = writeln!(
                 out,
-                "| {clients} | {target} | {} | {} | {} | {} | {} | {} |",
+                "| {clients} | {target} | {} | {} | {} | {} | {} | {} | {} |",
                 fmt(p50),
                 fmt(p99),
                 fmt(added(p50, base50)),
                 fmt(added(p99, base99)),
                 fmt(t.m("small", Some(clients), target, "ops_per_sec")),
+                cpu_per_call(&t, clients, target),
                 fmt(t.m("small", Some(clients), target, "errors"))
             );
         }
@@ -135,18 +148,19 @@ pub fn render(lines: &str, machine: &str, command: &str) -> String {
         format!("{} vs {} loops/s", fmt(loops("hs2-proxy")), fmt(loops("haproxy"))),
     ));
 
-    out.push_str("\n## TLS on the client side: small RPCs (GetInfo)\n\nEach proxy terminates TLS (hs2-proxy: rustls with ring; HAProxy: OpenSSL), one ECDSA P-256 certificate for both, backends in plaintext. Added latency is against the plaintext direct connection of the same run.\n\n| clients | target | p50 µs | p99 µs | added p50 µs | calls/s | errors |\n|---|---|---|---|---|---|---|\n");
+    out.push_str("\n## TLS on the client side: small RPCs (GetInfo)\n\nEach proxy terminates TLS (hs2-proxy: rustls with ring; HAProxy: OpenSSL), one ECDSA P-256 certificate for both, backends in plaintext. Added latency is against the plaintext direct connection of the same run.\n\n| clients | target | p50 µs | p99 µs | added p50 µs | calls/s | proxy CPU µs/call (user + kernel) | errors |\n|---|---|---|---|---|---|---|---|\n");
     for clients in ["1", "64"] {
         let base50 = t.m("small", Some(clients), "direct", "p50_us");
         for target in ["haproxy-tls", "hs2-proxy-tls"] {
             let m = |k| t.m("small", Some(clients), target, k);
             let _ = writeln!(
                 out,
-                "| {clients} | {target} | {} | {} | {} | {} | {} |",
+                "| {clients} | {target} | {} | {} | {} | {} | {} | {} |",
                 fmt(m("p50_us")),
                 fmt(m("p99_us")),
                 fmt(m("p50_us").zip(base50).map(|(v, b)| v - b)),
                 fmt(m("ops_per_sec")),
+                cpu_per_call(&t, clients, target),
                 fmt(m("errors"))
             );
         }
@@ -255,7 +269,7 @@ mod tests {
         .join("\n");
         assert_eq!(parse_line(r#"{"a":"b","n":1.5}"#).and_then(|r| r.get("n").cloned()), Some("1.5".into()));
         let md = render(&lines, "test box", "scripts/bench.sh");
-        assert!(md.contains("| 1 | hs2-proxy | 140 | 290 | 40.00 | 90.00 |"), "{md}");
+        assert!(md.contains("| 1 | hs2-proxy | 140 | 290 | 40.00 | 90.00 | 850 | n/a |"), "{md}");
         assert!(md.contains("added p50 latency, 1 client(s): at most HAProxy's | met"), "{md}");
     }
 }

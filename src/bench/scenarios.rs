@@ -22,7 +22,7 @@ const BULK_ROW_BYTES: u64 = 1 << 20;
 
 pub async fn run(s: &Settings) -> Outcome {
     match s.scenario {
-        Scenario::Small => timed_clients(s, small_client).await,
+        Scenario::Small => with_cpu_per_call(s, timed_clients(s, small_client)).await,
         Scenario::Query => timed_clients(s, query_client).await,
         Scenario::Pooled => pooled(s).await,
         Scenario::Bulk => bulk(s).await,
@@ -52,6 +52,20 @@ impl Target {
         };
         Target { addr: s.target.clone(), tls }
     }
+}
+
+/// `run` with the CPU time `--pid` used per call over it, user space and kernel apart: what a proxy
+/// costs the machine for each call, next to what it adds to latency.
+async fn with_cpu_per_call(s: &Settings, run: impl std::future::Future<Output = Outcome>) -> Outcome {
+    let before = s.pid.and_then(procfs::cpu_ticks);
+    let mut out = run.await;
+    let after = s.pid.and_then(procfs::cpu_ticks);
+    if let (Some((u0, k0)), Some((u1, k1))) = (before, after) {
+        let per_call = |ticks: u64| ticks as f64 / procfs::TICKS_PER_SECOND * 1e6 / out.ops.max(1) as f64;
+        out.extra.push(("cpu_user_us_per_call".into(), per_call(u1.saturating_sub(u0))));
+        out.extra.push(("cpu_sys_us_per_call".into(), per_call(k1.saturating_sub(k0))));
+    }
+    out
 }
 
 async fn connect(target: &Target) -> Result<Hs2Client, ClientError> {
