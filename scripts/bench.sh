@@ -3,7 +3,7 @@
 # three mock impalads (fast mode), HAProxy and hs2-proxy in front of them, every scenario against every
 # target, targets alternating within each round. Writes docs/benchmarks.md (figures, ratios, the machine).
 #
-#   scripts/bench.sh            # full run (~10 minutes on 2 cores)
+#   scripts/bench.sh            # full run (~12 minutes on 2 cores)
 #   scripts/bench.sh --smoke    # seconds: proves the bench builds and produces figures (used by the tests)
 #
 # Loopback only. Ports are taken from a free range picked at start.

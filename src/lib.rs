@@ -7,6 +7,7 @@
 //!   state machine), [`backend::load`] (the load balancing compares, slow start's ramp), [`metrics`]
 //!   (every metric name), [`config`] (file and flags to a validated config).
 //! - I/O, one thing each: [`conn`] (the only Thrift socket code: read, write, relay into a reply sink),
+//!   [`splice`] (a relay's large strings moved socket to socket in the kernel),
 //!   [`backend`] (backends, upstream pools, connecting, probes, impalad's web port), [`sasl`],
 //!   [`tls`], [`http`] (HTTP backends, the small HTTP client).
 //! - The request path: [`server`] (listeners, connection limit, graceful shutdown) -> [`frontend`]
