@@ -521,7 +521,7 @@ impl ThriftConn {
         let from = SpliceSource { tcp: self.io.tcp()?, frame_left };
         let to = sink.splice_target()?;
         let (taken, end) =
-            crate::splice::relay(from, to, want, deadlines.backend_inactivity, deadlines.client_stall).await;
+            crate::splice::relay(from, to, want, deadlines.backend_inactivity, deadlines.client_stall).await?;
         self.deframer.took_from_frame(taken);
         self.after_splice = true;
         Some((taken, end))

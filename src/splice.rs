@@ -3,9 +3,9 @@
 //! looking at, never cross into user space. A relay through user space copies every byte twice more
 //! than a direct connection does (socket to buffer, buffer to socket); this moves page references.
 //!
-//! Only between two plain TCP sockets: TLS and HTTP bodies need the bytes in user space, and a framed
-//! side gets its frame headers written around the spliced payload by the caller. Linux only; elsewhere
-//! [`available`] is false and the relay copies as before.
+//! Only between two plain TCP sockets: TLS and HTTP bodies need the bytes in user space. A framed
+//! client gets a frame header in front of each spliced piece; a splice from a framed backend stops at
+//! the end of its frame. Linux only; elsewhere [`available`] is false and the relay copies as before.
 
 use std::io;
 use std::time::Duration;
@@ -63,17 +63,21 @@ pub struct SpliceSource<'a> {
 }
 
 /// Moves up to `want` bytes from `from` to `to`; returns how many were taken from `from` (all of them
-/// reached `to` unless the result is [`SpliceEnd::Client`]).
+/// reached `to` unless the result is [`SpliceEnd::Client`]). `None` when no pipe could be had (out of
+/// descriptors): nothing moved, and the caller copies instead.
 pub async fn relay(
     from: SpliceSource<'_>,
     to: SpliceTarget<'_>,
     want: u64,
     backend_inactivity: Duration,
     client_stall: Duration,
-) -> (u64, Result<(), SpliceEnd>) {
+) -> Option<(u64, Result<(), SpliceEnd>)> {
     let mut pipe = match Pipe::take() {
         Ok(p) => p,
-        Err(e) => return (0, Err(SpliceEnd::Backend(e.into()))),
+        Err(e) => {
+            tracing::debug!(error = %e, "no pipe for splicing; the reply is copied");
+            return None;
+        }
     };
     let mut taken = 0u64;
     let want = from.frame_left.map_or(want, |left| want.min(left));
@@ -97,7 +101,7 @@ pub async fn relay(
     }
     .await;
     pipe.give_back();
-    (taken, result)
+    Some((taken, result))
 }
 
 /// A pipe and the bytes it holds.
@@ -144,8 +148,7 @@ impl Pipe {
         // SAFETY: fcntl on a descriptor we own; F_SETPIPE_SZ/F_GETPIPE_SZ take and return an int.
         let capacity = unsafe {
             use std::os::fd::AsRawFd;
-            let want: usize = std::env::var("HS2_SPLICE_PIPE").ok().and_then(|v| v.parse().ok()).unwrap_or(PIPE_BYTES);
-            libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, want as libc::c_int);
+            libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES as libc::c_int);
             libc::fcntl(write.as_raw_fd(), libc::F_GETPIPE_SZ)
         };
         let capacity = if capacity > 0 { capacity as usize } else { 64 * 1024 };
