@@ -769,6 +769,20 @@ mod tests {
         encode_message(&MessageHeader::new("FetchResults", MessageKind::Reply, 1), &body)
     }
 
+    /// Every client connection's task holds the futures of the paths it may take: a large buffer kept
+    /// inside one of them (close_after_refusal's drain buffer was a 16 KiB array) costs every idle
+    /// connection that much memory.
+    #[tokio::test]
+    async fn connection_futures_hold_no_large_buffers() {
+        let (io, _peer) = tokio::io::duplex(1024);
+        let mut conn = ThriftConn::new(Box::new(io), Framing::Unframed, 1 << 20);
+        let refusal = std::mem::size_of_val(&conn.close_after_refusal());
+        assert!(refusal < 1024, "close_after_refusal's future is {refusal} bytes");
+        let limits = Limits::REPLY;
+        let fill = std::mem::size_of_val(&conn.read_message(limits));
+        assert!(fill < 2048, "read_message's future is {fill} bytes");
+    }
+
     /// Two connected loopback TCP sockets.
     async fn tcp_pair() -> (TcpStream, TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
