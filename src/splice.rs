@@ -170,20 +170,14 @@ impl Pipe {
     ) -> Result<usize, crate::conn::ConnError> {
         use crate::conn::ConnError;
         let max = max.min(self.capacity - self.held);
-        loop {
-            match from.try_io(Interest::READABLE, || splice(from, &self.write, max)) {
-                Ok(0) => return Err(ConnError::Eof),
-                Ok(n) => {
-                    self.held += n;
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match within(inactivity, from.readable()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(ConnError::Io(e)),
-                    Err(_) => return Err(ConnError::Stalled(inactivity)),
-                },
-                Err(e) => return Err(ConnError::Io(e)),
+        match once_ready(from, Interest::READABLE, inactivity, || splice(from, &self.write, max)).await {
+            Ok(0) => Err(ConnError::Eof),
+            Ok(n) => {
+                self.held += n;
+                Ok(n)
             }
+            Err(Waited::Failed(e)) => Err(ConnError::Io(e)),
+            Err(Waited::TimedOut) => Err(ConnError::Stalled(inactivity)),
         }
     }
 
@@ -191,18 +185,47 @@ impl Pipe {
     /// `stall` at a time.
     async fn drain(&mut self, to: &TcpStream, stall: Duration) -> Result<(), SinkError> {
         while self.held > 0 {
-            match to.try_io(Interest::WRITABLE, || splice(&self.read, to, self.held)) {
-                Ok(0) => return Err(SinkError::Gone(io::ErrorKind::WriteZero.into())),
-                Ok(n) => self.held -= n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match within(stall, to.writable()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(SinkError::Gone(e)),
-                    Err(_) => return Err(SinkError::Stalled(stall)),
-                },
-                Err(e) => return Err(SinkError::Gone(e)),
-            }
+            self.held -= to_client(to, stall, || splice(&self.read, to, self.held)).await?;
         }
         Ok(())
+    }
+}
+
+/// Why [`once_ready`] gave up.
+enum Waited {
+    Failed(io::Error),
+    TimedOut,
+}
+
+/// Runs the non-blocking `op` on `tcp` until it does something (`Ok(n)`, `n` may be 0 for an end of
+/// stream), waiting for `interest` at most `limit` at a time. `op`'s `WouldBlock` clears the socket's
+/// readiness, so only an operation that would block *on that socket* may be run this way.
+async fn once_ready(
+    tcp: &TcpStream,
+    interest: Interest,
+    limit: Duration,
+    mut op: impl FnMut() -> io::Result<usize>,
+) -> Result<usize, Waited> {
+    loop {
+        match tcp.try_io(interest, &mut op) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => match within(limit, tcp.ready(interest)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(Waited::Failed(e)),
+                Err(_) => return Err(Waited::TimedOut),
+            },
+            Err(e) => return Err(Waited::Failed(e)),
+        }
+    }
+}
+
+/// [`once_ready`] writing to the client: a write of nothing, an error or a stall is the client's.
+async fn to_client(to: &TcpStream, stall: Duration, op: impl FnMut() -> io::Result<usize>) -> Result<usize, SinkError> {
+    match once_ready(to, Interest::WRITABLE, stall, op).await {
+        Ok(0) => Err(SinkError::Gone(io::ErrorKind::WriteZero.into())),
+        Ok(n) => Ok(n),
+        Err(Waited::Failed(e)) => Err(SinkError::Gone(e)),
+        Err(Waited::TimedOut) => Err(SinkError::Stalled(stall)),
     }
 }
 
@@ -236,16 +259,8 @@ fn splice(_: &impl std::os::fd::AsRawFd, _: &impl std::os::fd::AsRawFd, _: usize
 /// Writes a frame header straight to the socket, waiting at most `stall` at a time.
 async fn write_all(to: &TcpStream, mut bytes: &[u8], stall: Duration) -> Result<(), SinkError> {
     while !bytes.is_empty() {
-        match to.try_write(bytes) {
-            Ok(0) => return Err(SinkError::Gone(io::ErrorKind::WriteZero.into())),
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => match within(stall, to.writable()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(SinkError::Gone(e)),
-                Err(_) => return Err(SinkError::Stalled(stall)),
-            },
-            Err(e) => return Err(SinkError::Gone(e)),
-        }
+        let n = to_client(to, stall, || to.try_write(bytes)).await?;
+        bytes = &bytes[n..];
     }
     Ok(())
 }

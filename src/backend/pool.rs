@@ -293,23 +293,17 @@ impl Pool {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.shared.cfg.wait_timeout;
         let mut waited = false;
-        // Most checkouts find an idle connection: they take it without arming the wait for a freed one
-        // (a `Notify` registration and removal, each under its lock, on every call otherwise).
-        let reserved = {
-            let mut inner = self.shared.lock();
-            if let Some(up) = take_idle(&mut inner, &key) {
-                return Ok(self.checkout_of(up));
-            }
-            reserve_room(&mut inner, &key, self.shared.cfg.max_per_backend)
-        };
-        if reserved {
-            let reservation = Reservation { pool: self.shared.clone(), armed: true };
-            return self.connect(key, creds, reservation).await;
-        }
+        let mut armed = false;
         loop {
             let freed = self.shared.freed.notified();
             tokio::pin!(freed);
-            freed.as_mut().enable();
+            // Most checkouts find an idle connection at the first look, which arms no wait for a freed
+            // one (a `Notify` registration and removal, each under its lock, on every call otherwise).
+            // A look that finds none arms the wait and looks again before waiting: nothing freed
+            // between the two is missed.
+            if armed {
+                freed.as_mut().enable();
+            }
             let reserved = {
                 let mut inner = self.shared.lock();
                 if let Some(up) = take_idle(&mut inner, &key) {
@@ -322,6 +316,9 @@ impl Pool {
                 self.count_wait(waited, started);
                 let reservation = Reservation { pool: self.shared.clone(), armed: true };
                 return self.connect(key, creds, reservation).await;
+            }
+            if !std::mem::replace(&mut armed, true) {
+                continue;
             }
             waited = true;
             if tokio::time::timeout_at(deadline, freed).await.is_err() {

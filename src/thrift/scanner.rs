@@ -160,11 +160,16 @@ impl Buffers {
 /// Empties `found`, keeping its captured byte buffers (emptied) in `spare`.
 fn keep_capture_buffers(found: &mut Vec<Option<Scalar>>, spare: &mut Vec<Vec<u8>>) {
     for value in found.drain(..) {
-        if let Some(Scalar::Bytes(mut buf)) = value {
-            if spare.len() < SPARE_BYTE_BUFFERS && buf.capacity() <= SPARE_BYTES_MAX_LEN {
-                buf.clear();
-                spare.push(buf);
-            }
+        keep_capture_buffer(value, spare);
+    }
+}
+
+/// Keeps a captured string's buffer (emptied) in `spare`, unless there are enough or it grew large.
+fn keep_capture_buffer(value: Option<Scalar>, spare: &mut Vec<Vec<u8>>) {
+    if let Some(Scalar::Bytes(mut buf)) = value {
+        if spare.len() < SPARE_BYTE_BUFFERS && buf.capacity() <= SPARE_BYTES_MAX_LEN {
+            buf.clear();
+            spare.push(buf);
         }
     }
 }
@@ -376,13 +381,9 @@ impl Scanner {
                 let capture = self.capture_index();
                 if let Some(i) = capture {
                     let buf = self.bytes.pop().unwrap_or_default();
-                    if let Some(Scalar::Bytes(mut old)) = self.found[i].replace(Scalar::Bytes(buf)) {
-                        // The field appeared twice: the later one wins, the earlier one's buffer is kept.
-                        if self.bytes.len() < SPARE_BYTE_BUFFERS && old.capacity() <= SPARE_BYTES_MAX_LEN {
-                            old.clear();
-                            self.bytes.push(old);
-                        }
-                    }
+                    // The field may appear twice: the later one wins, the earlier one's buffer is kept.
+                    let earlier = self.found[i].replace(Scalar::Bytes(buf));
+                    keep_capture_buffer(earlier, &mut self.bytes);
                     // `consumed` is where this value's length prefix starts.
                     self.found_at[i] = Some(self.consumed + 4);
                     self.any_found = true;
