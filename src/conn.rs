@@ -331,7 +331,7 @@ impl ThriftConn {
             }
             let buffered = (self.payload.len() + self.raw.len()) as u64;
             if !how.budget.grow(&mut self.reserved, buffered) {
-                let (name, seqid) = scanner.header().map_or((String::new(), 0), |h| (h.name.clone(), h.seqid));
+                let (name, seqid) = scanner.header().map_or((String::new(), 0), |h| (h.name.to_string(), h.seqid));
                 let reason = format!(
                     "the proxy is holding its limit of {} bytes of unfinished requests \
                      (limits.max_buffered_request_bytes); try again",
@@ -351,7 +351,9 @@ impl ThriftConn {
     fn scan_buffered(&mut self, scanner: &mut Scanner, scanned: &mut usize) -> Result<Option<Bytes>, ConnError> {
         if self.payload.len() > *scanned {
             *scanned += scanner.feed(&self.payload[*scanned..]).map_err(|error| match scanner.header() {
-                Some(h) => ConnError::BadMessage { name: h.name.clone(), seqid: h.seqid, reason: error.to_string() },
+                Some(h) => {
+                    ConnError::BadMessage { name: h.name.to_string(), seqid: h.seqid, reason: error.to_string() }
+                }
                 None => ConnError::Protocol(error),
             })?;
             if scanner.is_done() {

@@ -290,9 +290,8 @@ impl Pool {
     /// Cancel-safe: abandoning the future frees whatever it had reserved.
     pub async fn checkout(&self, creds: &Credentials) -> Result<Checkout, PoolError> {
         let key = self.key_for(creds);
-        let started = Instant::now();
-        let deadline = tokio::time::Instant::now() + self.shared.cfg.wait_timeout;
-        let mut waited = false;
+        // Read the clock only for a checkout that has to wait: most never do (two clock reads a call).
+        let mut waiting_since: Option<(Instant, tokio::time::Instant)> = None;
         let mut armed = false;
         loop {
             let freed = self.shared.freed.notified();
@@ -307,22 +306,25 @@ impl Pool {
             let reserved = {
                 let mut inner = self.shared.lock();
                 if let Some(up) = take_idle(&mut inner, &key) {
-                    self.count_wait(waited, started);
+                    self.count_wait(waiting_since);
                     return Ok(self.checkout_of(up));
                 }
                 reserve_room(&mut inner, &key, self.shared.cfg.max_per_backend)
             };
             if reserved {
-                self.count_wait(waited, started);
+                self.count_wait(waiting_since);
                 let reservation = Reservation { pool: self.shared.clone(), armed: true };
                 return self.connect(key, creds, reservation).await;
             }
             if !std::mem::replace(&mut armed, true) {
                 continue;
             }
-            waited = true;
+            let (started, deadline) = *waiting_since.get_or_insert_with(|| {
+                let now = tokio::time::Instant::now();
+                (now.into_std(), now + self.shared.cfg.wait_timeout)
+            });
             if tokio::time::timeout_at(deadline, freed).await.is_err() {
-                self.count_wait(waited, started);
+                self.count_wait(waiting_since);
                 self.shared.counters.exhausted.fetch_add(1, Ordering::Relaxed);
                 let (addr, max) = (self.shared.addr.clone(), self.shared.cfg.max_per_backend);
                 return Err(PoolError::Exhausted { addr, max, waited: started.elapsed() });
@@ -334,8 +336,9 @@ impl Pool {
         Checkout { up: Some(up), pool: self.shared.clone() }
     }
 
-    fn count_wait(&self, waited: bool, started: Instant) {
-        if waited {
+    /// Counts a checkout that waited (`waiting_since` is when its wait began).
+    fn count_wait(&self, waiting_since: Option<(Instant, tokio::time::Instant)>) {
+        if let Some((started, _)) = waiting_since {
             let c = &self.shared.counters;
             c.waits.fetch_add(1, Ordering::Relaxed);
             let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);

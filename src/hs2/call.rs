@@ -197,7 +197,7 @@ impl Request {
     /// be 16 bytes each), if any. A server's Thrift reader refuses such a call by closing the connection
     /// without a reply, which the proxy would take for a broken backend: it answers the client itself.
     pub fn lacks_required_handle(&self) -> Option<HandleKind> {
-        let (session, operation) = captures(idl::method_index(self.method?.name)?).requires;
+        let (session, operation) = captures(self.method?.index).requires;
         if session && self.session.is_none() {
             return Some(HandleKind::Session);
         }
@@ -264,8 +264,8 @@ impl ReplySummary {
 
 /// Starts a scanner for the reply to `request`.
 pub fn reply_scanner(request: &Request, limits: Limits) -> Scanner {
-    match idl::method_index(&request.header.name) {
-        Some(i) => Scanner::new(limits, &captures(i).reply),
+    match request.method {
+        Some(m) => Scanner::new(limits, &captures(m.index).reply),
         // A method the IDL does not know still gets its TApplicationException's text read.
         None => Scanner::new(limits, &UNKNOWN_METHOD_REPLY),
     }

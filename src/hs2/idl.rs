@@ -15,6 +15,8 @@ pub struct HandlePaths {
 /// One service method.
 #[derive(Debug)]
 pub struct MethodSpec {
+    /// Its place in [`METHODS`]: what a lookup by name gives, kept so that a call looks its name up once.
+    pub index: usize,
     pub name: &'static str,
     /// `TCLIService` or `ImpalaHiveServer2Service`.
     pub service: &'static str,

@@ -96,14 +96,80 @@ pub const REPLY_SUCCESS_FIELD: i16 = 0;
 /// The header of one message: method name, kind and sequence id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MessageHeader {
-    pub name: String,
+    pub name: MethodName,
     pub kind: MessageKind,
     pub seqid: i32,
 }
 
 impl MessageHeader {
     pub fn new(name: &str, kind: MessageKind, seqid: i32) -> MessageHeader {
-        MessageHeader { name: name.to_string(), kind, seqid }
+        MessageHeader { name: MethodName::new(name), kind, seqid }
+    }
+}
+
+/// A message's method name, held inline when it is short (every HS2 method name is): each proxied call
+/// reads two headers, and a heap string for each was two of the call's three allocations.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MethodName(NameRepr);
+
+/// The longest name held inline ("GetPrimaryKeys", "CancelDelegationToken": 21 bytes at most in HS2).
+const INLINE_NAME_BYTES: usize = 30;
+
+#[derive(Clone, PartialEq, Eq)]
+enum NameRepr {
+    Inline { len: u8, bytes: [u8; INLINE_NAME_BYTES] },
+    Heap(Box<str>),
+}
+
+impl MethodName {
+    pub fn new(name: &str) -> MethodName {
+        let mut bytes = [0u8; INLINE_NAME_BYTES];
+        match bytes.get_mut(..name.len()) {
+            Some(head) => {
+                head.copy_from_slice(name.as_bytes());
+                MethodName(NameRepr::Inline { len: name.len() as u8, bytes })
+            }
+            None => MethodName(NameRepr::Heap(name.into())),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // SAFETY: the bytes were copied whole from a `&str` in `new`, so they are UTF-8.
+            NameRepr::Inline { len, bytes } => unsafe { std::str::from_utf8_unchecked(&bytes[..*len as usize]) },
+            NameRepr::Heap(name) => name,
+        }
+    }
+}
+
+impl std::ops::Deref for MethodName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for MethodName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for MethodName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq<str> for MethodName {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for MethodName {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 
@@ -172,5 +238,37 @@ impl fmt::Display for MessageKind {
             MessageKind::Oneway => "oneway",
         };
         f.write_str(name)
+    }
+}
+
+#[cfg(test)]
+mod method_name_tests {
+    use super::*;
+
+    #[test]
+    fn names_of_every_length_read_back_whole() {
+        // Inline up to the limit, on the heap past it: the same name either way.
+        for len in [0, 1, INLINE_NAME_BYTES - 1, INLINE_NAME_BYTES, INLINE_NAME_BYTES + 1, MAX_METHOD_NAME_BYTES] {
+            let name: String = "abcdefghij".chars().cycle().take(len).collect();
+            let m = MethodName::new(&name);
+            assert_eq!(m.as_str(), name);
+            assert_eq!(m, name.as_str());
+            assert_eq!(m.to_string(), name);
+            assert_eq!(format!("{m:?}"), format!("{name:?}"));
+        }
+        assert!(matches!(MethodName::new("CancelDelegationToken").0, NameRepr::Inline { .. }));
+        // Multi-byte UTF-8 stays whole.
+        assert_eq!(MethodName::new("Größe→").as_str(), "Größe→");
+    }
+
+    #[test]
+    fn a_long_method_name_survives_the_scanner() {
+        let name = "M".repeat(200);
+        let mut bytes = vec![0x80, 0x01, 0x00, 0x01];
+        bytes.extend_from_slice(&(name.len() as i32).to_be_bytes());
+        bytes.extend_from_slice(name.as_bytes());
+        bytes.extend_from_slice(&7i32.to_be_bytes());
+        let (header, used) = scanner::parse_header(&bytes).unwrap().unwrap();
+        assert_eq!((header.name.as_str(), header.seqid, used), (name.as_str(), 7, bytes.len()));
     }
 }

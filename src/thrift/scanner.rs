@@ -12,7 +12,9 @@
 //! path, so a capture cannot match inside a container. A field that repeats reads as a Thrift reader
 //! reads it: the last scalar wins, and a repeated struct replaces the earlier one wholly.
 
-use super::{Limits, MessageHeader, MessageKind, ProtocolError, TType, MAX_CAPTURE_BYTES, MAX_METHOD_NAME_BYTES};
+use super::{
+    Limits, MessageHeader, MessageKind, MethodName, ProtocolError, TType, MAX_CAPTURE_BYTES, MAX_METHOD_NAME_BYTES,
+};
 
 /// A path of field ids from the message body.
 pub type FieldPath = &'static [i16];
@@ -567,7 +569,7 @@ pub fn parse_header(avail: &[u8]) -> Result<Option<(MessageHeader, usize)>, Prot
     }
     let name = std::str::from_utf8(&avail[8..8 + name_len as usize]).map_err(|_| ProtocolError::NameNotUtf8)?;
     let seqid = be_i32(&avail[total - 4..total]);
-    Ok(Some((MessageHeader { name: name.to_string(), kind, seqid }, total)))
+    Ok(Some((MessageHeader { name: MethodName::new(name), kind, seqid }, total)))
 }
 
 fn be_i32(b: &[u8]) -> i32 {

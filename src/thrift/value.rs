@@ -235,10 +235,10 @@ pub fn decode_message(bytes: &[u8], limits: &Limits) -> Result<(MessageHeader, S
     if name_len < 0 || name_len as usize > MAX_METHOD_NAME_BYTES {
         return Err(ProtocolError::NameTooLong(name_len as i64));
     }
-    let name = std::str::from_utf8(r.take(name_len as usize)?).map_err(|_| ProtocolError::NameNotUtf8)?.to_string();
+    let name = std::str::from_utf8(r.take(name_len as usize)?).map_err(|_| ProtocolError::NameNotUtf8)?;
     let seqid = r.i32()?;
     let body = r.structure(0)?;
-    Ok((MessageHeader { name, kind, seqid }, body, r.pos))
+    Ok((MessageHeader::new(name, kind, seqid), body, r.pos))
 }
 
 /// Most container elements reserved up front while decoding.
