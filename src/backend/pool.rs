@@ -85,7 +85,8 @@ struct Upstream {
 }
 
 struct Idle {
-    up: Upstream,
+    /// Boxed: a connection moves in and out of `idle` on every call, and moving a box is moving a pointer.
+    up: Box<Upstream>,
     since: Instant,
 }
 
@@ -179,7 +180,7 @@ impl fmt::Debug for Pool {
 /// A connection owned by one call. [`Checkout::release`] gives it back after a complete exchange;
 /// dropping it any other way closes it (its state is unknown).
 pub struct Checkout {
-    up: Option<Upstream>,
+    up: Option<Box<Upstream>>,
     pool: Arc<Shared>,
 }
 
@@ -332,7 +333,7 @@ impl Pool {
         }
     }
 
-    fn checkout_of(&self, up: Upstream) -> Checkout {
+    fn checkout_of(&self, up: Box<Upstream>) -> Checkout {
         Checkout { up: Some(up), pool: self.shared.clone() }
     }
 
@@ -385,7 +386,7 @@ impl Pool {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         self.shared.counters.opened.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(backend = %self.shared.addr, conn = id, user = ?key.user, "upstream connection opened");
-        Ok(self.checkout_of(Upstream { id, key, conn: opened.conn, headers: opened.headers }))
+        Ok(self.checkout_of(Box::new(Upstream { id, key, conn: opened.conn, headers: opened.headers })))
     }
 
     /// How this pool's connections are opened (the health probe opens its own the same way).
@@ -464,7 +465,7 @@ impl Pool {
 }
 
 /// Takes the most recently used idle connection with `key` that is still open.
-fn take_idle(inner: &mut Inner, key: &CredKey) -> Option<Upstream> {
+fn take_idle(inner: &mut Inner, key: &CredKey) -> Option<Box<Upstream>> {
     while let Some(pos) = inner.idle.iter().rposition(|i| &i.up.key == key) {
         let mut up = inner.idle.remove(pos).up;
         if up.conn.is_idle_and_open() {

@@ -12,6 +12,8 @@
 //! path, so a capture cannot match inside a container. A field that repeats reads as a Thrift reader
 //! reads it: the last scalar wins, and a repeated struct replaces the earlier one wholly.
 
+use std::mem::ManuallyDrop;
+
 use super::{
     Limits, MessageHeader, MessageKind, MethodName, ProtocolError, TType, MAX_CAPTURE_BYTES, MAX_METHOD_NAME_BYTES,
 };
@@ -77,9 +79,20 @@ enum Step {
     Done,
 }
 
-/// Scans one message; create a new one (or [`Scanner::reset`]) for the next.
+/// Scans one message; create a new one (or [`ScanState::reset`]) for the next.
+///
+/// Its state lives in a box that goes back to a per-thread spare list when the scanner is dropped: a
+/// proxied call makes two scanners (the request, its reply), and allocating their vectors each time was a
+/// tenth of the proxy's instructions per call; moving the scanner (it travels with the request it read)
+/// moves a pointer. Every method is the state's ([`ScanState`]), reached through `Deref`.
 #[derive(Debug)]
 pub struct Scanner {
+    state: ManuallyDrop<Box<ScanState>>,
+}
+
+/// What a [`Scanner`] knows of the message it is scanning.
+#[derive(Debug)]
+pub struct ScanState {
     limits: Limits,
     /// Static: capture lists come from the generated method table, so a scanner never copies them.
     captures: &'static [FieldPath],
@@ -95,18 +108,6 @@ pub struct Scanner {
     path: Vec<i16>,
     step: Step,
     consumed: u64,
-    /// Emptied buffers for the next captured strings ([`Buffers::bytes`]).
-    bytes: Vec<Vec<u8>>,
-}
-
-/// A scanner's growable vectors, kept per thread between scanners: a proxied call makes three (the
-/// request's end, its handles, the reply), and allocating and freeing their four vectors each time was
-/// a tenth of the proxy's instructions per call (callgrind, `scripts/profile-callgrind.sh`).
-struct Buffers {
-    found: Vec<Option<Scalar>>,
-    found_at: Vec<Option<u64>>,
-    stack: Vec<Frame>,
-    path: Vec<i16>,
     /// Emptied byte buffers of earlier captures (guids, secrets): a capture takes one instead of
     /// allocating, and gives it back when the scanner is done (an allocation and a free per captured
     /// handle otherwise).
@@ -118,45 +119,15 @@ const SPARE_BYTE_BUFFERS: usize = 8;
 /// Capture buffers that grew past this (a long error text) are freed rather than kept.
 const SPARE_BYTES_MAX_LEN: usize = 256;
 
-/// Spare buffers per thread: more than the scanners one worker thread keeps alive at once in practice.
-const SPARE_BUFFERS_PER_THREAD: usize = 64;
-/// Vectors that grew past this (a deeply nested message) are freed rather than kept.
+/// Spare states per thread: more than the scanners one worker thread keeps alive at once in practice.
+const SPARE_STATES_PER_THREAD: usize = 64;
+/// A state whose vectors grew past this (a deeply nested message) is freed rather than kept.
 const SPARE_MAX_LEN: usize = 64;
 
 std::thread_local! {
-    static SPARE: std::cell::RefCell<Vec<Buffers>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-impl Buffers {
-    fn take() -> Buffers {
-        let spare = SPARE.try_with(|s| s.borrow_mut().pop()).ok().flatten();
-        spare.unwrap_or_else(|| Buffers {
-            found: Vec::new(),
-            found_at: Vec::new(),
-            // HS2 messages nest a few levels: one allocation each covers them.
-            stack: Vec::with_capacity(8),
-            path: Vec::with_capacity(8),
-            bytes: Vec::new(),
-        })
-    }
-
-    fn give_back(mut self) {
-        let caps = [self.found.capacity(), self.found_at.capacity(), self.stack.capacity(), self.path.capacity()];
-        if caps.iter().any(|&c| c > SPARE_MAX_LEN) {
-            return;
-        }
-        keep_capture_buffers(&mut self.found, &mut self.bytes);
-        self.found_at.clear();
-        self.stack.clear();
-        self.path.clear();
-        let _ = SPARE.try_with(|s| {
-            if let Ok(mut spare) = s.try_borrow_mut() {
-                if spare.len() < SPARE_BUFFERS_PER_THREAD {
-                    spare.push(self);
-                }
-            }
-        });
-    }
+    // Boxes, not states: a scanner takes its box whole, so handing one out moves a pointer.
+    #[allow(clippy::vec_box)]
+    static SPARE: std::cell::RefCell<Vec<Box<ScanState>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Empties `found`, keeping its captured byte buffers (emptied) in `spare`.
@@ -178,37 +149,61 @@ fn keep_capture_buffer(value: Option<Scalar>, spare: &mut Vec<Vec<u8>>) {
 
 impl Drop for Scanner {
     fn drop(&mut self) {
-        Buffers {
-            found: std::mem::take(&mut self.found),
-            found_at: std::mem::take(&mut self.found_at),
-            stack: std::mem::take(&mut self.stack),
-            path: std::mem::take(&mut self.path),
-            bytes: std::mem::take(&mut self.bytes),
+        // SAFETY: `state` is never used again: this is the scanner's last moment.
+        let mut state = unsafe { ManuallyDrop::take(&mut self.state) };
+        // Emptied now, not when it is next used: no captured handle or secret waits in the spare list.
+        state.reset(&[]);
+        let caps = [state.found.capacity(), state.found_at.capacity(), state.stack.capacity(), state.path.capacity()];
+        if caps.iter().any(|&c| c > SPARE_MAX_LEN) {
+            return;
         }
-        .give_back();
+        let _ = SPARE.try_with(|s| {
+            if let Ok(mut spare) = s.try_borrow_mut() {
+                if spare.len() < SPARE_STATES_PER_THREAD {
+                    spare.push(state);
+                }
+            }
+        });
+    }
+}
+
+impl std::ops::Deref for Scanner {
+    type Target = ScanState;
+    fn deref(&self) -> &ScanState {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for Scanner {
+    fn deref_mut(&mut self) -> &mut ScanState {
+        &mut self.state
     }
 }
 
 impl Scanner {
     /// A scanner that records the scalar values found at `captures`.
     pub fn new(limits: Limits, captures: &'static [FieldPath]) -> Scanner {
-        let Buffers { mut found, mut found_at, stack, path, bytes } = Buffers::take();
-        found.resize(captures.len(), None);
-        found_at.resize(captures.len(), None);
-        Scanner {
-            limits,
-            captures,
-            choose: None,
-            found,
-            found_at,
-            any_found: false,
-            header: None,
-            stack,
-            path,
-            step: Step::Header,
-            consumed: 0,
-            bytes,
-        }
+        let spare = SPARE.try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop())).ok().flatten();
+        let mut state = spare.unwrap_or_else(|| {
+            Box::new(ScanState {
+                limits,
+                captures: &[],
+                choose: None,
+                found: Vec::new(),
+                found_at: Vec::new(),
+                any_found: false,
+                header: None,
+                // HS2 messages nest a few levels: one allocation each covers them.
+                stack: Vec::with_capacity(8),
+                path: Vec::with_capacity(8),
+                step: Step::Header,
+                consumed: 0,
+                bytes: Vec::new(),
+            })
+        });
+        state.limits = limits;
+        state.reset(captures);
+        Scanner { state: ManuallyDrop::new(state) }
     }
 
     /// A scanner whose captures `choose` picks once the header has named the method: one pass finds
@@ -218,7 +213,9 @@ impl Scanner {
         scanner.choose = Some(choose);
         scanner
     }
+}
 
+impl ScanState {
     /// Starts over for the next message with other captures, keeping the allocations.
     pub fn reset(&mut self, captures: &'static [FieldPath]) {
         self.captures = captures;

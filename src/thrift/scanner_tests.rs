@@ -222,3 +222,25 @@ fn reused_capture_buffers_start_empty() {
         assert_eq!(s.found(2), Some(&Scalar::Bytes(vec![3; 16])));
     }
 }
+
+/// A dropped scanner's state waits in the thread's spare list emptied: no handle, secret or header of its
+/// message stays there, and the next scanner starts from nothing whatever the last one held.
+#[test]
+fn a_spare_state_keeps_nothing_of_its_message() {
+    let mut s = Scanner::new(Limits::REPLY, CAPTURES);
+    assert_eq!(s.feed(&sample_reply()).ok(), Some(sample_reply().len()));
+    check_found(&s);
+    drop(s);
+    let spare_holds_nothing = SPARE.with(|spare| {
+        spare
+            .borrow()
+            .iter()
+            .all(|st| st.header.is_none() && st.found.iter().all(Option::is_none) && st.bytes.iter().all(Vec::is_empty))
+    });
+    assert!(spare_holds_nothing);
+    // The next scanner, on the same thread, takes that state: a message without the captured fields
+    // finds none of them.
+    let s = Scanner::new(Limits::REPLY, CAPTURES);
+    assert!(s.header().is_none() && (0..CAPTURES.len()).all(|i| s.found(i).is_none() && s.found_offset(i).is_none()));
+    assert_eq!(s.consumed(), 0);
+}
