@@ -152,7 +152,7 @@ impl Drop for Scanner {
         // SAFETY: `state` is never used again: this is the scanner's last moment.
         let mut state = unsafe { ManuallyDrop::take(&mut self.state) };
         // Emptied now, not when it is next used: no captured handle or secret waits in the spare list.
-        state.reset(&[]);
+        state.clear();
         let caps = [state.found.capacity(), state.found_at.capacity(), state.stack.capacity(), state.path.capacity()];
         if caps.iter().any(|&c| c > SPARE_MAX_LEN) {
             return;
@@ -201,8 +201,9 @@ impl Scanner {
                 bytes: Vec::new(),
             })
         });
+        // A spare state was cleared when its scanner dropped.
         state.limits = limits;
-        state.reset(captures);
+        state.capture(captures);
         Scanner { state: ManuallyDrop::new(state) }
     }
 
@@ -218,18 +219,29 @@ impl Scanner {
 impl ScanState {
     /// Starts over for the next message with other captures, keeping the allocations.
     pub fn reset(&mut self, captures: &'static [FieldPath]) {
-        self.captures = captures;
+        self.clear();
+        self.capture(captures);
+    }
+
+    /// Forgets the message: its captured values, header and place. What a state waits in the spare list as.
+    fn clear(&mut self) {
+        self.captures = &[];
         self.choose = None;
         keep_capture_buffers(&mut self.found, &mut self.bytes);
-        self.found.resize(captures.len(), None);
         self.found_at.clear();
-        self.found_at.resize(captures.len(), None);
         self.any_found = false;
         self.header = None;
         self.stack.clear();
         self.path.clear();
         self.step = Step::Header;
         self.consumed = 0;
+    }
+
+    /// Records the values at `captures` from here on, in a cleared state: one empty slot each.
+    fn capture(&mut self, captures: &'static [FieldPath]) {
+        self.captures = captures;
+        self.found.resize(captures.len(), None);
+        self.found_at.resize(captures.len(), None);
     }
 
     /// The header, once its bytes have been consumed.
@@ -318,9 +330,8 @@ impl ScanState {
     fn header_step(&mut self, avail: &[u8]) -> Result<Option<usize>, ProtocolError> {
         let Some((header, total)) = parse_header(avail)? else { return Ok(None) };
         if let Some(choose) = self.choose {
-            self.captures = choose(&header.name);
-            self.found.resize(self.captures.len(), None);
-            self.found_at.resize(self.captures.len(), None);
+            // `captures` was empty until now: nothing was found yet.
+            self.capture(choose(&header.name));
         }
         self.header = Some(header);
         self.step = Step::Value(TType::Struct);
@@ -564,9 +575,9 @@ pub fn parse_header(avail: &[u8]) -> Result<Option<(MessageHeader, usize)>, Prot
     if avail.len() < total {
         return Ok(None);
     }
-    let name = std::str::from_utf8(&avail[8..8 + name_len as usize]).map_err(|_| ProtocolError::NameNotUtf8)?;
+    let name = MethodName::from_utf8(&avail[8..8 + name_len as usize]).ok_or(ProtocolError::NameNotUtf8)?;
     let seqid = be_i32(&avail[total - 4..total]);
-    Ok(Some((MessageHeader { name: MethodName::new(name), kind, seqid }, total)))
+    Ok(Some((MessageHeader { name, kind, seqid }, total)))
 }
 
 fn be_i32(b: &[u8]) -> i32 {
