@@ -287,7 +287,8 @@ impl Call<'_> {
         };
         let metrics = proxy.metrics();
         let replied = outcome.as_ref().map_or(0, |(sum, _)| sum.bytes);
-        metrics.rpc(method, &backend.addr, started.elapsed(), req.bytes.len() as u64, replied);
+        let series = backend.relay_series.get_or_init(|| metrics.relay_series(&backend.addr));
+        metrics.rpc(series, req.method, started.elapsed(), req.bytes.len() as u64, replied);
         match outcome {
             Ok((summary, mut relayed)) => {
                 let conn = up.id();

@@ -30,7 +30,7 @@ use crate::backend::load::LoadFigures;
 use crate::backend::pool::PoolStats;
 use crate::fasthash::KeyedState;
 use crate::hs2::call::Request;
-use crate::hs2::idl;
+use crate::hs2::idl::{self, MethodSpec};
 
 /// Every name below is exported with this prefix (`hs2_proxy_rpcs_total`); counters get `_total`.
 pub const PREFIX: &str = "hs2_proxy";
@@ -234,27 +234,21 @@ pub struct Metrics {
     started: Instant,
     /// The same calls, errors and latencies as plain totals, for the status page's history.
     totals: totals::Totals,
-    /// The series of `rpc`, resolved once per backend and method: looking the labels up hashed a
-    /// method and a backend string four times a call (7% of a proxied call's instructions).
+    /// The series of `rpc` by backend, made once per backend (and per method on its first call): looking
+    /// the labels up hashed a method and a backend string four times a call (7% of a call's instructions).
     relayed: RwLock<HashMap<String, Arc<RelaySeries>, KeyedState>>,
 }
 
-/// One backend's series of relayed calls. They stay valid for the process's life: no series is ever
-/// removed from a family.
+/// One backend's series of relayed calls, resolved once ([`Metrics::relay_series`]) and kept by the
+/// backend, so that a call counts itself without a lookup. They stay valid for the process's life: no
+/// series is ever removed from a family.
 #[derive(Debug)]
-struct RelaySeries {
+pub struct RelaySeries {
+    backend: String,
     bytes_in: Counter,
     bytes_out: Counter,
     /// Calls and latency by method index (`idl::METHODS`; the last slot: methods the IDL does not know).
     methods: Box<[OnceLock<(Counter, Histogram)>]>,
-}
-
-impl RelaySeries {
-    fn of_method(&self, method: &str, create: impl FnOnce() -> (Counter, Histogram)) -> &(Counter, Histogram) {
-        // `methods` has a slot per method and one more, so every index is in range.
-        let i = idl::method_index(method).unwrap_or(idl::METHODS.len());
-        self.methods[i].get_or_init(create)
-    }
 }
 
 impl Default for Metrics {
@@ -316,10 +310,20 @@ impl Metrics {
     }
 
     /// A call relayed by `backend`, with its latency and sizes.
-    pub fn rpc(&self, method: &'static str, backend: &str, elapsed: Duration, bytes_in: u64, bytes_out: u64) {
-        let series = self.relay_series(backend);
-        let (calls, latency) = series.of_method(method, || {
-            let labels = RpcLabels { method, backend: backend.to_string() };
+    /// A relayed call to the backend of `series`; `method` is `None` for one the IDL does not know.
+    pub fn rpc(
+        &self,
+        series: &RelaySeries,
+        method: Option<&'static MethodSpec>,
+        elapsed: Duration,
+        bytes_in: u64,
+        bytes_out: u64,
+    ) {
+        // `methods` has a slot per method and one more, so every index is in range.
+        let slot = &series.methods[method.map_or(idl::METHODS.len(), |m| m.index)];
+        let (calls, latency) = slot.get_or_init(|| {
+            let labels =
+                RpcLabels { method: method.map_or(UNKNOWN_METHOD, |m| m.name), backend: series.backend.clone() };
             (self.rpcs.get_or_create(&labels).clone(), self.latency.get_or_create(&labels).clone())
         });
         calls.inc();
@@ -329,12 +333,14 @@ impl Metrics {
         series.bytes_out.inc_by(bytes_out);
     }
 
-    /// `backend`'s relay series, resolved on its first call.
-    fn relay_series(&self, backend: &str) -> Arc<RelaySeries> {
+    /// `backend`'s relay series: the same ones for every caller, made on the first call. A backend keeps
+    /// its own (a read lock and a hash of its address per call otherwise, on a lock every worker shares).
+    pub fn relay_series(&self, backend: &str) -> Arc<RelaySeries> {
         let known = self.relayed.read().unwrap_or_else(|p| p.into_inner()).get(backend).cloned();
         known.unwrap_or_else(|| {
             let b = BackendLabels { backend: backend.to_string() };
             let series = Arc::new(RelaySeries {
+                backend: backend.to_string(),
                 bytes_in: self.bytes_in.get_or_create(&b).clone(),
                 bytes_out: self.bytes_out.get_or_create(&b).clone(),
                 methods: (0..=idl::METHODS.len()).map(|_| OnceLock::new()).collect(),
@@ -472,8 +478,11 @@ impl LoadGauges {
 
 /// The `method` label of a request: its IDL name, or `unknown` (a peer must not invent label values).
 pub fn method_label(req: &Request) -> &'static str {
-    req.method.map_or("unknown", |m| m.name)
+    req.method.map_or(UNKNOWN_METHOD, |m| m.name)
 }
+
+/// The `method` label of calls to a method the IDL does not know.
+const UNKNOWN_METHOD: &str = "unknown";
 
 /// A registry built for one scrape from the proxy's state.
 fn state_registry(state: &StateFigures) -> Registry {
@@ -617,7 +626,7 @@ mod tests {
     #[test]
     fn counted_metrics_are_encoded_with_their_labels() {
         let m = Metrics::new();
-        m.rpc("ExecuteStatement", "h:1", Duration::from_millis(3), 100, 40);
+        m.rpc(&m.relay_series("h:1"), idl::method("ExecuteStatement"), Duration::from_millis(3), 100, 40);
         m.rpc_error("GetInfo", None, ErrorKind::Unroutable);
         let mut out = String::new();
         text::encode(&mut out, &m.registry).unwrap();

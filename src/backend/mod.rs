@@ -14,7 +14,7 @@ pub mod pool;
 pub mod probe;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::balance::Candidate;
@@ -22,6 +22,7 @@ use crate::config::{BackendConfig, BackendKind, Config, HttpUrl};
 use crate::hs2::open_session::DELEGATION_KEYS;
 use crate::kerberos::delegation::{Delegation, HIVE_PROXY_USER_KEY, IMPALA_DOAS_KEY};
 use crate::kerberos::Credential;
+use crate::metrics::RelaySeries;
 use crate::routing::{BackendId, Load};
 use connect::KerberosUpstream;
 use health::{AdminState, Evidence, Health, Observed, Thresholds, Transition};
@@ -80,6 +81,8 @@ pub struct Backend {
     /// Its evacuation, when one was started (`control::evacuate`).
     pub evacuation: evacuation::Evacuation,
     pub pool: Pool,
+    /// Its series of relayed calls in the proxy's metrics, resolved on its first call.
+    pub relay_series: OnceLock<Arc<RelaySeries>>,
 }
 
 impl Backend {
@@ -119,6 +122,7 @@ impl Backend {
                 kerberos,
             )
             .with_trusted_header(config.backend_auth.trusted_header.clone()),
+            relay_series: OnceLock::new(),
         }
     }
 
