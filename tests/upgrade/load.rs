@@ -123,10 +123,17 @@ const SPARK_CLOSING_UNDER_THE_CALL: &str = "because \"state\" is null";
 
 /// The server says it has no such operation.
 pub fn operation_lost(text: &str) -> bool {
-    ["Invalid OperationHandle", "Invalid or unknown query handle", "Invalid query handle"]
+    ["Invalid OperationHandle", "Invalid or unknown query handle", "Invalid query handle", SPARK_CLOSED_UNDER_THE_CALL]
         .iter()
         .any(|p| text.contains(p))
 }
+
+/// Spark's text for a CloseOperation that found the operation (else it says "Invalid OperationHandle")
+/// and then lost it to its session's close, which ends every operation the session holds: the session
+/// was the last opened on an upstream connection of the old instance, which just ended. The statement
+/// is lost as with "Invalid OperationHandle", and the next call finds the session gone. Only Spark
+/// sends it (its OperationManager.closeOperation); seen in CI drills after the pool got faster.
+const SPARK_CLOSED_UNDER_THE_CALL: &str = "Operation does not exist!";
 
 async fn connect(addr: SocketAddr, auth: &ClientAuth) -> Result<Hs2Client, ClientError> {
     let mut c = tokio::time::timeout(CALL_TIMEOUT, Hs2Client::connect(addr, auth))
