@@ -103,14 +103,15 @@ pub async fn call<S: ReplySink>(
         let call = Call { proxy, caller, attached, req: &req, plan: None };
         match route {
             Route::NewSession | Route::Anywhere => return call.open_anywhere(sink).await,
-            Route::Pinned { backend, session, upstream } => {
+            Route::Pinned { backend, session, upstream, .. } => {
                 let Some(backend) = proxy.backend(backend).filter(|b| b.serving()) else {
                     // Failover is under way: answer as the server would for a session it lost.
                     proxy.metrics().rpc_error(method_label(&req), None, ErrorKind::Unroutable);
                     let g = session.or(req.operation.map(|o| o.guid)).unwrap_or(Guid([0; 16]));
                     return call.reply_error(sink, &reply::invalid_session_text(&g)).await;
                 };
-                // Counted until its reply is learned: a move of the session waits for it.
+                // Counted until its reply is learned: a move of the session waits for it. Counting it notes
+                // the session's last use.
                 let _on_its_way = match session.map(|s| proxy.enter_call(&s)) {
                     Some(None) if pass == 0 => continue, // it started moving: route again, after the move
                     Some(None) => {
@@ -120,11 +121,8 @@ pub async fn call<S: ReplySink>(
                     Some(guard) => guard,
                     None => None,
                 };
-                if let Some(s) = session {
-                    if attached.first_use(s) {
-                        proxy.attach(&s, caller.peer);
-                    }
-                    proxy.touch(&s);
+                if let Some(s) = session.filter(|s| attached.first_use(*s)) {
+                    proxy.attach(&s, caller.peer);
                 }
                 // A moved session: the client keeps its handle, the backend knows another.
                 let moved = upstream.and_then(|h| req.with_session_handle(&h));
@@ -162,8 +160,8 @@ async fn route_of(proxy: &Proxy, req: &Request, caller: &Caller) -> Route {
                 return recover::find(proxy, req, caller).await.unwrap_or(Route::Reject(reject));
             }
             Route::Moving(g) => proxy.wait_for_move(&g, proxy.config().timeouts.recovery).await,
-            Route::Pinned { backend, session: Some(g), .. }
-                if proxy.is_orphaned(&g) && !proxy.backend(backend).is_some_and(|b| b.serving()) =>
+            Route::Pinned { backend, session: Some(g), orphaned: true, .. }
+                if !proxy.backend(backend).is_some_and(|b| b.serving()) =>
             {
                 if migrate::move_session(proxy, g, migrate::Reason::Failure).await.is_err() {
                     // It cannot be served anywhere: answer as impalad would for a session it lost.

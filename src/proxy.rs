@@ -422,10 +422,6 @@ impl Proxy {
         self.shared.routes.detach(session, peer, now);
     }
 
-    pub fn touch(&self, session: &Guid) {
-        self.shared.routes.touch(session);
-    }
-
     /// Sessions no client connection has used for the grace period after the last one closed.
     pub fn abandoned(&self, now: Instant) -> Vec<Guid> {
         self.shared.routes.abandoned(now, self.shared.config.sessions.disconnected_grace)

@@ -51,11 +51,11 @@ enum Answer {
 pub async fn find(proxy: &Proxy, req: &Request, caller: &Caller) -> Option<Route> {
     if let Some(s) = req.session {
         let backend = owner(proxy, Wanted::Session(s), caller).await?;
-        return Some(Route::Pinned { backend, session: Some(s.guid), upstream: None });
+        return Some(Route::Pinned { backend, session: Some(s.guid), upstream: None, orphaned: false });
     }
     let op = req.operation?;
     let backend = owner(proxy, Wanted::Operation(op, req.operation_type), caller).await?;
-    Some(Route::Pinned { backend, session: None, upstream: None })
+    Some(Route::Pinned { backend, session: None, upstream: None, orphaned: false })
 }
 
 async fn owner(proxy: &Proxy, wanted: Wanted, caller: &Caller) -> Option<BackendId> {

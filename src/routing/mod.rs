@@ -185,8 +185,9 @@ pub enum Route {
     NewSession,
     /// A handle the proxy knows. `session` is `None` for an operation recovered without its session.
     /// `upstream` is the session's handle on the backend when it differs from the client's (a moved
-    /// session): the request's session handle must be rewritten to it.
-    Pinned { backend: BackendId, session: Option<Guid>, upstream: Option<HandleId> },
+    /// session): the request's session handle must be rewritten to it. `orphaned`: the session's backend
+    /// died and the session waits to move on this call (read with the route, under the same entry lock).
+    Pinned { backend: BackendId, session: Option<Guid>, upstream: Option<HandleId>, orphaned: bool },
     /// The session is being moved to another backend: wait for the move, then route again.
     Moving(Guid),
     /// No handle to route by (an unknown method): any backend will do.
@@ -279,7 +280,7 @@ impl Routes {
         let session = match known {
             Some(o) if o.secret != op.secret => return Route::Reject(Reject::WrongSecret(op.guid)),
             Some(OperationEntry { session: None, backend, .. }) => {
-                return Route::Pinned { backend, session: None, upstream: None };
+                return Route::Pinned { backend, session: None, upstream: None, orphaned: false };
             }
             Some(OperationEntry { session: Some(g), .. }) => Some(g),
             // Never seen, but Impala's rule finds its session by the shared secret.
@@ -305,7 +306,12 @@ impl Routes {
         if entry.mobility.moving {
             return Route::Moving(s.guid);
         }
-        Route::Pinned { backend: entry.backend, session: Some(s.guid), upstream: entry.mobility.upstream }
+        Route::Pinned {
+            backend: entry.backend,
+            session: Some(s.guid),
+            upstream: entry.mobility.upstream,
+            orphaned: entry.mobility.orphaned,
+        }
     }
 
     /// Records a session; the client connection that opened (or used) it is attached.
@@ -453,13 +459,6 @@ impl Routes {
             if let Some(i) = e.clients.iter().position(|c| *c == peer) {
                 e.clients.swap_remove(i);
             }
-        }
-    }
-
-    /// Notes a call on `session`.
-    pub fn touch(&self, session: &Guid) {
-        if let Some(mut e) = self.sessions.get_mut(session) {
-            e.last_used = Instant::now();
         }
     }
 

@@ -7,6 +7,7 @@
 //! (`upstream`), which every request's session handle is rewritten to.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -156,15 +157,17 @@ impl Routes {
         Ok(MovePlan { guid: *guid, from: e.backend, old: e.upstream_handle(*guid), origin, statements })
     }
 
-    /// A call of `guid` is on its way to the session's backend; false (nothing counted) when the session
-    /// started moving since the call was routed: route it again. Checked under the same entry lock as
-    /// [`Routes::begin_move`], so that a call and a move never both go ahead.
+    /// A call of `guid` is on its way to the session's backend: counted, and noted as the session's last
+    /// use. False (nothing counted) when the session started moving since the call was routed: route it
+    /// again. Checked under the same entry lock as [`Routes::begin_move`], so that a call and a move never
+    /// both go ahead.
     pub fn enter_call(&self, guid: &Guid) -> bool {
         let Some(mut e) = self.sessions.get_mut(guid) else { return true };
         if e.mobility.moving {
             return false;
         }
         e.mobility.calls += 1;
+        e.last_used = Instant::now();
         true
     }
 
