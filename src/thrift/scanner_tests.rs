@@ -155,6 +155,52 @@ fn arbitrary_bytes_never_panic() {
     }
 }
 
+/// What a scanner made of a message: the result, where it stopped, and what it captured.
+fn outcome(s: &Scanner, result: Result<(), ProtocolError>) -> String {
+    let found: Vec<_> = (0..CAPTURES.len()).map(|i| (s.found(i).cloned(), s.found_offset(i))).collect();
+    match result {
+        Err(e) => format!("{e:?}"),
+        Ok(()) => format!("{} {} {:?} {found:?}", s.consumed(), s.is_done(), s.header()),
+    }
+}
+
+/// A message that is all in the buffer is scanned field after field in one loop; fed a byte at a time,
+/// each value takes its steps. Both read every variant of a message alike, errors included.
+#[test]
+fn whole_and_byte_by_byte_agree_on_every_mutation() {
+    let base = sample_reply();
+    let limits = Limits { max_message_bytes: base.len() as u64 - 40, max_depth: 5, max_container_len: 60 };
+    for i in 0..base.len() {
+        for x in [0u8, 1, 2, 8, 11, 12, 15, 0x7f, 0x80, 0xff] {
+            let mut b = base.clone();
+            b[i] = x;
+            for limits in [Limits::REPLY, limits] {
+                let mut whole = Scanner::new(limits, CAPTURES);
+                let whole_result = whole.feed(&b).map(|_| ());
+                let mut bytewise = Scanner::new(limits, CAPTURES);
+                let mut pending = Vec::new();
+                let mut bytewise_result = Ok(());
+                for &byte in &b {
+                    pending.push(byte);
+                    match bytewise.feed(&pending) {
+                        Ok(n) => drop(pending.drain(..n)),
+                        Err(e) => {
+                            bytewise_result = Err(e);
+                            break;
+                        }
+                    }
+                }
+                assert_eq!(
+                    outcome(&whole, whole_result),
+                    outcome(&bytewise, bytewise_result),
+                    "byte {i} set to {x}, limit {}",
+                    limits.max_message_bytes
+                );
+            }
+        }
+    }
+}
+
 /// A captured string's offset points at its bytes in the message, whatever the feeding split.
 #[test]
 fn captured_strings_know_where_they_are() {
