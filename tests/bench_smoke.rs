@@ -26,6 +26,7 @@ fn bench_smoke_run_produces_every_figure() {
         "## Bulk FetchResults",
         "## Idle connections",
         "## Pooled client",
+        "## Spread over rounds",
     ] {
         assert!(report.contains(section), "missing {section}");
     }
@@ -44,4 +45,11 @@ fn bench_smoke_run_produces_every_figure() {
         }
     }
     assert!(!report.contains("not measured"), "every target check was measured:\n{report}");
+    // The smoke run has one round: every comparison shows it.
+    let spread = report.split("## Spread over rounds").nth(1).unwrap_or_default();
+    let rows: Vec<&str> = spread.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| comparison")).collect();
+    assert!(rows.len() >= 8, "the spread table has a row per comparison:\n{spread}");
+    for row in rows {
+        assert!(row.ends_with(" of 1 |"), "a comparison without its round: {row}");
+    }
 }

@@ -50,6 +50,53 @@ impl<'a> Table<'a> {
     fn m(&self, scenario: &str, clients: Option<&str>, target: &str, key: &str) -> Option<f64> {
         median(&self.pick(scenario, clients, target), key)
     }
+
+    /// `key` of one (scenario, clients, target) in each round, in run order: every round measures every
+    /// target once, so the i-th row is round i.
+    fn rounds(&self, scenario: &str, clients: Option<&str>, target: &str, key: &str) -> Vec<Option<f64>> {
+        self.pick(scenario, clients, target).iter().map(|r| num(r, key)).collect()
+    }
+}
+
+/// One comparison between hs2-proxy and a baseline, round by round: what the targets table judges on
+/// medians, shown for each round with the verdict it would get there.
+struct Spread {
+    what: String,
+    /// Per round: the figure shown, and whether that round meets the target.
+    rounds: Vec<(String, Option<bool>)>,
+}
+
+/// Pairs hs2-proxy's and the baseline's figures round by round, rounds that lack either left out.
+fn paired(ours: Vec<Option<f64>>, theirs: Vec<Option<f64>>) -> Vec<(f64, f64)> {
+    ours.into_iter().zip(theirs).filter_map(|(o, h)| o.zip(h)).collect()
+}
+
+/// A lower-is-better comparison round by round, shown as "ours vs theirs": met where ours is at most theirs.
+fn at_most_spread(what: String, rounds: Vec<(f64, f64)>) -> Spread {
+    Spread {
+        what,
+        rounds: rounds.iter().map(|&(o, h)| (format!("{} vs {}", fmt(Some(o)), fmt(Some(h))), Some(o <= h))).collect(),
+    }
+}
+
+/// A higher-is-better comparison round by round, shown as the ratio: met where ours is `at_least` times theirs.
+fn ratio_spread(what: String, ours: Vec<Option<f64>>, theirs: Vec<Option<f64>>, at_least: f64) -> Spread {
+    Spread {
+        what,
+        rounds: paired(ours, theirs)
+            .iter()
+            .map(|&(o, h)| (format!("{:.2}x", o / h), Some(o >= at_least * h)))
+            .collect(),
+    }
+}
+
+fn render_spread(out: &mut String, spreads: &[Spread]) {
+    out.push_str("\n## Spread over rounds\n\nEach comparison of the targets table, round by round (the table judges the medians); the last column says in how many rounds the target held.\n\n| comparison | per round | rounds met |\n|---|---|---|\n");
+    for s in spreads {
+        let shown: Vec<&str> = s.rounds.iter().map(|(v, _)| v.as_str()).collect();
+        let met = s.rounds.iter().filter(|(_, ok)| *ok == Some(true)).count();
+        let _ = writeln!(out, "| {} | {} | {met} of {} |", s.what, shown.join("; "), s.rounds.len());
+    }
 }
 
 fn fmt(v: Option<f64>) -> String {
@@ -86,7 +133,17 @@ pub fn render(lines: &str, machine: &str, command: &str) -> String {
     out.push_str("The proxy's CPU per call is the target process's user and kernel time over the scenario (`/proc/PID/stat`), divided by its calls.\n\n");
     out.push_str("| clients | target | p50 µs | p99 µs | added p50 µs | added p99 µs | calls/s | proxy CPU µs/call (user + kernel) | errors |\n|---|---|---|---|---|---|---|---|---|\n");
     let mut checks = Vec::new();
+    let mut spreads = Vec::new();
     for clients in ["1", "64"] {
+        let added_rounds = |target, q| {
+            let base = t.rounds("small", Some(clients), "direct", q);
+            let v = t.rounds("small", Some(clients), target, q);
+            v.into_iter().zip(base).map(|(v, b)| v.zip(b).map(|(v, b)| v - b)).collect::<Vec<_>>()
+        };
+        spreads.push(at_most_spread(
+            format!("added p50 µs, {clients} client(s): hs2-proxy vs HAProxy"),
+            paired(added_rounds("hs2-proxy", "p50_us"), added_rounds("haproxy", "p50_us")),
+        ));
         let base50 = t.m("small", Some(clients), "direct", "p50_us");
         let base99 = t.m("small", Some(clients), "direct", "p99_us");
         for target in targets {
@@ -128,6 +185,14 @@ pub fn render(lines: &str, machine: &str, command: &str) -> String {
         ),
     ));
 
+    let small64 = |target| t.rounds("small", Some("64"), target, "ops_per_sec");
+    spreads.push(ratio_spread(
+        "calls/s, 64 clients: hs2-proxy / HAProxy (target 1.05x)".into(),
+        small64("hs2-proxy"),
+        small64("haproxy"),
+        1.05,
+    ));
+
     out.push_str("\n## Query loop (open, execute, poll, fetch, close), 16 clients\n\n| target | p50 µs | p99 µs | loops/s | errors |\n|---|---|---|---|---|\n");
     for target in targets {
         let m = |k| t.m("query", None, target, k);
@@ -141,6 +206,13 @@ pub fn render(lines: &str, machine: &str, command: &str) -> String {
         );
     }
 
+    let loop_rounds = |target| t.rounds("query", None, target, "ops_per_sec");
+    spreads.push(ratio_spread(
+        "query loops/s, 16 clients: hs2-proxy / HAProxy (target 1x)".into(),
+        loop_rounds("hs2-proxy"),
+        loop_rounds("haproxy"),
+        1.0,
+    ));
     let loops = |target| t.m("query", None, target, "ops_per_sec");
     checks.push((
         "query loop, 16 clients: at least HAProxy's loops/s".into(),
@@ -164,6 +236,13 @@ pub fn render(lines: &str, machine: &str, command: &str) -> String {
                 fmt(m("errors"))
             );
         }
+        spreads.push(at_most_spread(
+            format!("TLS p50 µs, {clients} client(s): hs2-proxy vs HAProxy"),
+            paired(
+                t.rounds("small", Some(clients), "hs2-proxy-tls", "p50_us"),
+                t.rounds("small", Some(clients), "haproxy-tls", "p50_us"),
+            ),
+        ));
         let p50 = |target| t.m("small", Some(clients), target, "p50_us");
         checks.push((
             format!("TLS: p50 latency, {clients} client(s): at most HAProxy's"),
@@ -171,6 +250,12 @@ pub fn render(lines: &str, machine: &str, command: &str) -> String {
             format!("{} vs {} µs", fmt(p50("hs2-proxy-tls")), fmt(p50("haproxy-tls"))),
         ));
     }
+    spreads.push(ratio_spread(
+        "TLS calls/s, 64 clients: hs2-proxy / HAProxy (target 1x)".into(),
+        small64("hs2-proxy-tls"),
+        small64("haproxy-tls"),
+        1.0,
+    ));
     let tls_tp = |target| t.m("small", Some("64"), target, "ops_per_sec");
     checks.push((
         "TLS: small-RPC throughput, 64 clients: at least HAProxy's".into(),
@@ -196,6 +281,13 @@ pub fn render(lines: &str, machine: &str, command: &str) -> String {
             fmt(t.m("bulk", None, target, "errors"))
         );
     }
+    let bulk_rounds = |target| t.rounds("bulk", None, target, "mib_per_sec");
+    spreads.push(ratio_spread(
+        "bulk MiB/s: hs2-proxy / direct (target 0.9x)".into(),
+        bulk_rounds("hs2-proxy"),
+        bulk_rounds("direct"),
+        0.9,
+    ));
     let ours = t.m("bulk", None, "hs2-proxy", "mib_per_sec");
     let ha = t.m("bulk", None, "haproxy", "mib_per_sec");
     checks.push((
@@ -250,6 +342,7 @@ pub fn render(lines: &str, machine: &str, command: &str) -> String {
     for (name, ok, measured) in checks {
         let _ = writeln!(out, "| {name} | {} | {measured} |", verdict(ok));
     }
+    render_spread(&mut out, &spreads);
     out
 }
 
@@ -271,5 +364,21 @@ mod tests {
         let md = render(&lines, "test box", "scripts/bench.sh");
         assert!(md.contains("| 1 | hs2-proxy | 140 | 290 | 40.00 | 90.00 | 850 | n/a |"), "{md}");
         assert!(md.contains("added p50 latency, 1 client(s): at most HAProxy's | met"), "{md}");
+        // One baseline round: only the first hs2-proxy round pairs with it, and it met the target.
+        assert!(md.contains("| added p50 µs, 1 client(s): hs2-proxy vs HAProxy | 40.00 vs 50.00 | 1 of 1 |"), "{md}");
+    }
+
+    #[test]
+    fn the_spread_shows_each_round_and_how_many_met() {
+        let row = |target: &str, ops: f64| {
+            format!(r#"{{"scenario":"small","target":"{target}","clients":64,"ops_per_sec":{ops}}}"#)
+        };
+        let lines =
+            [row("haproxy", 100.0), row("hs2-proxy", 110.0), row("hs2-proxy", 90.0), row("haproxy", 100.0)].join("\n");
+        let md = render(&lines, "test box", "scripts/bench.sh");
+        assert!(
+            md.contains("| calls/s, 64 clients: hs2-proxy / HAProxy (target 1.05x) | 1.10x; 0.90x | 1 of 2 |"),
+            "{md}"
+        );
     }
 }
