@@ -5,23 +5,26 @@
 # exist by then) and dumped after the measured run, so start-up and shutdown are not in the figure.
 # Instruction counts do not depend on machine noise: before/after comparisons of a change are exact.
 #
-#   scripts/profile-callgrind.sh [--target hs2-proxy|haproxy] [--clients N] [--out FILE]
+#   scripts/profile-callgrind.sh [--target hs2-proxy|haproxy] [--clients N] [--scenario small|query] [--out FILE]
+#       --scenario query: hs2-bench's query loop (open, execute, poll, fetch, close); "calls" are then loops
 #   HS2_PROXY_BIN=/path/to/old/hs2-proxy scripts/profile-callgrind.sh    # profile another build (before/after)
 #
-# Prints one line: target=... clients=... calls=... instructions=... per_call=...; leaves the callgrind
+# Prints one line: target=... scenario=... clients=... calls=... instructions=... per_call=...; leaves the callgrind
 # file (default target/callgrind.<target>.out) for `callgrind_annotate --inclusive=yes`.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-TARGET=hs2-proxy; CLIENTS=1; OUT=""; SECONDS_MEASURED=${CALLGRIND_SECONDS:-10}
+TARGET=hs2-proxy; CLIENTS=1; SCENARIO=small; OUT=""; SECONDS_MEASURED=${CALLGRIND_SECONDS:-10}
 while (($#)); do
     case "$1" in
         --target) TARGET=$2; shift 2 ;;
         --clients) CLIENTS=$2; shift 2 ;;
+        --scenario) SCENARIO=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
-        *) echo "usage: $0 [--target hs2-proxy|haproxy] [--clients N] [--out FILE]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--target hs2-proxy|haproxy] [--clients N] [--scenario small|query] [--out FILE]" >&2; exit 2 ;;
     esac
 done
 [[ $TARGET == hs2-proxy || $TARGET == haproxy ]] || { echo "unknown target $TARGET" >&2; exit 2; }
+[[ $SCENARIO == small || $SCENARIO == query ]] || { echo "unknown scenario $SCENARIO" >&2; exit 2; }
 OUT="${OUT:-$REPO/target/callgrind.$TARGET.out}"
 rm -f "$OUT" "$OUT".*
 die() { echo "profile-callgrind: ERROR: $*" >&2; exit 1; }
@@ -64,7 +67,7 @@ fi
 VP=$!; PIDS+=($VP)
 for _ in $(seq 150); do (exec 3<>"/dev/tcp/127.0.0.1/$PROXY") 2>/dev/null && break; sleep 0.2; done
 (exec 3<>"/dev/tcp/127.0.0.1/$PROXY") 2>/dev/null || die "$TARGET under valgrind never listened (see $WORK/target.log)"
-bench() { "$R/hs2-bench" run --target "127.0.0.1:$PROXY" --label cg --scenario small --clients "$CLIENTS" --duration "$1"; }
+bench() { "$R/hs2-bench" run --target "127.0.0.1:$PROXY" --label cg --scenario "$SCENARIO" --clients "$CLIENTS" --duration "$1"; }
 ops() { sed -n 's/.*"ops":\([0-9]*\).*/\1/p'; }
 bench 3s >/dev/null                         # warm-up: connections, pools, metric series
 callgrind_control -z "$VP" >/dev/null 2>&1
@@ -80,4 +83,4 @@ for _ in $(seq 150); do [[ -s "$DUMP" ]] && break; sleep 0.2; done
 sleep 0.5
 IR=$(callgrind_annotate "$DUMP" 2>/dev/null | awk '/PROGRAM TOTALS/ && !n++ { gsub(",", "", $1); print $1 }')
 [[ -n "$IR" ]] || die "no PROGRAM TOTALS in $DUMP"
-echo "target=$TARGET clients=$CLIENTS calls=$CALLS instructions=$IR per_call=$((IR / CALLS)) file=$DUMP"
+echo "target=$TARGET scenario=$SCENARIO clients=$CLIENTS calls=$CALLS instructions=$IR per_call=$((IR / CALLS)) file=$DUMP"

@@ -34,7 +34,7 @@ pub use crate::identity::Caller;
 use crate::metrics::{method_label, ErrorKind};
 use crate::placement::{self, Plan};
 use crate::proxy::Proxy;
-use crate::routing::{Learned, NewSession, Origin, Reject, Route, SessionUsers};
+use crate::routing::{Learned, LogName, NewSession, Origin, Reject, Route, SessionUsers};
 use crate::rules::Who;
 use crate::{migrate, recover};
 
@@ -415,8 +415,8 @@ impl Call<'_> {
             Effect::OpensSession => {
                 let Some(handle) = sum.new_session else { return };
                 let users = self.session_users();
-                tracing::info!(session = %handle.guid, backend = %backend.addr, user = ?users.user,
-                    effective_user = ?users.effective_user, client = %caller.peer, "session opened");
+                tracing::info!(session = %handle.guid, backend = %backend.addr, user = %LogName(users.user.as_deref()),
+                    effective_user = %LogName(users.effective_user.as_deref()), client = %caller.peer, "session opened");
                 // What re-opening it elsewhere needs: the OpenSession sent, the credentials, the delegation.
                 let origin = Origin {
                     // A copy of its own: `req.bytes` is a slice of the connection's 64 KiB read buffer, and
@@ -446,8 +446,8 @@ impl Call<'_> {
             Effect::ClosesSession => {
                 if let Some(g) = session {
                     if let Some(entry) = proxy.forget_session(&g) {
-                        tracing::info!(session = %g, backend = %backend.addr, user = ?entry.users.user,
-                            effective_user = ?entry.users.effective_user, client = %caller.peer, "session closed");
+                        tracing::info!(session = %g, backend = %backend.addr, user = %LogName(entry.users.user.as_deref()),
+                            effective_user = %LogName(entry.users.effective_user.as_deref()), client = %caller.peer, "session closed");
                     }
                     self.attached.forget(&g);
                 }

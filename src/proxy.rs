@@ -282,8 +282,8 @@ impl Proxy {
             dropped.iter().filter_map(|(_, entry)| entry.unpin()).for_each(|intent| self.apply(intent));
             backend.pool.close_all_idle();
             for (guid, entry) in &dropped {
-                tracing::info!(session = %guid, backend = %backend.addr, user = ?entry.users.user,
-                    effective_user = ?entry.users.effective_user, "session forgotten: its backend is down");
+                tracing::info!(session = %guid, backend = %backend.addr, user = %crate::routing::LogName(entry.users.user.as_deref()),
+                    effective_user = %crate::routing::LogName(entry.users.effective_user.as_deref()), "session forgotten: its backend is down");
             }
             tracing::warn!(backend = %backend.addr, forgotten = dropped.len(), to_move = kept,
                 "backend down: its movable sessions move on their next call, the others are forgotten");

@@ -48,7 +48,7 @@ pub async fn close_session(proxy: &Proxy, guid: Guid) -> Result<String, ActionEr
         _ => {}
     }
     if proxy.forget_session(&guid).is_some() {
-        tracing::info!(session = %guid, backend = %backend.addr, user = ?user, "session closed by the operator");
+        tracing::info!(session = %guid, backend = %backend.addr, user = %crate::routing::LogName(user.as_deref()), "session closed by the operator");
     }
     Ok(format!("session {guid} closed on {}", backend.addr))
 }

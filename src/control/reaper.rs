@@ -139,8 +139,8 @@ async fn apply(
             };
             waiting.remove(&guid);
             let Some(entry) = proxy.forget_session(&guid) else { return Verdict::Gone };
-            tracing::info!(session = %guid, backend = %backend.addr, user = ?entry.users.user,
-                effective_user = ?entry.users.effective_user,
+            tracing::info!(session = %guid, backend = %backend.addr, user = %crate::routing::LogName(entry.users.user.as_deref()),
+                effective_user = %crate::routing::LogName(entry.users.effective_user.as_deref()),
                 "nobody used the session within the grace period (the backend confirms): closing it upstream");
             if close_on(proxy, up, &entry, guid).await == Some(false) {
                 return Verdict::Gone;

@@ -60,6 +60,24 @@ pub struct SessionUsers {
     pub effective_user: Option<String>,
 }
 
+/// A user name in a session's log line: the name as it is when it is plain (printable ASCII, no spaces
+/// or quotes), else quoted and escaped as `Debug` writes it, so that a name from the network cannot break
+/// or forge a log line; `-` for none. `Debug` escaped every name character by character, the dearest part
+/// of the lines logged for every session opened and closed (callgrind, the bench's query loop).
+pub struct LogName<'a>(pub Option<&'a str>);
+
+impl std::fmt::Display for LogName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            None => f.write_str("-"),
+            Some(name) if !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b'"') => {
+                f.write_str(name)
+            }
+            Some(name) => write!(f, "{name:?}"),
+        }
+    }
+}
+
 /// How the proxy came to know a session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Learned {

@@ -200,3 +200,14 @@ fn a_backend_going_down_forgets_only_its_sessions_and_counts() {
     assert_eq!(routes.load(0), Load::default());
     assert_eq!(routes.load(1), Load { sessions: 1, operations: 1 });
 }
+
+#[test]
+fn user_names_in_log_lines_are_plain_or_escaped() {
+    assert_eq!(LogName(Some("alice@EXAMPLE.COM")).to_string(), "alice@EXAMPLE.COM");
+    assert_eq!(LogName(None).to_string(), "-");
+    assert_eq!(LogName(Some("")).to_string(), "\"\"");
+    // A name from the network never breaks the line or passes for another field.
+    assert_eq!(LogName(Some("eve\nINFO forged")).to_string(), "\"eve\\nINFO forged\"");
+    assert_eq!(LogName(Some("a user=root")).to_string(), "\"a user=root\"");
+    assert_eq!(LogName(Some("x\"y")).to_string(), "\"x\\\"y\"");
+}
