@@ -51,6 +51,7 @@ pub mod http;
 pub mod identity;
 pub mod kerberos;
 pub mod limits;
+pub mod logfmt;
 pub mod metrics;
 pub mod migrate;
 pub mod misses;
