@@ -31,6 +31,7 @@ use crate::hs2::idl::Effect;
 use crate::hs2::open_session::OpenSessionView;
 use crate::hs2::reply;
 pub use crate::identity::Caller;
+use crate::logfmt::Addr;
 use crate::metrics::{method_label, ErrorKind};
 use crate::placement::{self, Plan};
 use crate::proxy::Proxy;
@@ -416,7 +417,7 @@ impl Call<'_> {
                 let Some(handle) = sum.new_session else { return };
                 let users = self.session_users();
                 tracing::info!(session = %handle.guid, backend = %backend.addr, user = %LogName(users.user.as_deref()),
-                    effective_user = %LogName(users.effective_user.as_deref()), client = %caller.peer, "session opened");
+                    effective_user = %LogName(users.effective_user.as_deref()), client = %Addr(caller.peer), "session opened");
                 // What re-opening it elsewhere needs: the OpenSession sent, the credentials, the delegation.
                 let origin = Origin {
                     // A copy of its own: `req.bytes` is a slice of the connection's 64 KiB read buffer, and
@@ -447,7 +448,7 @@ impl Call<'_> {
                 if let Some(g) = session {
                     if let Some(entry) = proxy.forget_session(&g) {
                         tracing::info!(session = %g, backend = %backend.addr, user = %LogName(entry.users.user.as_deref()),
-                            effective_user = %LogName(entry.users.effective_user.as_deref()), client = %caller.peer, "session closed");
+                            effective_user = %LogName(entry.users.effective_user.as_deref()), client = %Addr(caller.peer), "session closed");
                     }
                     self.attached.forget(&g);
                 }

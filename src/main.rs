@@ -134,8 +134,11 @@ fn init_logging(format: LogFormat) {
         .with_ansi(ansi)
         .log_internal_errors(false);
     match format {
-        // The default field formatter's text without colours, for less, and escaped (see logfmt).
-        LogFormat::Text if !ansi => builder.fmt_fields(hs2_proxy::logfmt::PlainFields).init(),
+        // The default format's text without colours, for less, and escaped (see logfmt).
+        LogFormat::Text if !ansi => builder
+            .event_format(hs2_proxy::logfmt::PlainLines::default())
+            .fmt_fields(hs2_proxy::logfmt::PlainFields)
+            .init(),
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
