@@ -434,19 +434,7 @@ impl ScanState {
             return Ok(Some(width));
         }
         match t {
-            TType::String => {
-                if avail.len() < 4 {
-                    return Ok(None);
-                }
-                let len = self.checked_len(be_i32(&avail[..4]))?;
-                let capture = self.capture_index();
-                if let Some(i) = capture {
-                    // `consumed` is where this value's length prefix starts.
-                    self.begin_string_capture(i, self.consumed + 4);
-                }
-                self.step = Step::Blob { left: len as u64, capture };
-                Ok(Some(4))
-            }
+            TType::String => self.string_step(avail),
             TType::Struct => {
                 self.push(Frame::Struct)?;
                 self.step = Step::FieldHeader;
@@ -474,6 +462,43 @@ impl ScanState {
             }
             TType::Stop => Err(ProtocolError::BadType(0)),
             _ => Err(ProtocolError::Other(format!("unhandled type {t:?}"))),
+        }
+    }
+
+    /// A string value, and the strings after it while the enclosing container holds more (a column of
+    /// a FetchResults reply, an OpenSession reply's configuration map): each one that is in `avail`
+    /// whole is taken here, not in three steps (length, bytes, end) through [`ScanState::feed`]. A
+    /// string cut by the end of `avail` goes the step-by-step way.
+    fn string_step(&mut self, avail: &[u8]) -> Result<Option<usize>, ProtocolError> {
+        let mut pos = 0;
+        loop {
+            let rest = &avail[pos..];
+            if rest.len() < 4 {
+                return Ok((pos > 0).then_some(pos));
+            }
+            let len = self.checked_len(be_i32(&rest[..4]))? as usize;
+            let capture = self.capture_index();
+            if rest.len() - 4 < len {
+                if pos > 0 {
+                    return Ok(Some(pos));
+                }
+                if let Some(i) = capture {
+                    // `consumed` is where this value's length prefix starts.
+                    self.begin_string_capture(i, self.consumed + 4);
+                }
+                self.step = Step::Blob { left: len as u64, capture };
+                return Ok(Some(4));
+            }
+            self.within_limit(pos + 4 + len)?;
+            if let Some(i) = capture {
+                self.begin_string_capture(i, self.consumed + (pos + 4) as u64);
+                self.extend_capture(Some(i), &rest[4..4 + len]);
+            }
+            pos += 4 + len;
+            self.value_done();
+            if !matches!(self.step, Step::Value(TType::String)) {
+                return Ok(Some(pos));
+            }
         }
     }
 

@@ -201,6 +201,22 @@ fn whole_and_byte_by_byte_agree_on_every_mutation() {
     }
 }
 
+/// A message fed in two pieces, cut at every byte: the first piece's values are taken whole or left for
+/// the second, which then takes them whole (a string whose length arrived in the first piece, say).
+/// Every cut gives the whole message's outcome, captured strings' offsets included.
+#[test]
+fn every_two_piece_split_agrees_with_the_whole() {
+    let msg = sample_reply();
+    let mut whole = Scanner::new(Limits::REPLY, CAPTURES);
+    let whole_result = whole.feed(&msg).map(|_| ());
+    let want = outcome(&whole, whole_result);
+    for cut in 0..=msg.len() {
+        let mut s = Scanner::new(Limits::REPLY, CAPTURES);
+        let result = s.feed(&msg[..cut]).and_then(|n| s.feed(&msg[n..]).map(|_| ()));
+        assert_eq!(outcome(&s, result), want, "cut at {cut}");
+    }
+}
+
 /// A captured string's offset points at its bytes in the message, whatever the feeding split.
 #[test]
 fn captured_strings_know_where_they_are() {
