@@ -54,6 +54,11 @@ pub enum StepKey {
 /// session cannot be replayed, since the proxy did not keep all of it).
 pub fn classify(statement: &str) -> Effect {
     let text = strip_comments(statement);
+    let first = text.split_whitespace().next().unwrap_or("");
+    // Most statements are queries: known without copying or lower-casing anything.
+    if HARMLESS_FIRST_WORDS.iter().any(|k| first.eq_ignore_ascii_case(k)) {
+        return Effect::Harmless;
+    }
     let words: Vec<String> = text.split_whitespace().take(4).map(|w| w.to_ascii_lowercase()).collect();
     let w = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
     let truncated = statement.len() >= MAX_CAPTURE_BYTES;
@@ -67,7 +72,7 @@ pub fn classify(statement: &str) -> Effect {
     match w(0) {
         "" => Effect::Harmless,
         "use" => replay(StepKey::Database),
-        "set" => match set_key(&text) {
+        "set" => match set_key(text) {
             // `SET` / `SET ALL` / `SET k` / `SET -v`: they show settings.
             None => Effect::Harmless,
             Some(key) => replay(StepKey::Setting(key)),
@@ -75,9 +80,6 @@ pub fn classify(statement: &str) -> Effect {
         "unset" if w(1) == "all" => replay(StepKey::Reset),
         "unset" if !w(1).is_empty() => replay(StepKey::Setting(w(1).to_string())),
         "reset" => replay(StepKey::Reset),
-        "select" | "with" | "values" | "show" | "describe" | "desc" | "explain" | "table" => Effect::Harmless,
-        "insert" | "upsert" | "update" | "delete" | "merge" | "truncate" | "load" => Effect::Harmless,
-        "compute" | "invalidate" | "refresh" | "analyze" | "msck" | "grant" | "revoke" | "comment" => Effect::Harmless,
         "create" | "drop" | "alter" => catalog_ddl(&words),
         "add" => Effect::NotReplayable(format!("`{} {}` adds a resource to this session only", w(0), w(1))),
         "cache" | "uncache" | "clear" => Effect::NotReplayable("the session's cache state cannot be replayed".into()),
@@ -85,6 +87,33 @@ pub fn classify(statement: &str) -> Effect {
         other => Effect::NotReplayable(format!("`{other}` is not a statement the proxy knows to be harmless")),
     }
 }
+
+/// First words of statements that read or change data and the catalog, never the session.
+const HARMLESS_FIRST_WORDS: &[&str] = &[
+    "select",
+    "with",
+    "values",
+    "show",
+    "describe",
+    "desc",
+    "explain",
+    "table",
+    "insert",
+    "upsert",
+    "update",
+    "delete",
+    "merge",
+    "truncate",
+    "load",
+    "compute",
+    "invalidate",
+    "refresh",
+    "analyze",
+    "msck",
+    "grant",
+    "revoke",
+    "comment",
+];
 
 /// `CREATE`/`DROP`/`ALTER` on catalog objects is harmless; on session-scoped (temporary) objects it is not.
 fn catalog_ddl(words: &[String]) -> Effect {
@@ -104,7 +133,7 @@ fn set_key(text: &str) -> Option<String> {
 }
 
 /// Drops leading `-- ...` lines and `/* ... */` blocks (clients put them before statements).
-fn strip_comments(statement: &str) -> String {
+fn strip_comments(statement: &str) -> &str {
     let mut rest = statement.trim_start();
     loop {
         if let Some(after) = rest.strip_prefix("--") {
@@ -112,7 +141,7 @@ fn strip_comments(statement: &str) -> String {
         } else if let Some(after) = rest.strip_prefix("/*") {
             rest = after.split_once("*/").map_or("", |(_, r)| r).trim_start();
         } else {
-            return rest.to_string();
+            return rest;
         }
     }
 }
@@ -213,6 +242,8 @@ mod tests {
         assert_eq!(classify("set"), Effect::Harmless);
         assert_eq!(classify("SET ALL"), Effect::Harmless);
         assert_eq!(classify("set -v"), Effect::Harmless);
+        assert_eq!(classify("With x AS (select 1) SELECT * FROM x"), Effect::Harmless);
+        assert!(matches!(classify("selected 1"), Effect::NotReplayable(_)), "a first word is matched whole");
         let step = |key, s: &str| Effect::Replay(Step { key, statement: s.into() });
         assert_eq!(classify("USE db_1;"), step(StepKey::Database, "USE db_1"));
         assert_eq!(classify("set MEM_LIMIT=2g"), step(StepKey::Setting("mem_limit".into()), "set MEM_LIMIT=2g"));
@@ -229,6 +260,7 @@ mod tests {
             "add jar /tmp/x.jar",
             "cache table t",
             "frobnicate the session",
+            "sel 1",
         ] {
             assert!(matches!(classify(no), Effect::NotReplayable(_)), "{no}");
         }
