@@ -2,8 +2,10 @@
 //! writes with colours off, written for less.
 //!
 //! [`PlainLines`] writes a line's frame (timestamp, level, target) and [`PlainFields`] its fields. The
-//! default frame formats the timestamp through six `{:02}`-style arguments and the level through
-//! `Display` padding, about 3.7k instructions a line; here they are digits written into a buffer.
+//! default frame formats the timestamp through seven padded integer arguments and the level through
+//! `Display` padding; here they are digits written into a buffer. With [`Addr`] for socket addresses,
+//! the two lines of a session's life went from 19.4k to 9.4k instructions (callgrind, the bench's query
+//! loop).
 //!
 //! The default formatter wraps every field name and `=` in colour styles even when colours are off, and
 //! escapes the message one character at a time. For the lines an operator wants at `info` on every
@@ -20,7 +22,6 @@
 //! whoever reads the log.
 
 use std::fmt::{self, Write as _};
-
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
