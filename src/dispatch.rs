@@ -189,6 +189,23 @@ enum ExchangeError {
     Relay(RelayError),
 }
 
+/// Counts an OpenSession as opening on its backend while it lives: dropped after the session is
+/// learned, with `Release`, so that a reader that sees it gone (`Acquire`) also sees the session counted.
+struct Opening<'a>(&'a AtomicU64);
+
+impl<'a> Opening<'a> {
+    fn new(counter: &'a AtomicU64) -> Opening<'a> {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Opening(counter)
+    }
+}
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Release);
+    }
+}
+
 /// Counts a call as in flight on its backend while it lives (also when its future is dropped).
 struct InFlight<'a>(&'a AtomicU64);
 
@@ -278,6 +295,8 @@ impl Call<'_> {
             Err(e) => return self.no_connection(backend, e, session, sink).await,
         };
         up.set_forwarded_for(&self.caller.forwarded_for);
+        // Until the new session is learned (below), or the call fails.
+        let _opening = req.opens_session().then(|| Opening::new(&backend.opening));
         tracing::debug!(client = %self.caller.peer, method = req.name(), backend = %backend.addr,
             session = ?session, conn = up.id(), "forwarding");
         let outcome = {

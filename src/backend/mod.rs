@@ -58,6 +58,11 @@ pub struct Backend {
     pub weight: AtomicU32,
     /// Calls being relayed right now.
     pub inflight: AtomicU64,
+    /// OpenSessions sent to this backend whose sessions this instance has not counted yet (the reply is
+    /// on its way or being learned). The impalad may count such a session already: a reading of its
+    /// figures counts them as this instance's own (`control::load`), or the session would count twice
+    /// until the next reading.
+    pub opening: AtomicU64,
     /// The impalad's own figures (`/jsonmetrics`) at the last good read, with this instance's counts at
     /// that moment: what it opened or closed since counts on top of them until the next read (which then
     /// includes it). A mutex, not atomics: one read's figures are only ever seen together.
@@ -102,6 +107,7 @@ impl Backend {
             metrics_url: cfg.metrics_url.clone(),
             weight: AtomicU32::new(cfg.weight),
             inflight: AtomicU64::new(0),
+            opening: AtomicU64::new(0),
             impalad: Mutex::new(None),
             slow_start: config.health.slow_start,
             came_up: Mutex::new(None),

@@ -10,6 +10,7 @@
 //! `metrics_url`: 60/30/30). Back to back (90 in ~30 ms) the figures lag behind the other instances'
 //! opens and the instances herd a little: 1-11 apart with this 5 ms gap, 5-14 with a 20 ms gap.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +31,13 @@ pub fn spawn(proxy: &Proxy, backend: Arc<Backend>) {
         loop {
             let figures = impalad_metrics::load(&url, timeout).await;
             // Read after the page: a session opened during the read then counts once, at the next read.
-            let local = proxy.load(backend.id);
+            // One the impalad already counts but whose reply this instance has not learned yet counts as
+            // its own: it is on both sides, and would otherwise count twice until the next read. `opening`
+            // is read first: an OpenSession that ends in between is then counted twice here, which makes
+            // the estimate low, never high (the own count bounds it from below).
+            let opening = backend.opening.load(Ordering::Acquire);
+            let mut local = proxy.load(backend.id);
+            local.sessions = local.sessions.saturating_add(opening);
             if let Err(e) = &figures {
                 tracing::debug!(backend = %backend.addr, error = %e, "impalad metrics unavailable");
             }
