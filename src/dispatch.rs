@@ -189,36 +189,21 @@ enum ExchangeError {
     Relay(RelayError),
 }
 
-/// Counts an OpenSession as opening on its backend while it lives: dropped after the session is
-/// learned, with `Release`, so that a reader that sees it gone (`Acquire`) also sees the session counted.
-struct Opening<'a>(&'a AtomicU64);
-
-impl<'a> Opening<'a> {
-    fn new(counter: &'a AtomicU64) -> Opening<'a> {
-        counter.fetch_add(1, Ordering::AcqRel);
-        Opening(counter)
-    }
-}
-
-impl Drop for Opening<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Release);
-    }
-}
-
-/// Counts a call as in flight on its backend while it lives (also when its future is dropped).
+/// Counts something on its backend while it lives, also when its future is dropped: a call in flight,
+/// an OpenSession opening. Dropped with `Release`, so that a reader that sees the count fall (`Acquire`)
+/// also sees what was done before the drop (an opened session learned).
 struct InFlight<'a>(&'a AtomicU64);
 
 impl<'a> InFlight<'a> {
     fn new(counter: &'a AtomicU64) -> InFlight<'a> {
-        counter.fetch_add(1, Ordering::Relaxed);
+        counter.fetch_add(1, Ordering::AcqRel);
         InFlight(counter)
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -296,7 +281,7 @@ impl Call<'_> {
         };
         up.set_forwarded_for(&self.caller.forwarded_for);
         // Until the new session is learned (below), or the call fails.
-        let _opening = req.opens_session().then(|| Opening::new(&backend.opening));
+        let _opening = req.opens_session().then(|| InFlight::new(&backend.opening));
         tracing::debug!(client = %self.caller.peer, method = req.name(), backend = %backend.addr,
             session = ?session, conn = up.id(), "forwarding");
         let outcome = {
