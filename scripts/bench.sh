@@ -34,8 +34,17 @@ FDS=$(ulimit -n)
 HAPROXY_MAXCONN=$(( (FDS - 500) / 2 ))
 HAPROXY_CONNS=$(( CONNS < HAPROXY_MAXCONN - 100 ? CONNS : HAPROXY_MAXCONN - 100 ))
 
-if (( SMOKE )); then PROFILE=debug; cargo build --bins >&2; else PROFILE=release; cargo build --release --bins >&2; fi
+# hs2-proxy as it ships (the `dist` profile, optimized at link time, as the Debian package builds it); the
+# mocks and the load generator, the same for every target, in the release profile.
+if (( SMOKE )); then
+    PROFILE=debug; PROXY_PROFILE=debug; cargo build --bins >&2
+else
+    PROFILE=release; PROXY_PROFILE=dist
+    cargo build --release --bins >&2
+    cargo build --profile dist --bin hs2-proxy >&2
+fi
 BIN="$REPO/target/$PROFILE"
+PROXY_BIN="$REPO/target/$PROXY_PROFILE/hs2-proxy"
 
 WORK="$(mktemp -d)"
 PIDS=()
@@ -72,10 +81,10 @@ for p in "${MOCKS[@]}"; do
     "$BIN/mock-impalad" --listen "127.0.0.1:$p" --fast >"$WORK/mock-$p.log" 2>&1 &
     PIDS+=($!)
 done
-"$BIN/hs2-proxy" --listen "127.0.0.1:$PROXY" --admin-listen 127.0.0.1:0 --backend "127.0.0.1:${MOCKS[0]}" --backend "127.0.0.1:${MOCKS[1]}" \
+"$PROXY_BIN" --listen "127.0.0.1:$PROXY" --admin-listen 127.0.0.1:0 --backend "127.0.0.1:${MOCKS[0]}" --backend "127.0.0.1:${MOCKS[1]}" \
     --backend "127.0.0.1:${MOCKS[2]}" >"$WORK/proxy.log" 2>&1 &
 PROXY_PID=$!; PIDS+=($PROXY_PID)
-"$BIN/hs2-proxy" --listen "127.0.0.1:$PROXY_TLS" --admin-listen 127.0.0.1:0 --tls-cert "$WORK/tls.crt" --tls-key "$WORK/tls.key" \
+"$PROXY_BIN" --listen "127.0.0.1:$PROXY_TLS" --admin-listen 127.0.0.1:0 --tls-cert "$WORK/tls.crt" --tls-key "$WORK/tls.key" \
     --backend "127.0.0.1:${MOCKS[0]}" --backend "127.0.0.1:${MOCKS[1]}" --backend "127.0.0.1:${MOCKS[2]}" >"$WORK/proxy-tls.log" 2>&1 &
 PROXY_TLS_PID=$!; PIDS+=($PROXY_TLS_PID)
 cat >"$WORK/haproxy.cfg" <<EOF
@@ -142,7 +151,7 @@ done
 run haproxy --scenario idle --connections "$HAPROXY_CONNS" --sessions "$SESSIONS" --pid "$HAPROXY_PID"
 run hs2-proxy --scenario idle --connections "$CONNS" --sessions "$SESSIONS" --pid "$PROXY_PID"
 
-MACHINE="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -sr), $(haproxy -v | head -n1 | awk '{print "HAProxy " $3}'), $PROFILE build, $(date -u +%Y-%m-%d)"
+MACHINE="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -sr), $(haproxy -v | head -n1 | awk '{print "HAProxy " $3}'), hs2-proxy: $PROXY_PROFILE build, mocks and client: $PROFILE build, $(date -u +%Y-%m-%d)"
 CMD="scripts/bench.sh"; (( SMOKE )) && CMD="scripts/bench.sh --smoke"
 mkdir -p "$(dirname "$OUT")"
 "$BIN/hs2-bench" report --input "$RESULTS" --machine "$MACHINE" --command "$CMD" >"$OUT.tmp"

@@ -24,9 +24,10 @@ fi
 # `depends = "$auto"` asks dpkg-shlibdeps (Debian's dpkg-dev) which libc the binary needs.
 command -v dpkg-shlibdeps >/dev/null || die "dpkg-shlibdeps not found (apt-get install dpkg-dev)"
 
-# --strip: the release profile keeps line tables for profiling (debug = 1); the package does not need them.
-log "cargo deb (release build of hs2-proxy)"
-out="$(nice -n 10 cargo deb --locked --strip --output target/debian 2> >(grep -v '^warning: .*copyright' >&2))" \
+# --profile dist: what ships is optimized at link time (Cargo.toml's `[profile.dist]`; the bench measures it).
+# --strip: the profile keeps line tables for profiling (debug = 1); the package does not need them.
+log "cargo deb (the dist build of hs2-proxy)"
+out="$(nice -n 10 cargo deb --locked --profile dist --strip --output target/debian 2> >(grep -v '^warning: .*copyright' >&2))" \
     || die "cargo deb failed"
 deb="$(printf '%s\n' "$out" | tail -n1)"
 [[ -f "$deb" && "$deb" == *.deb ]] || die "cargo deb printed no package path (got: $out)"

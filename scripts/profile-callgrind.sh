@@ -35,6 +35,7 @@ if [[ $TARGET == haproxy ]]; then
     command -v haproxy >/dev/null || die "haproxy is required (scripts/setup-haproxy.sh)"
 fi
 cargo build --release --bins --manifest-path "$REPO/Cargo.toml" >&2
+cargo build --profile dist --bin hs2-proxy --manifest-path "$REPO/Cargo.toml" >&2   # as it ships
 R="$REPO/target/release"
 WORK="$(mktemp -d)"
 PIDS=()
@@ -46,7 +47,7 @@ MOCK=$(port); PROXY=$(port)
 # Nothing is instrumented until the warm-up is over (callgrind_control -i on).
 VG=(valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT")
 if [[ $TARGET == hs2-proxy ]]; then
-    "${VG[@]}" "${HS2_PROXY_BIN:-$R/hs2-proxy}" --listen "127.0.0.1:$PROXY" --admin-listen off --backend "127.0.0.1:$MOCK" \
+    "${VG[@]}" "${HS2_PROXY_BIN:-$REPO/target/dist/hs2-proxy}" --listen "127.0.0.1:$PROXY" --admin-listen off --backend "127.0.0.1:$MOCK" \
         >"$WORK/target.log" 2>&1 &
 else
     cat >"$WORK/haproxy.cfg" <<EOF

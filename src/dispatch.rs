@@ -37,6 +37,7 @@ use crate::placement::{self, Plan};
 use crate::proxy::Proxy;
 use crate::routing::{Learned, LogName, NewSession, Origin, Reject, Route, SessionUsers};
 use crate::rules::Who;
+use crate::thrift::ProtocolError;
 use crate::{migrate, recover};
 
 /// The sessions one client connection has used: attached to them while it is open, detached when it
@@ -101,7 +102,7 @@ pub async fn call<S: ReplySink>(
     // may have moved meanwhile, and the call can go to its new backend.
     for pass in 0..2 {
         let route = route_of(proxy, &req, caller).await;
-        let call = Call { proxy, caller, attached, req: &req, plan: None };
+        let call = Call { proxy, caller, attached, req: &req, opening: None };
         match route {
             Route::NewSession | Route::Anywhere => return call.open_anywhere(sink).await,
             Route::Pinned { backend, session, upstream, .. } => {
@@ -213,34 +214,49 @@ struct Call<'a> {
     caller: &'a Caller,
     attached: &'a Attachments,
     req: &'a Request,
-    /// Where a new session may go (OpenSession only): the rule and the places it holds under the limits.
-    plan: Option<&'a Plan>,
+    /// OpenSession only: who the new session is for and where it may go.
+    opening: Option<&'a Opening>,
+}
+
+/// What an OpenSession decides once, from one reading of the request the client sent, before any
+/// backend is tried: who the session is for (also what the log line and the session's record say) and
+/// where it may go (the rule, and the places it holds under the limits).
+struct Opening {
+    users: SessionUsers,
+    plan: Plan,
 }
 
 impl Call<'_> {
     /// OpenSession (or a call with no handle): the least-loaded backend that accepts a connection.
     async fn open_anywhere<S: ReplySink>(&self, sink: &mut S) -> Result<(), CallEnd> {
-        let delegated = match self.delegated_user() {
-            Ok(d) => d,
-            Err(text) => {
-                self.proxy.metrics().rpc_error(method_label(self.req), None, ErrorKind::Unroutable);
-                tracing::warn!(client = %self.caller.peer, user = ?self.caller.identity, reason = %text, "delegation refused");
-                return self.reply_error(sink, &text).await;
-            }
-        };
-        let plan = match self.req.opens_session() {
-            true => match self.plan_session() {
-                Ok(plan) => Some(plan),
-                Err(text) => {
-                    self.proxy.metrics().rpc_error(method_label(self.req), None, ErrorKind::NoBackend);
-                    tracing::info!(client = %self.caller.peer, user = ?self.caller.identity, reason = %text,
-                        "new session refused");
-                    return self.reply_error(sink, &text).await;
+        let (delegated, opening) = match self.req.opens_session() {
+            true => {
+                let view = OpenSessionView::parse(&self.req.bytes, &self.proxy.config().limits.request);
+                let delegated = match self.delegated_user(view.as_ref()) {
+                    Ok(d) => d,
+                    Err(text) => {
+                        self.proxy.metrics().rpc_error(method_label(self.req), None, ErrorKind::Unroutable);
+                        tracing::warn!(client = %self.caller.peer, user = ?self.caller.identity, reason = %text,
+                            "delegation refused");
+                        return self.reply_error(sink, &text).await;
+                    }
+                };
+                // A request that cannot be read names no user: the backend answers it as it would.
+                let view = view.unwrap_or_default();
+                let users = self.users_of(&view, delegated.as_deref());
+                match self.plan_session(&users, &view) {
+                    Ok(plan) => (delegated, Some(Opening { users, plan })),
+                    Err(text) => {
+                        self.proxy.metrics().rpc_error(method_label(self.req), None, ErrorKind::NoBackend);
+                        tracing::info!(client = %self.caller.peer, user = ?self.caller.identity, reason = %text,
+                            "new session refused");
+                        return self.reply_error(sink, &text).await;
+                    }
                 }
-            },
-            false => None,
+            }
+            false => (None, None),
         };
-        let candidates = plan.as_ref().map_or_else(|| self.proxy.preference(), |p| p.backends.clone());
+        let candidates = opening.as_ref().map_or_else(|| self.proxy.preference(), |o| o.plan.backends.clone());
         if candidates.is_empty() {
             self.proxy.metrics().rpc_error(method_label(self.req), None, ErrorKind::NoBackend);
             return self.reply_error(sink, "hs2-proxy: no backend is available for a new session").await;
@@ -255,7 +271,7 @@ impl Call<'_> {
                 },
                 None => None,
             };
-            let this = Call { req: rewritten.as_ref().unwrap_or(self.req), plan: plan.as_ref(), ..*self };
+            let this = Call { req: rewritten.as_ref().unwrap_or(self.req), opening: opening.as_ref(), ..*self };
             match this.forward(&backend, None, sink).await? {
                 Forwarded::Done => return Ok(()),
                 Forwarded::NotSent(e) if e.is_connect_failure() => last_error = e.to_string(),
@@ -418,8 +434,8 @@ impl Call<'_> {
         }
         match req.effect() {
             Effect::OpensSession => {
-                let Some(handle) = sum.new_session else { return };
-                let users = self.session_users();
+                let (Some(handle), Some(opening)) = (sum.new_session, self.opening) else { return };
+                let users = opening.users.clone();
                 tracing::info!(session = %handle.guid, backend = %backend.addr, user = %LogName(users.user.as_deref()),
                     effective_user = %LogName(users.effective_user.as_deref()), client = %Addr(caller.peer), "session opened");
                 // What re-opening it elsewhere needs: the OpenSession sent, the credentials, the delegation.
@@ -440,11 +456,9 @@ impl Call<'_> {
                     conn: Some(conn),
                     learned: Learned::Opened,
                     client: Some(caller.peer),
-                    rule: self.plan.and_then(|p| p.placed_by(backend)),
+                    rule: opening.plan.placed_by(backend),
                 });
-                if let Some(plan) = self.plan {
-                    plan.settle();
-                }
+                opening.plan.settle();
                 self.attached.first_use(handle.guid);
                 proxy.metrics().session_opened(&backend.addr);
             }
@@ -482,14 +496,11 @@ impl Call<'_> {
     /// or the user the caller itself delegates to (Hue's `impala.doas.user`) when `[kerberos.proxy_users]`
     /// allows it. `None` when the caller's own identity reaches the backend (which then checks any
     /// delegation the client asks for itself). `Err` holds Impala's text for a refused delegation.
-    fn delegated_user(&self) -> Result<Option<String>, String> {
+    fn delegated_user(&self, view: Result<&OpenSessionView, &ProtocolError>) -> Result<Option<String>, String> {
         // The trusted hop: the caller's own name reaches the backend; only what it asks for is delegated.
         let own = self.caller.identity.as_ref().filter(|_| self.caller.asserted);
-        let Some(proxy_user) = self.caller.delegate_as.as_ref().or(own).filter(|_| self.req.opens_session()) else {
-            return Ok(None);
-        };
-        let view = OpenSessionView::parse(&self.req.bytes, &self.proxy.config().limits.request)
-            .map_err(|e| format!("hs2-proxy: unreadable OpenSession: {e}"))?;
+        let Some(proxy_user) = self.caller.delegate_as.as_ref().or(own) else { return Ok(None) };
+        let view = view.map_err(|e| format!("hs2-proxy: unreadable OpenSession: {e}"))?;
         let asked =
             crate::kerberos::delegation::requested(view.configuration.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let Some((_, user)) = asked else { return Ok(self.caller.delegate_as.clone()) };
@@ -513,9 +524,7 @@ impl Call<'_> {
     }
 
     /// Where this OpenSession may go, by the routing rules and the session limits; `Err` is the text.
-    fn plan_session(&self) -> Result<Plan, String> {
-        let view = OpenSessionView::parse(&self.req.bytes, &self.proxy.config().limits.request).unwrap_or_default();
-        let users = self.users_of(&view);
+    fn plan_session(&self, users: &SessionUsers, view: &OpenSessionView) -> Result<Plan, String> {
         let who = Who {
             user: users.user.as_deref(),
             effective_user: users.effective_user.as_deref(),
@@ -526,17 +535,13 @@ impl Call<'_> {
         placement::plan(self.proxy, &who)
     }
 
-    /// Who a new session is for: the authenticated identity, else OpenSession's `username`; and the
-    /// delegated user it names, if any.
-    fn session_users(&self) -> SessionUsers {
-        let view = OpenSessionView::parse(&self.req.bytes, &self.proxy.config().limits.request).unwrap_or_default();
-        self.users_of(&view)
-    }
-
-    fn users_of(&self, view: &OpenSessionView) -> SessionUsers {
+    /// Who a new session is for: the authenticated identity, else OpenSession's `username`; and the user
+    /// it runs as: the one the proxy delegates (`delegated`: the key it writes into the request the
+    /// backend gets), else the one the client's request names, else `user`.
+    fn users_of(&self, view: &OpenSessionView, delegated: Option<&str>) -> SessionUsers {
         let owner = self.caller.identity.clone();
         let user = owner.clone().or(view.username.clone());
-        let effective_user = view.delegated_user().map(str::to_string).or(user.clone());
+        let effective_user = delegated.or(view.delegated_user()).map(str::to_string).or(user.clone());
         SessionUsers { owner, user, effective_user }
     }
 
