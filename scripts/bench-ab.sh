@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# A/B of hs2-proxy builds against HAProxy on the small-RPC scenario (GetInfo), for changes too small for
+# one `scripts/bench.sh` run to tell apart from the host's swing:
+#   scripts/bench-ab.sh ROUNDS CLIENTS BIN [BIN...]
+#   e.g. scripts/bench-ab.sh 4 64 old/hs2-proxy target/dist/hs2-proxy
+# Three fast mock impalads; each BIN as a proxy over all three, and HAProxy (`mode tcp`, `balance
+# leastconn`) over the same three. Each round runs every target for 5 s, the order reversed every other
+# round. Prints, per round, each target's calls/s and its CPU per call (user + kernel µs, /proc/PID/stat).
+# The mocks and the load generator are this checkout's release build (built first).
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+die() { echo "bench-ab: ERROR: $*" >&2; exit 1; }
+(($# >= 3)) || die "usage: $0 ROUNDS CLIENTS BIN [BIN...]"
+ROUNDS=$1; CLIENTS=$2; shift 2; BINS=("$@")
+for b in "${BINS[@]}"; do [[ -x $b ]] || die "$b is not an executable"; done
+command -v haproxy >/dev/null || "$REPO/scripts/setup-haproxy.sh" >&2
+command -v haproxy >/dev/null || die "haproxy is required (scripts/setup-haproxy.sh)"
+cargo build --release --bins --manifest-path "$REPO/Cargo.toml" >&2
+R="$REPO/target/release"
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_listening() {
+    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+    die "nothing listens on 127.0.0.1:$1 (see $WORK)"
+}
+
+MOCKS=()
+for i in 1 2 3; do
+    p=$(port); "$R/mock-impalad" --listen "127.0.0.1:$p" --fast >"$WORK/mock-$i.log" 2>&1 & PIDS+=($!); MOCKS+=("$p")
+done
+for p in "${MOCKS[@]}"; do wait_listening "$p"; done
+declare -A ADDR PID
+TARGETS=(haproxy)
+for i in "${!BINS[@]}"; do
+    p=$(port)
+    "${BINS[$i]}" --listen "127.0.0.1:$p" --admin-listen off --backend "127.0.0.1:${MOCKS[0]}" \
+        --backend "127.0.0.1:${MOCKS[1]}" --backend "127.0.0.1:${MOCKS[2]}" >"$WORK/proxy-$i.log" 2>&1 &
+    PIDS+=($!); ADDR[b$i]="127.0.0.1:$p"; PID[b$i]=$!; TARGETS+=("b$i")
+done
+H=$(port)
+cat >"$WORK/haproxy.cfg" <<EOC
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+frontend hs2
+    bind 127.0.0.1:$H
+    default_backend impalads
+backend impalads
+    balance leastconn
+    server i1 127.0.0.1:${MOCKS[0]}
+    server i2 127.0.0.1:${MOCKS[1]}
+    server i3 127.0.0.1:${MOCKS[2]}
+EOC
+haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 & PIDS+=($!); ADDR[haproxy]="127.0.0.1:$H"; PID[haproxy]=$!
+for t in "${TARGETS[@]}"; do wait_listening "${ADDR[$t]##*:}"; done
+
+field() { grep -o "\"$1\":[0-9.]*" <<<"$2" | cut -d: -f2; }
+for t in "${TARGETS[@]}"; do   # warm-up: connections, pools
+    "$R/hs2-bench" run --target "${ADDR[$t]}" --label warm --scenario small --clients "$CLIENTS" --duration 1s >/dev/null
+done
+for i in "${!BINS[@]}"; do echo "b$i = ${BINS[$i]}"; done
+for r in $(seq "$ROUNDS"); do
+    order=("${TARGETS[@]}")
+    (( r % 2 == 0 )) && mapfile -t order < <(printf '%s\n' "${TARGETS[@]}" | tac)
+    line="round $r:"
+    for t in "${order[@]}"; do
+        out=$("$R/hs2-bench" run --target "${ADDR[$t]}" --label "$t" --scenario small --clients "$CLIENTS" \
+            --duration 5s --pid "${PID[$t]}") || die "hs2-bench failed against $t"
+        [[ "$(field errors "$out")" == 0 ]] || die "$t answered with errors: $out"
+        line+="  $t $(printf '%.0f' "$(field ops_per_sec "$out")") calls/s ($(field cpu_user_us_per_call "$out") + $(field cpu_sys_us_per_call "$out") µs)"
+    done
+    echo "$line"
+done
