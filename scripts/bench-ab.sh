@@ -17,45 +17,23 @@ command -v haproxy >/dev/null || "$REPO/scripts/setup-haproxy.sh" >&2
 command -v haproxy >/dev/null || die "haproxy is required (scripts/setup-haproxy.sh)"
 cargo build --release --bins --manifest-path "$REPO/Cargo.toml" >&2
 R="$REPO/target/release"
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_listening() {
-    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-    die "nothing listens on 127.0.0.1:$1 (see $WORK)"
-}
+source "$REPO/scripts/bench-lib.sh"   # WORK, PIDS (stopped on exit), free_port, wait_listening, haproxy_baseline_cfg
 
 MOCKS=()
 for i in 1 2 3; do
-    p=$(port); "$R/mock-impalad" --listen "127.0.0.1:$p" --fast >"$WORK/mock-$i.log" 2>&1 & PIDS+=($!); MOCKS+=("$p")
+    p=$(free_port); "$R/mock-impalad" --listen "127.0.0.1:$p" --fast >"$WORK/mock-$i.log" 2>&1 & PIDS+=($!); MOCKS+=("$p")
 done
 for p in "${MOCKS[@]}"; do wait_listening "$p"; done
 declare -A ADDR PID
 TARGETS=(haproxy)
 for i in "${!BINS[@]}"; do
-    p=$(port)
+    p=$(free_port)
     "${BINS[$i]}" --listen "127.0.0.1:$p" --admin-listen off --backend "127.0.0.1:${MOCKS[0]}" \
         --backend "127.0.0.1:${MOCKS[1]}" --backend "127.0.0.1:${MOCKS[2]}" >"$WORK/proxy-$i.log" 2>&1 &
     PIDS+=($!); ADDR[b$i]="127.0.0.1:$p"; PID[b$i]=$!; TARGETS+=("b$i")
 done
-H=$(port)
-cat >"$WORK/haproxy.cfg" <<EOC
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 1h
-    timeout server 1h
-frontend hs2
-    bind 127.0.0.1:$H
-    default_backend impalads
-backend impalads
-    balance leastconn
-    server i1 127.0.0.1:${MOCKS[0]}
-    server i2 127.0.0.1:${MOCKS[1]}
-    server i3 127.0.0.1:${MOCKS[2]}
-EOC
+H=$(free_port)
+haproxy_baseline_cfg "" "127.0.0.1:$H" -- "${MOCKS[@]}" >"$WORK/haproxy.cfg"
 haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 & PIDS+=($!); ADDR[haproxy]="127.0.0.1:$H"; PID[haproxy]=$!
 for t in "${TARGETS[@]}"; do wait_listening "${ADDR[$t]##*:}"; done
 

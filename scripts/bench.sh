@@ -46,10 +46,7 @@ fi
 BIN="$REPO/target/$PROFILE"
 PROXY_BIN="$REPO/target/$PROXY_PROFILE/hs2-proxy"
 
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
+source "$REPO/scripts/bench-lib.sh"   # WORK, PIDS (stopped on exit), wait_listening, haproxy_baseline_cfg
 
 # A base port with 7 free ports after it.
 free_base() {
@@ -87,31 +84,12 @@ PROXY_PID=$!; PIDS+=($PROXY_PID)
 "$PROXY_BIN" --listen "127.0.0.1:$PROXY_TLS" --admin-listen 127.0.0.1:0 --tls-cert "$WORK/tls.crt" --tls-key "$WORK/tls.key" \
     --backend "127.0.0.1:${MOCKS[0]}" --backend "127.0.0.1:${MOCKS[1]}" --backend "127.0.0.1:${MOCKS[2]}" >"$WORK/proxy-tls.log" 2>&1 &
 PROXY_TLS_PID=$!; PIDS+=($PROXY_TLS_PID)
-cat >"$WORK/haproxy.cfg" <<EOF
-global
-    maxconn $HAPROXY_MAXCONN
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 1h
-    timeout server 1h
-frontend hs2
-    bind 127.0.0.1:$HAPROXY
-    default_backend impalads
-frontend hs2tls
-    bind 127.0.0.1:$HAPROXY_TLS ssl crt $WORK/tls.pem
-    default_backend impalads
-backend impalads
-    balance leastconn
-    server i1 127.0.0.1:${MOCKS[0]}
-    server i2 127.0.0.1:${MOCKS[1]}
-    server i3 127.0.0.1:${MOCKS[2]}
-EOF
+haproxy_baseline_cfg "$HAPROXY_MAXCONN" "127.0.0.1:$HAPROXY" "127.0.0.1:$HAPROXY_TLS ssl crt $WORK/tls.pem" \
+    -- "${MOCKS[@]}" >"$WORK/haproxy.cfg"
 haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 &
 HAPROXY_PID=$!; PIDS+=($HAPROXY_PID)
 
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; die "port $1 never opened"; }
-for p in "${MOCKS[@]}" "$PROXY" "$HAPROXY" "$PROXY_TLS" "$HAPROXY_TLS"; do wait_port "$p"; done
+for p in "${MOCKS[@]}" "$PROXY" "$HAPROXY" "$PROXY_TLS" "$HAPROXY_TLS"; do wait_listening "$p"; done
 
 RESULTS="$WORK/results.jsonl"
 declare -A ADDR=([direct]="127.0.0.1:${MOCKS[0]}" [haproxy]="127.0.0.1:$HAPROXY" [hs2-proxy]="127.0.0.1:$PROXY"

@@ -37,12 +37,8 @@ fi
 cargo build --release --bins --manifest-path "$REPO/Cargo.toml" >&2
 cargo build --profile dist --bin hs2-proxy --manifest-path "$REPO/Cargo.toml" >&2   # as it ships
 R="$REPO/target/release"
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-MOCK=$(port); PROXY=$(port)
+source "$REPO/scripts/bench-lib.sh"   # WORK, PIDS (stopped on exit), free_port, haproxy_baseline_cfg
+MOCK=$(free_port); PROXY=$(free_port)
 "$R/mock-impalad" --listen "127.0.0.1:$MOCK" --fast >"$WORK/mock.log" 2>&1 & PIDS+=($!)
 # Nothing is instrumented until the warm-up is over (callgrind_control -i on).
 VG=(valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT")
@@ -50,19 +46,7 @@ if [[ $TARGET == hs2-proxy ]]; then
     "${VG[@]}" "${HS2_PROXY_BIN:-$REPO/target/dist/hs2-proxy}" --listen "127.0.0.1:$PROXY" --admin-listen off --backend "127.0.0.1:$MOCK" \
         >"$WORK/target.log" 2>&1 &
 else
-    cat >"$WORK/haproxy.cfg" <<EOF
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 1h
-    timeout server 1h
-frontend hs2
-    bind 127.0.0.1:$PROXY
-    default_backend impalads
-backend impalads
-    balance leastconn
-    server i1 127.0.0.1:$MOCK
-EOF
+    haproxy_baseline_cfg "" "127.0.0.1:$PROXY" -- "$MOCK" >"$WORK/haproxy.cfg"
     "${VG[@]}" haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/target.log" 2>&1 &
 fi
 VP=$!; PIDS+=($VP)
