@@ -379,7 +379,7 @@ impl Routes {
             return;
         }
         if let Some(text) = statement {
-            entry.last_statement = Some(text.chars().take(STATEMENT_CHARS).collect());
+            entry.last_statement = Some(first_chars(text, STATEMENT_CHARS).to_string());
             entry.statement_op = Some(op.guid);
         }
         let backend = entry.backend;
@@ -557,6 +557,12 @@ impl Routes {
     pub fn session_ids(&self) -> Vec<Guid> {
         self.sessions.iter().map(|e| *e.key()).collect()
     }
+}
+
+/// The first `n` characters of `text` (all of it when shorter): a slice, copied once by the caller, not
+/// a string built a character at a time.
+fn first_chars(text: &str, n: usize) -> &str {
+    text.char_indices().nth(n).map_or(text, |(end, _)| &text[..end])
 }
 
 fn view(id: Guid, e: &SessionEntry, now: Instant) -> SessionView {

@@ -211,3 +211,16 @@ fn user_names_in_log_lines_are_plain_or_escaped() {
     assert_eq!(LogName(Some("a user=root")).to_string(), "\"a user=root\"");
     assert_eq!(LogName(Some("x\"y")).to_string(), "\"x\\\"y\"");
 }
+
+#[test]
+fn a_statement_is_kept_to_its_first_characters_whole() {
+    assert_eq!(first_chars("select 1", 200), "select 1");
+    assert_eq!(first_chars("select 1", 6), "select");
+    assert_eq!(first_chars("", 3), "");
+    // Multi-byte characters count as one each and are never cut.
+    assert_eq!(first_chars("séléct ü", 4), "sélé");
+    assert_eq!(first_chars("日本語のクエリ", 3), "日本語");
+    let long = "é".repeat(STATEMENT_CHARS + 5);
+    assert_eq!(first_chars(&long, STATEMENT_CHARS).chars().count(), STATEMENT_CHARS);
+    assert_eq!(first_chars(&long, STATEMENT_CHARS), long.chars().take(STATEMENT_CHARS).collect::<String>());
+}
