@@ -15,7 +15,7 @@ ROUNDS=$1; CLIENTS=$2; shift 2; BINS=("$@")
 for b in "${BINS[@]}"; do [[ -x $b ]] || die "$b is not an executable"; done
 command -v haproxy >/dev/null || "$REPO/scripts/setup-haproxy.sh" >&2
 command -v haproxy >/dev/null || die "haproxy is required (scripts/setup-haproxy.sh)"
-cargo build --release --bins --manifest-path "$REPO/Cargo.toml" >&2
+cargo build --release --bin mock-impalad --bin hs2-bench --manifest-path "$REPO/Cargo.toml" >&2
 R="$REPO/target/release"
 source "$REPO/scripts/bench-lib.sh"   # WORK, PIDS (stopped on exit), free_port, wait_listening, haproxy_baseline_cfg
 

@@ -40,7 +40,7 @@ if (( SMOKE )); then
     PROFILE=debug; PROXY_PROFILE=debug; cargo build --bins >&2
 else
     PROFILE=release; PROXY_PROFILE=dist
-    cargo build --release --bins >&2
+    cargo build --release --bin mock-impalad --bin hs2-bench >&2
     cargo build --profile dist --bin hs2-proxy >&2
 fi
 BIN="$REPO/target/$PROFILE"

@@ -34,8 +34,11 @@ if [[ $TARGET == haproxy ]]; then
     command -v haproxy >/dev/null || "$REPO/scripts/setup-haproxy.sh" >&2
     command -v haproxy >/dev/null || die "haproxy is required (scripts/setup-haproxy.sh)"
 fi
-cargo build --release --bins --manifest-path "$REPO/Cargo.toml" >&2
-cargo build --profile dist --bin hs2-proxy --manifest-path "$REPO/Cargo.toml" >&2   # as it ships
+cargo build --release --bin mock-impalad --bin hs2-bench --manifest-path "$REPO/Cargo.toml" >&2
+# hs2-proxy as it ships, unless another build is named or HAProxy is the target.
+if [[ $TARGET == hs2-proxy && -z ${HS2_PROXY_BIN:-} ]]; then
+    cargo build --profile dist --bin hs2-proxy --manifest-path "$REPO/Cargo.toml" >&2
+fi
 R="$REPO/target/release"
 source "$REPO/scripts/bench-lib.sh"   # WORK, PIDS (stopped on exit), free_port, haproxy_baseline_cfg
 MOCK=$(free_port); PROXY=$(free_port)
